@@ -1,0 +1,86 @@
+# shellcheck shell=bash
+# Sourced by the tools/ entry points. Makes everything they need exist, idempotently:
+# Debian packages (installed as root when missing), and .venv with the pinned Python
+# dependencies listed in pyproject.toml (reinstalled only when pyproject.toml or the
+# constraints file change). Progress goes to stderr so that command output stays clean.
+
+PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="$PROJECT_ROOT/.venv"
+export PROJECT_ROOT VENV
+
+say() { printf '[parsec-demo] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+_apt_updated=""
+# ensure_apt PKG...: install the Debian packages that are not installed yet.
+ensure_apt() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || die "missing Debian packages: ${missing[*]} (run as root, or install them)"
+    say "installing Debian packages: ${missing[*]}"
+    if [ -z "$_apt_updated" ]; then
+        apt-get update -qq >&2 || die "apt-get update failed"
+        _apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+        || die "apt-get install ${missing[*]} failed"
+}
+
+_find_python() {
+    local candidate
+    for candidate in python3.11 python3 python3.12 python3.13; do
+        if command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# ensure_venv: .venv exists and holds exactly the pinned dependencies.
+ensure_venv() {
+    local python stamp want
+    want="$(cat "$PROJECT_ROOT/pyproject.toml" "$PROJECT_ROOT/tools/constraints.txt" | sha256sum | cut -d' ' -f1)"
+    stamp="$VENV/.parsec-demo-deps"
+    if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        _write_pth
+        return 0
+    fi
+    python="$(_find_python)" || { ensure_apt python3 python3-venv; python="$(_find_python)"; } \
+        || die "Python 3.11 or newer is required"
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating $VENV with $python"
+        "$python" -m venv "$VENV" 2>/dev/null || {
+            ensure_apt python3-venv
+            rm -rf "$VENV"
+            "$python" -m venv "$VENV" || die "cannot create $VENV"
+        }
+    fi
+    say "installing pinned Python dependencies into $VENV"
+    "$VENV/bin/python" - "$PROJECT_ROOT/pyproject.toml" > "$VENV/requirements.txt" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    project = tomllib.load(f)["project"]
+for dep in project["dependencies"] + project["optional-dependencies"]["dev"]:
+    print(dep)
+PY
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        -r "$VENV/requirements.txt" -c "$PROJECT_ROOT/tools/constraints.txt" >&2 \
+        || die "pip install failed (see above)"
+    _write_pth
+    echo "$want" > "$stamp"
+}
+
+# The toolkit is not installed as a distribution: a .pth file puts tools/ on the venv's path,
+# so the package always runs from this checkout.
+_write_pth() {
+    local site
+    site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    [ "$(cat "$site/parsec_demo.pth" 2>/dev/null)" = "$PROJECT_ROOT/tools" ] \
+        || echo "$PROJECT_ROOT/tools" > "$site/parsec_demo.pth"
+}

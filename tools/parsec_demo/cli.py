@@ -1,0 +1,95 @@
+"""``parsec-demo``: one command line for every job of the toolkit, one sub-command per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .rse import comms
+
+
+def _rse_serve(args: argparse.Namespace) -> int:
+    from .rse.server import ServerConfig, serve
+
+    events = args.events
+    if events is None and args.log is not None:
+        events = args.log.with_suffix(".jsonl")
+    config = ServerConfig(
+        socket_path=args.socket,
+        store_dir=args.store,
+        console_log=args.log,
+        events_log=events,
+        slots=args.slots,
+        max_payload=args.max_payload,
+    )
+    try:
+        return serve(config)
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f"parsec-demo rse serve: {exc}", file=sys.stderr)
+        return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo()
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(args.what, args.seconds)
+
+
+def _positive(text: str) -> int:
+    value = int(text, 0)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parsec-demo", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    rse = commands.add_parser("rse", help="the RSE crypto service model")
+    rse_commands = rse.add_subparsers(dest="rse_command", required=True)
+    serve = rse_commands.add_parser(
+        "serve",
+        help="run the model in the foreground (SIGTERM stops it)",
+        description="Answer RSE comms embed messages on a Unix stream socket (also the path "
+        "a QEMU chardev socket connects to).",
+    )
+    serve.add_argument("--socket", type=Path, required=True, help="Unix socket to listen on")
+    serve.add_argument("--store", type=Path, required=True, help="directory for persistent keys")
+    serve.add_argument("--log", type=Path, help="console log file (default: standard output)")
+    serve.add_argument(
+        "--events", type=Path, help="JSON lines of calls (default: --log with .jsonl)"
+    )
+    serve.add_argument(
+        "--slots", type=_positive, default=32, help="volatile key slots (default 32)"
+    )
+    serve.add_argument(
+        "--max-payload",
+        type=_positive,
+        default=comms.DEFAULT_MAX_PAYLOAD,
+        help=f"largest embed payload in bytes (default 0x{comms.DEFAULT_MAX_PAYLOAD:x})",
+    )
+    serve.set_defaults(func=_rse_serve)
+
+    demo = commands.add_parser("demo", help="walk one key through the RSE model")
+    demo.set_defaults(func=_demo)
+
+    bench = commands.add_parser("bench", help="benchmarks with a baseline measured in the same run")
+    bench.add_argument("what", choices=["rse"], help="what to measure")
+    bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

@@ -1,0 +1,1 @@
+"""A model of the RSE crypto service (TF-M on the RSE security processor) over RSE comms."""

@@ -1,0 +1,182 @@
+"""A Python client for the RSE crypto service: what the SE proxy does, over a stream socket.
+
+The tests drive the model through it, and the project's Parsec service uses it as the backend
+of its Trusted Service provider. One client is one MHU link: calls on it are serialised (one
+message in flight, matched by sequence number), and the connection is made lazily and remade
+after a failure, so a restarted RSE model is picked up by the next call.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..psa import PsaError, Status
+from . import comms
+from .comms import Call, Header
+from .tfm_crypto import CRYPTO_HANDLE, KEY_ATTRIBUTES, KEY_ID, FunctionId, KeyAttributes, PackIovec
+
+
+class RseUnavailable(PsaError):
+    """The RSE could not be reached or stopped answering: PSA_ERROR_COMMUNICATION_FAILURE."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Status.COMMUNICATION_FAILURE, detail)
+
+
+class RseClient:
+    def __init__(self, socket_path: str | Path, client_id: int = 0, timeout: float = 5.0) -> None:
+        self.socket_path = str(socket_path)
+        self.client_id = client_id
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    # --- connection ---------------------------------------------------------------------------
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(self.socket_path)
+            except OSError as exc:
+                sock.close()
+                raise RseUnavailable(f"cannot reach the RSE at {self.socket_path}: {exc}") from exc
+            self._sock = sock
+        return self._sock
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> RseClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until the model accepts connections (it binds before it listens)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self._lock:
+                    self._connect()
+                return
+            except RseUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    # --- raw messages -------------------------------------------------------------------------
+
+    def exchange(self, message: bytes) -> bytes:
+        """Send one framed message and return the reply message, unparsed."""
+        with self._lock:
+            return self._exchange(message)
+
+    def _exchange(self, message: bytes) -> bytes:
+        sock = self._connect()
+        try:
+            sock.sendall(comms.frame(message))
+            prefix = comms.recv_exact(sock, comms.LENGTH_PREFIX.size)
+            if prefix is None:
+                raise ConnectionError("the RSE closed the link")
+            (length,) = comms.LENGTH_PREFIX.unpack(prefix)
+            reply = comms.recv_exact(sock, length) if length else b""
+            if reply is None:
+                raise ConnectionError("the RSE closed the link mid-reply")
+            return reply
+        except (OSError, ConnectionError) as exc:
+            self._drop()
+            raise RseUnavailable(f"RSE link failed: {exc}") from exc
+
+    def call(
+        self,
+        handle: int,
+        in_vecs: Sequence[bytes],
+        out_sizes: Sequence[int] = (),
+        call_type: int = comms.PSA_IPC_CALL,
+    ) -> tuple[int, tuple[bytes, ...]]:
+        """``psa_call``: returns the service's return value and the out-vectors it filled."""
+        with self._lock:
+            self._seq = (self._seq + 1) & 0xFF
+            header = Header(comms.PROTOCOL_EMBED, self._seq, self.client_id)
+            message = comms.encode_call(
+                Call(header, handle, call_type, tuple(in_vecs), tuple(out_sizes))
+            )
+            raw = self._exchange(message)
+            try:
+                reply = comms.decode_reply(raw, len(out_sizes))
+            except comms.MessageError as exc:
+                self._drop()
+                raise RseUnavailable(f"malformed reply from the RSE: {exc}") from exc
+            if reply.header.seq_num != header.seq_num:
+                self._drop()
+                raise RseUnavailable(
+                    f"reply for seq {reply.header.seq_num}, expected {header.seq_num}"
+                )
+            return reply.return_val, reply.out_vecs
+
+    # --- the crypto service -------------------------------------------------------------------
+
+    def crypto(
+        self, pack: PackIovec, extra_in: Sequence[bytes] = (), out_sizes: Sequence[int] = ()
+    ) -> tuple[bytes, ...]:
+        status, outs = self.call(CRYPTO_HANDLE, [pack.encode(), *extra_in], out_sizes)
+        if status != Status.SUCCESS:
+            raise PsaError(status)
+        return outs
+
+    def generate_random(self, size: int) -> bytes:
+        return self.crypto(PackIovec(FunctionId.GENERATE_RANDOM), out_sizes=[size])[0]
+
+    def import_key(self, attributes: KeyAttributes, data: bytes) -> int:
+        outs = self.crypto(
+            PackIovec(FunctionId.IMPORT_KEY), [attributes.encode(), data], [KEY_ID.size]
+        )
+        return int(KEY_ID.unpack(outs[0])[0])
+
+    def generate_key(self, attributes: KeyAttributes) -> int:
+        outs = self.crypto(PackIovec(FunctionId.GENERATE_KEY), [attributes.encode()], [KEY_ID.size])
+        return int(KEY_ID.unpack(outs[0])[0])
+
+    def get_key_attributes(self, key_id: int) -> KeyAttributes:
+        outs = self.crypto(
+            PackIovec(FunctionId.GET_KEY_ATTRIBUTES, key_id), out_sizes=[KEY_ATTRIBUTES.size]
+        )
+        return KeyAttributes.decode(outs[0])
+
+    def destroy_key(self, key_id: int) -> None:
+        self.crypto(PackIovec(FunctionId.DESTROY_KEY, key_id))
+
+    def purge_key(self, key_id: int) -> None:
+        self.crypto(PackIovec(FunctionId.PURGE_KEY, key_id))
+
+    def export_public_key(self, key_id: int, size: int = 1024) -> bytes:
+        return self.crypto(PackIovec(FunctionId.EXPORT_PUBLIC_KEY, key_id), out_sizes=[size])[0]
+
+    def export_key(self, key_id: int, size: int = 4096) -> bytes:
+        return self.crypto(PackIovec(FunctionId.EXPORT_KEY, key_id), out_sizes=[size])[0]
+
+    def sign_hash(self, key_id: int, alg: int, hash_value: bytes, size: int = 512) -> bytes:
+        return self.crypto(PackIovec(FunctionId.SIGN_HASH, key_id, alg), [hash_value], [size])[0]
+
+    def verify_hash(self, key_id: int, alg: int, hash_value: bytes, signature: bytes) -> None:
+        self.crypto(PackIovec(FunctionId.VERIFY_HASH, key_id, alg), [hash_value, signature])
+
+    def sign_message(self, key_id: int, alg: int, message: bytes, size: int = 512) -> bytes:
+        return self.crypto(PackIovec(FunctionId.SIGN_MESSAGE, key_id, alg), [message], [size])[0]
+
+    def verify_message(self, key_id: int, alg: int, message: bytes, signature: bytes) -> None:
+        self.crypto(PackIovec(FunctionId.VERIFY_MESSAGE, key_id, alg), [message, signature])
