@@ -1,0 +1,98 @@
+"""Fixtures shared by the test suite: an RSE model on a real socket, and key material."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from parsec_demo.rse.client import RseClient
+from parsec_demo.rse.server import RseServer, ServerConfig
+
+
+@dataclass
+class RunningRse:
+    """An RSE model served from a thread of the test process, over a real Unix socket."""
+
+    server: RseServer
+    thread: threading.Thread
+    config: ServerConfig
+
+    @property
+    def socket_path(self) -> Path:
+        return self.config.socket_path
+
+    def client(self, client_id: int = 0) -> RseClient:
+        return RseClient(self.socket_path, client_id=client_id)
+
+    def console(self) -> str:
+        assert self.config.console_log is not None
+        return self.config.console_log.read_text()
+
+    def stop(self) -> None:
+        self.server.request_stop()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "RSE server thread did not stop"
+
+
+def start_in_thread(config: ServerConfig) -> RunningRse:
+    server = RseServer(config)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return RunningRse(server, thread, config)
+
+
+@pytest.fixture
+def rse_factory(tmp_path: Path) -> Iterator[Callable[..., RunningRse]]:
+    """Start RSE models (keyword arguments go to ServerConfig); all are stopped at the end."""
+    running: list[RunningRse] = []
+
+    def start(name: str = "rse", **overrides: object) -> RunningRse:
+        settings: dict[str, object] = {
+            "socket_path": tmp_path / f"{name}.sock",
+            "store_dir": tmp_path / f"{name}-store",
+            "console_log": tmp_path / f"{name}-console.log",
+            "events_log": tmp_path / f"{name}-events.jsonl",
+        }
+        settings.update(overrides)
+        rse = start_in_thread(ServerConfig(**settings))  # type: ignore[arg-type]
+        running.append(rse)
+        return rse
+
+    yield start
+    for rse in running:
+        if rse.thread.is_alive():
+            rse.stop()
+
+
+@pytest.fixture
+def rse(rse_factory: Callable[..., RunningRse]) -> RunningRse:
+    return rse_factory()
+
+
+@pytest.fixture
+def client(rse: RunningRse) -> Iterator[RseClient]:
+    with rse.client(client_id=0x0100) as c:
+        yield c
+
+
+# --- key material, made once per session (RSA generation is slow) -----------------------------
+
+
+@pytest.fixture(scope="session")
+def rsa_keys() -> dict[int, rsa.RSAPrivateKey]:
+    return {bits: rsa.generate_private_key(65537, bits) for bits in (2048, 3072, 4096)}
+
+
+@pytest.fixture(scope="session")
+def ec_keys() -> dict[int, ec.EllipticCurvePrivateKey]:
+    curves: dict[int, ec.EllipticCurve] = {
+        256: ec.SECP256R1(),
+        384: ec.SECP384R1(),
+        521: ec.SECP521R1(),
+    }
+    return {bits: ec.generate_private_key(curve) for bits, curve in curves.items()}

@@ -1,0 +1,290 @@
+"""The RSE model as a real process: start-up, SIGTERM, kill -9, damaged and full stores."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from keyhelpers import ec_point
+from parsec_demo import psa
+from parsec_demo.paths import PROJECT_ROOT
+from parsec_demo.psa import PsaError, Status
+from parsec_demo.rse.client import RseClient, RseUnavailable
+from parsec_demo.rse.tfm_crypto import KeyAttributes
+from parsec_demo.services import Service, python_command, start_rse_model, toolkit_env
+
+ECDSA_SHA256 = psa.ecdsa(psa.ALG_SHA_256)
+
+
+def persistent_point_attrs(key_id: int) -> KeyAttributes:
+    return KeyAttributes(
+        type=psa.KEY_TYPE_ECC_PUBLIC_KEY_SECP_R1,
+        bits=256,
+        lifetime=psa.LIFETIME_PERSISTENT,
+        usage=psa.USAGE_VERIFY_HASH,
+        alg=ECDSA_SHA256,
+        id=key_id,
+    )
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Iterator[Service]:
+    service = start_rse_model(tmp_path)
+    yield service
+    service.stop()
+
+
+def test_sigterm_stops_cleanly_even_with_a_client_connected(tmp_path: Path, model: Service) -> None:
+    with RseClient(model.socket_path) as client:
+        assert len(client.generate_random(8)) == 8
+        started = time.monotonic()
+        model.process.send_signal(signal.SIGTERM)
+        assert model.process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+    assert not model.socket_path.exists(), "the socket file is removed on exit"
+    console = (tmp_path / "rse-console.log").read_text().splitlines()
+    assert console[-1] == "[RSE] Stopped: 0 volatile keys dropped"
+    with pytest.raises(RseUnavailable):
+        RseClient(model.socket_path).generate_random(1)
+
+
+def test_a_second_model_refuses_a_socket_in_use(tmp_path: Path, model: Service) -> None:
+    result = subprocess.run(
+        python_command(
+            "rse", "serve", "--socket", str(model.socket_path), "--store", str(tmp_path / "s2")
+        ),
+        env=toolkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "is in use by another RSE model" in result.stderr
+    assert model.alive()
+
+
+def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / "rse.sock"))
+    stale.close()  # the file stays, nobody listens: what a crashed model leaves
+    with start_rse_model(tmp_path) as service, RseClient(service.socket_path) as client:
+        assert len(client.generate_random(4)) == 4
+
+
+def test_cli_rejects_bad_arguments_clearly() -> None:
+    result = subprocess.run(
+        python_command(
+            "rse", "serve", "--socket", "/tmp/x.sock", "--store", "/tmp/x", "--slots", "0"
+        ),
+        env=toolkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--slots: must be at least 1" in result.stderr
+
+
+def _import_until_killed(
+    socket_path: Path, acknowledged: list[int], point: bytes, first_id: int
+) -> None:
+    client = RseClient(socket_path, client_id=9, timeout=5)
+    key_id = first_id
+    try:
+        while True:
+            client.import_key(persistent_point_attrs(key_id), point)
+            acknowledged.append(key_id)
+            key_id += 1
+    except PsaError:
+        pass  # the model was killed
+    finally:
+        client.close()
+
+
+@pytest.mark.slow
+def test_acknowledged_persistent_keys_survive_kill_9(tmp_path: Path) -> None:
+    """Kill -9 the model at random moments while keys are imported; no acknowledged key is lost."""
+    point = ec_point(ec.generate_private_key(ec.SECP256R1()))
+    rng = random.Random(1234)
+    acknowledged: list[int] = []
+    next_id = 1
+    for _round in range(6):
+        service = start_rse_model(tmp_path)
+        worker = threading.Thread(
+            target=_import_until_killed, args=(service.socket_path, acknowledged, point, next_id)
+        )
+        worker.start()
+        time.sleep(rng.uniform(0.05, 0.4))
+        service.kill()
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+        next_id = (acknowledged[-1] if acknowledged else next_id) + 2  # skip the one in flight
+    assert len(acknowledged) > 20, "the loop should have imported keys before each kill"
+
+    with (
+        start_rse_model(tmp_path) as service,
+        RseClient(service.socket_path, client_id=9) as client,
+    ):
+        for key_id in acknowledged:
+            assert client.export_public_key(key_id) == point, f"acknowledged key {key_id} lost"
+    store = tmp_path / "rse-store"
+    assert not list(store.glob(".tmp-*")), "unfinished writes are cleaned up at start"
+    console = (tmp_path / "rse-console.log").read_text()
+    assert "Ignoring damaged key file" not in console
+
+
+def test_damaged_and_unfinished_key_files_are_never_loaded(tmp_path: Path) -> None:
+    point = ec_point(ec.generate_private_key(ec.SECP256R1()))
+    with (
+        start_rse_model(tmp_path) as service,
+        RseClient(service.socket_path, client_id=1) as client,
+    ):
+        for key_id in (1, 2, 3):
+            client.import_key(persistent_point_attrs(key_id), point)
+    store = tmp_path / "rse-store"
+    truncated = store / "key-0001-00000002.json"
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    tampered = store / "key-0001-00000003.json"
+    tampered.write_text(tampered.read_text().replace('"bits": 256', '"bits": 384'))
+    (store / ".tmp-key-0001-00000004.json").write_text('{"partial": ')
+
+    with (
+        start_rse_model(tmp_path) as service,
+        RseClient(service.socket_path, client_id=1) as client,
+    ):
+        assert client.export_public_key(1) == point
+        for key_id in (2, 3, 4):
+            with pytest.raises(PsaError) as caught:
+                client.export_public_key(key_id)
+            assert caught.value.status == Status.INVALID_HANDLE
+    console = (tmp_path / "rse-console.log").read_text()
+    assert "Ignoring damaged key file key-0001-00000002.json" in console
+    assert "Ignoring damaged key file key-0001-00000003.json: checksum mismatch" in console
+    assert "Removing unfinished write .tmp-key-0001-00000004.json" in console
+    assert not (store / ".tmp-key-0001-00000004.json").exists()
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount_point)], capture_output=True
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_really_full_disk_is_reported_and_loses_nothing(
+    tmp_path: Path, tiny_filesystem: Path
+) -> None:
+    point = ec_point(ec.generate_private_key(ec.SECP256R1()))
+    command = python_command(
+        "rse",
+        "serve",
+        "--socket",
+        str(tmp_path / "rse.sock"),
+        "--store",
+        str(tiny_filesystem / "store"),
+        "--log",
+        str(tmp_path / "rse-console.log"),
+    )
+    stored: list[int] = []
+    with subprocess.Popen(command, env=toolkit_env()) as process:
+        client = RseClient(tmp_path / "rse.sock", client_id=4)
+        client.wait_ready()
+        status = Status.SUCCESS
+        for key_id in range(1, 500):
+            try:
+                client.import_key(persistent_point_attrs(key_id), point)
+            except PsaError as exc:
+                status = Status(exc.status)
+                break
+            stored.append(key_id)
+        assert status == Status.INSUFFICIENT_STORAGE
+        assert len(client.generate_random(4)) == 4, "the model keeps serving with a full disk"
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    command[command.index("--socket") + 1] = str(tmp_path / "rse2.sock")
+    with subprocess.Popen(command, env=toolkit_env()) as process:
+        with RseClient(tmp_path / "rse2.sock", client_id=4) as client:
+            client.wait_ready()
+            for key_id in stored:
+                assert client.export_public_key(key_id) == point
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    assert not list((tiny_filesystem / "store").glob(".tmp-*"))
+
+
+def test_demo_walks_keys_through_the_model_and_summarises(tmp_path: Path) -> None:
+    env = toolkit_env()
+    env["PARSEC_DEMO_RUNS"] = str(tmp_path / "runs")
+    result = subprocess.run(
+        [sys.executable, "-m", "parsec_demo", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert (
+        "rse | [Crypto] psa_import_key: type=RSA_PUBLIC_KEY bits=2048 lifetime=volatile -> key 0x"
+        in out
+    )
+    assert "refused as expected: PSA_ERROR_INVALID_SIGNATURE" in out
+    assert (
+        "RSE served: psa_import_key x1 (PSA_SUCCESS), "
+        "psa_verify_hash x2 (1 PSA_SUCCESS, 1 PSA_ERROR_INVALID_SIGNATURE), "
+        "psa_destroy_key x2 (PSA_SUCCESS), psa_generate_key x1 (PSA_SUCCESS), "
+        "psa_sign_hash x1 (PSA_SUCCESS), psa_export_public_key x1 (PSA_SUCCESS)"
+    ) in out
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    assert {p.name for p in runs[0].iterdir()} >= {
+        "rse-console.log",
+        "rse-events.jsonl",
+        "rse-process.log",
+    }
+
+
+def test_bench_prints_both_rates_and_their_ratio(tmp_path: Path) -> None:
+    env = toolkit_env()
+    env["PARSEC_DEMO_RUNS"] = str(tmp_path / "runs")
+    result = subprocess.run(
+        [sys.executable, "-m", "parsec_demo", "bench", "rse", "--seconds", "0.2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [
+        line.split()
+        for line in result.stdout.splitlines()
+        if line.startswith(("RSA-2048", "P-256"))
+    ]
+    assert len(rows) == 2
+    for row in rows:
+        model_rate, local_rate, ratio = (float(v.replace(",", "")) for v in row[-3:])
+        assert model_rate > 0 and local_rate > 0
+        assert ratio == pytest.approx(model_rate / local_rate, rel=0.05, abs=0.002)
