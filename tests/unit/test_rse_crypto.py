@@ -506,6 +506,18 @@ def test_generate_random(client: RseClient) -> None:
     expect_status(Status.INVALID_ARGUMENT, lambda: client.generate_random(1025))
 
 
+def test_hash_compute_and_compare(client: RseClient) -> None:
+    assert client.hash_compute(psa.ALG_SHA_256, b"abc") == hashlib.sha256(b"abc").digest()
+    assert client.hash_compute(psa.ALG_SHA_512, b"abc") == hashlib.sha512(b"abc").digest()
+    client.hash_compare(psa.ALG_SHA_384, b"abc", hashlib.sha384(b"abc").digest())
+    expect_status(
+        Status.INVALID_SIGNATURE,
+        lambda: client.hash_compare(psa.ALG_SHA_384, b"abd", hashlib.sha384(b"abc").digest()),
+    )
+    expect_status(Status.NOT_SUPPORTED, lambda: client.hash_compute(0x02000005, b"sha-1"))
+    expect_status(Status.INVALID_ARGUMENT, lambda: client.hash_compute(PKCS1_SHA256, b"abc"))
+
+
 def test_malformed_crypto_calls_are_programmer_errors(client: RseClient) -> None:
     pack = PackIovec(FunctionId.VERIFY_HASH).encode()
     status, _ = client.call(CRYPTO_HANDLE, [pack, b"only the hash"])

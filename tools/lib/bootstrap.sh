@@ -49,6 +49,7 @@ ensure_venv() {
     stamp="$VENV/.parsec-demo-deps"
     if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
         _write_pth
+        _generate_protobuf
         return 0
     fi
     python="$(_find_python)" || { ensure_apt python3 python3-venv; python="$(_find_python)"; } \
@@ -74,13 +75,19 @@ PY
         || die "pip install failed (see above)"
     _write_pth
     echo "$want" > "$stamp"
+    _generate_protobuf
 }
 
-# The toolkit is not installed as a distribution: a .pth file puts tools/ on the venv's path,
-# so the package always runs from this checkout.
+# Python modules of the Parsec protobuf contracts, regenerated when a .proto changes.
+_generate_protobuf() {
+    "$VENV/bin/python" -m parsec_demo.protogen >/dev/null || die "generating protobuf code failed"
+}
+
+# The toolkit is not installed as a distribution: a .pth file puts tools/ and the generated
+# protobuf modules on the venv's path, so the package always runs from this checkout.
 _write_pth() {
-    local site
+    local site want
     site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    [ "$(cat "$site/parsec_demo.pth" 2>/dev/null)" = "$PROJECT_ROOT/tools" ] \
-        || echo "$PROJECT_ROOT/tools" > "$site/parsec_demo.pth"
+    want="$(printf '%s\n%s' "$PROJECT_ROOT/tools" "$PROJECT_ROOT/build/python-protobuf")"
+    [ "$(cat "$site/parsec_demo.pth" 2>/dev/null)" = "$want" ] || echo "$want" > "$site/parsec_demo.pth"
 }

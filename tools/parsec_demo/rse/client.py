@@ -175,6 +175,12 @@ class RseClient:
     def verify_hash(self, key_id: int, alg: int, hash_value: bytes, signature: bytes) -> None:
         self.crypto(PackIovec(FunctionId.VERIFY_HASH, key_id, alg), [hash_value, signature])
 
+    def hash_compute(self, hash_alg: int, message: bytes) -> bytes:
+        return self.crypto(PackIovec(FunctionId.HASH_COMPUTE, alg=hash_alg), [message], [64])[0]
+
+    def hash_compare(self, hash_alg: int, message: bytes, expected: bytes) -> None:
+        self.crypto(PackIovec(FunctionId.HASH_COMPARE, alg=hash_alg), [message, expected])
+
     def sign_message(self, key_id: int, alg: int, message: bytes, size: int = 512) -> bytes:
         return self.crypto(PackIovec(FunctionId.SIGN_MESSAGE, key_id, alg), [message], [size])[0]
 

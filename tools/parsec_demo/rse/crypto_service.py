@@ -9,6 +9,7 @@ algorithm (``NOT_PERMITTED``), the algorithm must suit the key and the sizes mus
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -322,6 +323,20 @@ class CryptoService:
         digest = data if hashed else keys.hash_message(pack.alg, data)
         return [keys.sign_hash(key.material, pack.alg, digest)]
 
+    def hash_compute(
+        self, pack: PackIovec, ins: Sequence[bytes], outs: Sequence[int], record: CallRecord
+    ) -> list[bytes]:
+        record.alg = pack.alg
+        return self._output(keys.hash_compute(pack.alg, ins[0]), outs[0])
+
+    def hash_compare(
+        self, pack: PackIovec, ins: Sequence[bytes], outs: Sequence[int], record: CallRecord
+    ) -> list[bytes]:
+        record.alg = pack.alg
+        if not hmac.compare_digest(keys.hash_compute(pack.alg, ins[0]), ins[1]):
+            raise PsaError(Status.INVALID_SIGNATURE, "hash does not match")
+        return []
+
     def verify_hash(
         self, pack: PackIovec, ins: Sequence[bytes], outs: Sequence[int], record: CallRecord
     ) -> list[bytes]:
@@ -359,6 +374,8 @@ _HANDLERS: dict[int, tuple[Handler, int, int]] = {
     FunctionId.EXPORT_PUBLIC_KEY: (CryptoService.export_public_key, 1, 1),
     FunctionId.PURGE_KEY: (CryptoService.purge_key, 1, 0),
     FunctionId.GENERATE_KEY: (CryptoService.generate_key, 2, 1),
+    FunctionId.HASH_COMPUTE: (CryptoService.hash_compute, 2, 1),
+    FunctionId.HASH_COMPARE: (CryptoService.hash_compare, 3, 0),
     FunctionId.SIGN_MESSAGE: (CryptoService.sign_message, 2, 1),
     FunctionId.VERIFY_MESSAGE: (CryptoService.verify_message, 3, 0),
     FunctionId.SIGN_HASH: (CryptoService.sign_hash, 2, 1),

@@ -187,6 +187,15 @@ def hash_message(alg: int, message: bytes) -> bytes:
     return hashlib.new(_hash_of(alg).name, message).digest()
 
 
+def hash_compute(hash_alg: int, message: bytes) -> bytes:
+    """``psa_hash_compute``: SHA-256/384/512 here; other hashes are not supported."""
+    if not psa.alg_is_hash(hash_alg) or hash_alg == psa.ALG_ANY_HASH:
+        raise PsaError(Status.INVALID_ARGUMENT, f"{psa.alg_name(hash_alg)} is not a hash")
+    if hash_alg not in _HASHES:
+        raise PsaError(Status.NOT_SUPPORTED, f"hash {psa.alg_name(hash_alg)}")
+    return hashlib.new(_HASHES[hash_alg]().name, message).digest()
+
+
 def _check_compatible(material: KeyMaterial, alg: int, hash_value: bytes) -> hashes.HashAlgorithm:
     base = psa.sign_base(alg)
     is_rsa = isinstance(material.public, rsa.RSAPublicKey)

@@ -40,6 +40,8 @@ class FunctionId(enum.IntEnum):
     PURGE_KEY = 0x0207
     COPY_KEY = 0x0208
     GENERATE_KEY = 0x0209
+    HASH_COMPUTE = 0x0300
+    HASH_COMPARE = 0x0301
     SIGN_MESSAGE = 0x0700
     VERIFY_MESSAGE = 0x0701
     SIGN_HASH = 0x0702
@@ -59,6 +61,8 @@ FUNCTION_NAMES = {
     FunctionId.PURGE_KEY: "psa_purge_key",
     FunctionId.COPY_KEY: "psa_copy_key",
     FunctionId.GENERATE_KEY: "psa_generate_key",
+    FunctionId.HASH_COMPUTE: "psa_hash_compute",
+    FunctionId.HASH_COMPARE: "psa_hash_compare",
     FunctionId.SIGN_MESSAGE: "psa_sign_message",
     FunctionId.VERIFY_MESSAGE: "psa_verify_message",
     FunctionId.SIGN_HASH: "psa_sign_hash",
