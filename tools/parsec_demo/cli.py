@@ -31,6 +31,17 @@ def _rse_serve(args: argparse.Namespace) -> int:
         return 1
 
 
+def _parsec_serve(args: argparse.Namespace) -> int:
+    from .parsec.config import ConfigError
+    from .parsec.service import serve
+
+    try:
+        return serve(args.config, args.rse, args.store, args.socket)
+    except (ConfigError, RuntimeError, OSError) as exc:
+        print(f"parsec-demo parsec serve: {exc}", file=sys.stderr)
+        return 1
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -78,6 +89,29 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"largest embed payload in bytes (default 0x{comms.DEFAULT_MAX_PAYLOAD:x})",
     )
     serve.set_defaults(func=_rse_serve)
+
+    parsec = commands.add_parser(
+        "parsec", help="the Parsec-wire-compatible service, and parsec-tool's commands"
+    )
+    parsec_commands = parsec.add_subparsers(dest="parsec_command", required=True)
+    parsec_serve = parsec_commands.add_parser(
+        "serve",
+        help="run the service in the foreground (SIGTERM stops, SIGHUP reloads the config)",
+    )
+    parsec_serve.add_argument(
+        "--socket",
+        type=Path,
+        help="socket path (default: [listener] socket_path, else /run/parsec/parsec.sock)",
+    )
+    parsec_serve.add_argument("--rse", type=Path, required=True, help="the RSE model's socket")
+    parsec_serve.add_argument(
+        "--store", type=Path, required=True, help="key info manager directory"
+    )
+    parsec_serve.add_argument("--config", type=Path, help="Parsec config.toml")
+    parsec_serve.set_defaults(func=_parsec_serve)
+    from .parsec.tool import add_tool_commands
+
+    add_tool_commands(parsec_commands)
 
     demo = commands.add_parser("demo", help="walk one key through the RSE model")
     demo.set_defaults(func=_demo)

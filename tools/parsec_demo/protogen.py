@@ -65,7 +65,6 @@ def _generate() -> None:
         "protoc",
         f"-I{PROTOBUF_DIR}",
         f"--python_out={staging}",
-        f"--pyi_out={staging}",
         *[str(p) for p in contracts()],
     ]
     if protoc.main(args) != 0:
