@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import threading
+import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from parsec_demo.parsec.client import Auth, ParsecClient
+from parsec_demo.parsec.config import parse as parse_config
+from parsec_demo.parsec.service import ParsecServer, ParsecService, configure_logging
 from parsec_demo.rse.client import RseClient
 from parsec_demo.rse.server import RseServer, ServerConfig
+from parsec_demo.services import parsec_config_text
 
 
 @dataclass
@@ -96,3 +101,56 @@ def ec_keys() -> dict[int, ec.EllipticCurvePrivateKey]:
         521: ec.SECP521R1(),
     }
     return {bits: ec.generate_private_key(curve) for bits, curve in curves.items()}
+
+
+# --- the Parsec service, served from a thread over a real socket ------------------------------
+
+
+@dataclass
+class RunningParsec:
+    server: ParsecServer
+    thread: threading.Thread
+    socket_path: Path
+    rse: RunningRse
+    service: ParsecService
+
+    def client(self, auth: Auth | None = None, **kwargs: object) -> ParsecClient:
+        return ParsecClient(self.socket_path, auth=auth, **kwargs)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self.server.request_stop()
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "Parsec server thread did not stop"
+
+
+@pytest.fixture
+def parsec_factory(
+    tmp_path: Path, rse_factory: Callable[..., RunningRse]
+) -> Iterator[Callable[..., RunningParsec]]:
+    """Start Parsec services (config_text= a TOML configuration; rse= an RSE to use)."""
+    running: list[RunningParsec] = []
+
+    def start(
+        name: str = "parsec", config_text: str | None = None, rse: RunningRse | None = None
+    ) -> RunningParsec:
+        rse = rse or rse_factory(f"{name}-rse")
+        config = parse_config(tomllib.loads(config_text or parsec_config_text()))
+        config = replace(config, socket_path=tmp_path / f"{name}.sock")
+        configure_logging(config)
+        service = ParsecService(config, rse.socket_path, tmp_path / f"{name}-store")
+        server = ParsecServer(service)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        parsec = RunningParsec(server, thread, config.socket_path, rse, service)
+        running.append(parsec)
+        return parsec
+
+    yield start
+    for parsec in running:
+        if parsec.thread.is_alive():
+            parsec.stop()
+
+
+@pytest.fixture
+def parsec(parsec_factory: Callable[..., RunningParsec]) -> RunningParsec:
+    return parsec_factory()

@@ -231,3 +231,14 @@ def _shared_server(rse_factory: Callable[..., RunningRse]) -> RunningRse:
         _SERVERS.clear()
         _SERVERS[key] = rse_factory("fuzz")
     return _SERVERS[key]
+
+
+def test_a_client_reconnects_by_itself_after_the_model_restarts(
+    rse_factory: Callable[..., RunningRse],
+) -> None:
+    first = rse_factory("restarting")
+    with first.client() as client:
+        assert len(client.generate_random(4)) == 4
+        first.stop()
+        rse_factory("restarting")
+        assert len(client.generate_random(4)) == 4, "a stale link is replaced, not reported"

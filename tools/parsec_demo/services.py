@@ -141,3 +141,58 @@ def start_rse_model(run_dir: Path, slots: int = 32, name: str = "rse") -> Servic
         str(slots),
     )
     return start_service(name, command, run_dir / f"{name}-process.log", socket_path)
+
+
+def parsec_config_text(
+    auth_type: str = "UnixPeerCredentials",
+    admins: tuple[str, ...] = ("0",),
+    log_level: str = "info",
+    extra_core: str = "",
+) -> str:
+    """A service configuration in Parsec's format, as the demo and the tests use it."""
+    admin_list = ", ".join(f'{{ name = "{name}" }}' for name in admins)
+    return f"""# Parsec service configuration (Parsec config.toml format)
+[core_settings]
+allow_root = true
+log_level = "{log_level}"
+log_error_details = true
+{extra_core}
+[listener]
+listener_type = "DomainSocket"
+timeout = 200
+
+[authenticator]
+auth_type = "{auth_type}"
+admins = [{admin_list}]
+
+[[key_manager]]
+name = "sqlite-manager"
+manager_type = "SQLite"
+
+[[provider]]
+provider_type = "TrustedService"
+key_info_manager = "sqlite-manager"
+"""
+
+
+def start_parsec_service(
+    run_dir: Path, rse_socket: Path, config_text: str | None = None, name: str = "parsec"
+) -> Service:
+    """The project's Parsec service, its key info manager and log in ``run_dir``."""
+    config = run_dir / f"{name}-config.toml"
+    if config_text is not None or not config.exists():
+        config.write_text(config_text if config_text is not None else parsec_config_text())
+    socket_path = run_dir / f"{name}.sock"
+    command = python_command(
+        "parsec",
+        "serve",
+        "--socket",
+        str(socket_path),
+        "--rse",
+        str(rse_socket),
+        "--store",
+        str(run_dir / f"{name}-store"),
+        "--config",
+        str(config),
+    )
+    return start_service(name, command, run_dir / f"{name}.log", socket_path)

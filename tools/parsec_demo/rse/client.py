@@ -86,9 +86,24 @@ class RseClient:
             return self._exchange(message)
 
     def _exchange(self, message: bytes) -> bytes:
+        data = comms.frame(message)
+        reused = self._sock is not None
         sock = self._connect()
         try:
-            sock.sendall(comms.frame(message))
+            sock.sendall(data)
+        except OSError as exc:
+            self._drop()
+            if not reused:
+                raise RseUnavailable(f"RSE link failed: {exc}") from exc
+            # The link went stale while idle (the RSE restarted). Nothing was delivered, so
+            # sending again on a fresh link cannot run the call twice.
+            sock = self._connect()
+            try:
+                sock.sendall(data)
+            except OSError as again:
+                self._drop()
+                raise RseUnavailable(f"RSE link failed: {again}") from again
+        try:
             prefix = comms.recv_exact(sock, comms.LENGTH_PREFIX.size)
             if prefix is None:
                 raise ConnectionError("the RSE closed the link")

@@ -202,6 +202,8 @@ class CryptoService:
             raise PsaError(
                 Status.INVALID_ARGUMENT, f"{psa.alg_name(alg)} is not a signature algorithm"
             )
+        if psa.sign_hash_alg(alg) == psa.ALG_ANY_HASH:
+            raise PsaError(Status.INVALID_ARGUMENT, "a wildcard is a policy, not an algorithm")
 
     @staticmethod
     def _output(data: bytes, capacity: int) -> list[bytes]:
@@ -264,6 +266,7 @@ class CryptoService:
             raise PsaError(Status.PROGRAMMER_ERROR, f"key attributes of {len(data)} bytes")
         attrs = KeyAttributes.decode(data)
         record.key_type, record.bits, record.lifetime = attrs.type, attrs.bits, attrs.lifetime
+        record.alg = attrs.alg
         return attrs
 
     def destroy_key(
