@@ -5,14 +5,20 @@ the project's path and a reference path back to back and prints both and their r
 
 - ``rse``: psa_verify_hash calls per second through the RSE model over its socket, against
   ``cryptography`` verifying the same signature in-process (RSA-2048 PKCS#1 v1.5 and P-256 ECDSA).
+- ``parsec``: PsaVerifyHash requests per second and p50/p99 latency through the Parsec service
+  and the RSE model, with 1 and 8 concurrent client processes, against the same in-process
+  verification. Goal: at least 10% of the in-process rate with 8 clients, p99 under 5 ms.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
@@ -21,7 +27,7 @@ from . import psa
 from .paths import new_run_dir
 from .rse.client import RseClient
 from .rse.tfm_crypto import KeyAttributes
-from .services import start_rse_model
+from .services import parsec_config_text, start_rse_model
 
 
 def rate(operation: Callable[[], object], seconds: float) -> float:
@@ -116,8 +122,118 @@ def bench_rse(seconds: float) -> None:
         rse.stop()
 
 
+def _parsec_worker(
+    socket_path: str, request: bytes, seconds: float, out: Queue[list[float]]
+) -> None:
+    """One client process: the same PsaVerifyHash request, each on a new connection."""
+    import socket
+
+    from .parsec.wire import HEADER, Header
+
+    def one() -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(socket_path)
+            sock.sendall(request)
+            reply = sock.recv(65536)
+        if len(reply) < HEADER.size or Header.decode(reply[: HEADER.size]).status != 0:
+            raise RuntimeError("verification failed during the benchmark")
+
+    for _ in range(10):
+        one()
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    while (started := time.perf_counter()) < deadline:
+        one()
+        latencies.append(time.perf_counter() - started)
+    out.put(latencies)
+
+
+def _parsec_rate(
+    socket_path: Path, request: bytes, clients: int, seconds: float
+) -> tuple[float, float, float]:
+    """Requests per second, p50 and p99 latency (ms) with ``clients`` client processes."""
+    context = multiprocessing.get_context("fork")
+    results: Queue[list[float]] = context.Queue()
+    workers = [
+        context.Process(target=_parsec_worker, args=(str(socket_path), request, seconds, results))
+        for _ in range(clients)
+    ]
+    for worker in workers:
+        worker.start()
+    latencies: list[float] = []
+    for _ in workers:
+        latencies.extend(results.get(timeout=seconds + 60))
+    for worker in workers:
+        worker.join()
+    latencies.sort()
+    rate_per_s = len(latencies) / seconds
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    return rate_per_s, p50, p99
+
+
+def _verify_request(client: object, case: VerifyCase, alg: object) -> bytes:
+    """The wire bytes of one PsaVerifyHash request, as the client library encodes them."""
+    from .parsec import contracts as pb
+    from .parsec.client import ParsecClient
+    from .parsec.constants import Opcode
+    from .parsec.wire import Header, encode_request
+
+    assert isinstance(client, ParsecClient)
+    auth = client.auth()
+    operation = pb.psa_verify_hash.Operation(
+        key_name=case.name, alg=alg, hash=case.digest, signature=case.signature
+    )
+    header = Header(
+        provider=client.crypto_provider(), auth_type=auth.auth_type, opcode=Opcode.PSA_VERIFY_HASH
+    )
+    return encode_request(header, operation.SerializeToString(), auth.data)
+
+
+def bench_parsec(seconds: float) -> None:
+    from .parsec.client import SECP_R1, SHA_256, ParsecClient, key_attributes, sign_alg
+    from .services import start_parsec_service
+
+    run_dir = new_run_dir("bench-parsec")
+    rse = start_rse_model(run_dir)
+    parsec = start_parsec_service(run_dir, rse.socket_path, parsec_config_text(log_level="warn"))
+    print(f"Parsec service and RSE model: {run_dir}")
+    print(
+        f"{'PsaVerifyHash':<22} {'clients':>7} {'Parsec /s':>10} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'in-process /s':>14} {'ratio':>7}"
+    )
+    try:
+        client = ParsecClient(parsec.socket_path)
+        for case in _cases():
+            rsa_case = case.key_type == psa.KEY_TYPE_RSA_PUBLIC_KEY
+            alg = sign_alg("rsa_pkcs1v15_sign" if rsa_case else "ecdsa", SHA_256)
+            if rsa_case:
+                attributes = key_attributes("rsa_public_key", 2048, alg, verify_hash=True)
+            else:
+                attributes = key_attributes(
+                    "ecc_public_key", 256, alg, curve_family=SECP_R1, verify_hash=True
+                )
+            client.import_key(case.name, attributes, case.public_data)
+            client.verify_hash(case.name, alg, case.digest, case.signature)
+            request = _verify_request(client, case, alg)
+            local_rate = rate(case.local_verify, seconds)
+            for clients in (1, 8):
+                service_rate, p50, p99 = _parsec_rate(parsec.socket_path, request, clients, seconds)
+                print(
+                    f"{case.name:<22} {clients:>7} {service_rate:>10,.0f} {p50:>7.2f} {p99:>7.2f} "
+                    f"{local_rate:>14,.0f} {service_rate / local_rate:>7.3f}"
+                )
+            client.destroy_key(case.name)
+    finally:
+        parsec.stop()
+        rse.stop()
+
+
 def run_bench(what: str, seconds: float) -> int:
     if what == "rse":
         bench_rse(seconds)
-        return 0
-    raise ValueError(f"unknown benchmark {what}")
+    elif what == "parsec":
+        bench_parsec(seconds)
+    else:
+        raise ValueError(f"unknown benchmark {what}")
+    return 0

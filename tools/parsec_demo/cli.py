@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     bench = commands.add_parser("bench", help="benchmarks with a baseline measured in the same run")
-    bench.add_argument("what", choices=["rse"], help="what to measure")
+    bench.add_argument("what", choices=["rse", "parsec"], help="what to measure")
     bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     bench.set_defaults(func=_bench)
     return parser

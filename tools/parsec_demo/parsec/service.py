@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -49,6 +50,7 @@ from .wire import HEADER, Header, WireError, check_fixed_fields, header_stage_er
 
 log = logging.getLogger("parsec")
 MAX_CONNECTIONS = 256
+WORKERS = 64
 
 Reader = Callable[[int], bytes]
 
@@ -172,6 +174,8 @@ class ParsecService:
         started: float,
         detail: str,
     ) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
         elapsed_us = int((time.perf_counter() - started) * 1e6)
         if header is None:
             where = "provider=- opcode=-"
@@ -218,15 +222,15 @@ def configure_logging(config: ServiceConfig) -> None:
 
 
 def socket_reader(sock: socket.socket) -> Reader:
+    """Reads of exact sizes from ``sock``, buffered: a whole small request costs one recv."""
+    buffer = bytearray()
     received = 0
 
     def read(size: int) -> bytes:
         nonlocal received
-        chunks = []
-        remaining = size
-        while remaining:
+        while len(buffer) < size:
             try:
-                chunk = sock.recv(min(remaining, 65536))
+                chunk = sock.recv(max(65536, size - len(buffer)))
             except TimeoutError:
                 raise WireError(ResponseStatus.CONNECTION_ERROR, "timed out reading") from None
             except OSError as exc:
@@ -235,10 +239,11 @@ def socket_reader(sock: socket.socket) -> Reader:
                 if received == 0:
                     raise EmptyConnection
                 raise WireError(ResponseStatus.CONNECTION_ERROR, "connection closed mid-request")
-            chunks.append(chunk)
+            buffer.extend(chunk)
             received += len(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+        data = bytes(buffer[:size])
+        del buffer[:size]
+        return data
 
     return read
 
@@ -251,8 +256,9 @@ class ParsecServer:
         self._reload = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self._threads: set[threading.Thread] = set()
-        self._lock = threading.Lock()
+        # Idle workers are reused, and more are started while all are busy, so a slow client
+        # holds one worker for at most the listener timeout and never holds up the others.
+        self._workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="parsec")
         self._listener = self._bind(self.socket_path)
 
     @staticmethod
@@ -320,10 +326,7 @@ class ParsecServer:
             log.error("too many connections; refusing one")
             conn.close()
             return
-        thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-        with self._lock:
-            self._threads.add(thread)
-        thread.start()
+        self._workers.submit(self._serve, conn)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -336,17 +339,12 @@ class ParsecServer:
         finally:
             conn.close()
             self._slots.release()
-            with self._lock:
-                self._threads.discard(threading.current_thread())
 
     def _shutdown(self) -> None:
         self._listener.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(timeout=10)
+        self._workers.shutdown(wait=True)  # in-flight requests finish
         self.service.close()
         os.close(self._wake_r)
         os.close(self._wake_w)

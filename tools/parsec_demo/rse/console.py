@@ -37,6 +37,14 @@ class RseLog:
             self._console.write(line + "\n")
             self._console.flush()
 
+    def console_lines(self, lines: list[str]) -> None:
+        """Several lines in one write, so that one message's lines stay together."""
+        if not lines:
+            return
+        with self._lock:
+            self._console.write("".join(line + "\n" for line in lines))
+            self._console.flush()
+
     def event(self, record: dict[str, Any]) -> None:
         if self._events is None:
             return

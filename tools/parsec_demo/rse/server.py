@@ -60,6 +60,13 @@ class RseModel:
 
     def handle_message(self, message: bytes) -> bytes:
         """Answer one message; every input yields a reply."""
+        lines: list[str] = []
+        try:
+            return self._handle(message, lines)
+        finally:
+            self.log.console_lines(lines)
+
+    def _handle(self, message: bytes, lines: list[str]) -> bytes:
         try:
             call = comms.decode_call(message, self.max_payload)
             if sum(call.out_sizes) > self.max_payload:
@@ -67,18 +74,24 @@ class RseModel:
                     f"out-vectors of {sum(call.out_sizes)} bytes exceed the reply payload"
                 )
         except MessageError as exc:
-            return self.reject(message[: comms.HEADER.size], str(exc))
-        self._log_received(call)
+            return self.reject(message[: comms.HEADER.size], str(exc), lines)
+        self._log_received(call, lines)
         started = time.perf_counter()
-        status, outs = self._dispatch(call, started)
+        status, outs = self._dispatch(call, started, lines)
         reply = Reply(call.header, status, tuple(outs))
-        self.log.console(
+        lines.append(
             f"[RSE-COMMS] Sending reply: seq_num={call.header.seq_num} return_val={status}"
         )
         return comms.encode_reply(reply)
 
-    def reject(self, header_bytes: bytes, reason: str) -> bytes:
+    def reject(self, header_bytes: bytes, reason: str, lines: list[str] | None = None) -> bytes:
         """An error reply to a message that could not be decoded, echoing its header if any."""
+        if lines is None:
+            lines = []
+            try:
+                return self.reject(header_bytes, reason, lines)
+            finally:
+                self.log.console_lines(lines)
         try:
             header = comms.decode_header(header_bytes)
         except MessageError:
@@ -88,7 +101,7 @@ class RseModel:
             header = Header(comms.PROTOCOL_EMBED, header.seq_num, header.client_id)
         else:
             status = Status.INVALID_ARGUMENT
-        self.log.console(f"[RSE-COMMS] Invalid message: {reason}")
+        lines.append(f"[RSE-COMMS] Invalid message: {reason}")
         self.log.event(
             {
                 "kind": "invalid_message",
@@ -99,14 +112,14 @@ class RseModel:
                 "status_code": int(status),
             }
         )
-        self.log.console(
+        lines.append(
             f"[RSE-COMMS] Sending reply: seq_num={header.seq_num} return_val={int(status)}"
         )
         return comms.encode_reply(Reply(header, status))
 
-    def _log_received(self, call: Call) -> None:
+    def _log_received(self, call: Call, lines: list[str]) -> None:
         h = call.header
-        self.log.console(
+        lines.append(
             f"[RSE-COMMS] Received message: protocol_ver={h.protocol_ver} seq_num={h.seq_num} "
             f"client_id=0x{h.client_id:04x} handle=0x{call.handle & 0xFFFFFFFF:08x} "
             f"type={call.call_type} in_len={len(call.in_vecs)} out_len={len(call.out_sizes)}"
@@ -114,21 +127,21 @@ class RseModel:
         sizes = [f"in_vec[{i}].len={len(v)}" for i, v in enumerate(call.in_vecs)]
         sizes += [f"out_vec[{i}].len={n}" for i, n in enumerate(call.out_sizes)]
         if sizes:
-            self.log.console("[RSE-COMMS]   " + " ".join(sizes))
+            lines.append("[RSE-COMMS]   " + " ".join(sizes))
 
-    def _dispatch(self, call: Call, started: float) -> tuple[int, list[bytes]]:
+    def _dispatch(self, call: Call, started: float, lines: list[str]) -> tuple[int, list[bytes]]:
         if call.handle != CRYPTO_HANDLE:
-            self.log.console("[RSE-COMMS] Call not permitted")
+            lines.append("[RSE-COMMS] Call not permitted")
             return Status.NOT_PERMITTED, []
         if call.call_type != comms.PSA_IPC_CALL:
-            self.log.console(f"[Crypto] Unsupported call type {call.call_type}")
+            lines.append(f"[Crypto] Unsupported call type {call.call_type}")
             return Status.PROGRAMMER_ERROR, []
         status, outs, record = self.crypto.call(call.header.client_id, call.in_vecs, call.out_sizes)
         duration_us = int((time.perf_counter() - started) * 1e6)
         if record is None:
-            self.log.console("[Crypto] Malformed call: in_vec[0] is not a crypto pack iovec")
+            lines.append("[Crypto] Malformed call: in_vec[0] is not a crypto pack iovec")
             return status, outs
-        self.log.console(record.console_line())
+        lines.append(record.console_line())
         event = {"kind": "call", "seq_num": call.header.seq_num, "duration_us": duration_us}
         self.log.event({**event, **record.event()})
         return status, outs

@@ -1,0 +1,290 @@
+"""The Parsec service as a real process: signals, durability, crash recovery, real uids."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from keyhelpers import ec_point
+from parsec_demo import psa
+from parsec_demo.parsec import contracts as pb
+from parsec_demo.parsec.client import (
+    SECP_R1,
+    SHA_256,
+    Auth,
+    ParsecClient,
+    ParsecError,
+    key_attributes,
+    sign_alg,
+)
+from parsec_demo.parsec.constants import Opcode, ResponseStatus
+from parsec_demo.parsec.providers import RSE_CLIENT_ID
+from parsec_demo.parsec.wire import HEADER, Header, encode_request
+from parsec_demo.psa import PsaError, Status
+from parsec_demo.rse.client import RseClient
+from parsec_demo.rse.tfm_crypto import KeyAttributes
+from parsec_demo.services import (
+    Service,
+    parsec_config_text,
+    python_command,
+    start_parsec_service,
+    start_rse_model,
+    toolkit_env,
+)
+
+ATTRS = key_attributes(
+    "ecc_public_key", 256, sign_alg("ecdsa", SHA_256), curve_family=SECP_R1, verify_hash=True
+)
+
+
+@pytest.fixture
+def rse(tmp_path: Path) -> Iterator[Service]:
+    service = start_rse_model(tmp_path)
+    yield service
+    service.stop()
+
+
+def kim_rows(tmp_path: Path) -> list[tuple[str, str, int, str]]:
+    with sqlite3.connect(tmp_path / "parsec-store" / "kim.sqlite3") as db:
+        return db.execute(
+            "SELECT app, key_name, key_id, state FROM keys ORDER BY key_id"
+        ).fetchall()
+
+
+def test_sigterm_stops_cleanly_and_removes_the_socket(tmp_path: Path, rse: Service) -> None:
+    parsec = start_parsec_service(tmp_path, rse.socket_path)
+    assert ParsecClient(parsec.socket_path).ping() == (1, 0)
+    assert parsec.stop() == 0
+    assert not parsec.socket_path.exists()
+    assert "Parsec service stopped" in (tmp_path / "parsec.log").read_text()
+
+
+def test_sighup_reloads_the_configuration(tmp_path: Path, rse: Service) -> None:
+    parsec = start_parsec_service(tmp_path, rse.socket_path, parsec_config_text(auth_type="Direct"))
+    try:
+        client = ParsecClient(parsec.socket_path, auth=Auth.none())
+        assert [a.id for a in client.list_authenticators()] == [1]
+        config = tmp_path / "parsec-config.toml"
+        config.write_text(parsec_config_text(auth_type="UnixPeerCredentials"))
+        parsec.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while [a.id for a in client.list_authenticators()] != [3]:
+            assert time.monotonic() < deadline, "the configuration was not reloaded"
+            time.sleep(0.05)
+        config.write_text("[core_settings]\nlog_level = 12\n")
+        parsec.process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert [a.id for a in client.list_authenticators()] == [3], "a bad file changes nothing"
+        log = (tmp_path / "parsec.log").read_text()
+        assert "configuration reloaded" in log
+        assert "configuration not reloaded: core_settings.log_level must be a str" in log
+    finally:
+        assert parsec.stop() == 0
+
+
+def test_refuses_to_run_as_root_unless_allowed(tmp_path: Path, rse: Service) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the check is about running as root")
+    config = tmp_path / "strict.toml"
+    config.write_text(parsec_config_text().replace("allow_root = true", "allow_root = false"))
+    result = subprocess.run(
+        python_command(
+            "parsec",
+            "serve",
+            "--socket",
+            str(tmp_path / "p.sock"),
+            "--rse",
+            str(rse.socket_path),
+            "--store",
+            str(tmp_path / "s"),
+            "--config",
+            str(config),
+        ),
+        env=toolkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "refusing to run as root: set [core_settings] allow_root = true" in result.stderr
+
+
+def _import_until_killed(
+    socket_path: Path, acknowledged: list[str], data: bytes, start: int
+) -> None:
+    client = ParsecClient(socket_path, auth=Auth.peer(), timeout=5)
+    index = start
+    try:
+        while True:
+            name = f"key-{index}"
+            client.import_key(name, ATTRS, data)
+            acknowledged.append(name)
+            index += 1
+    except ParsecError:
+        pass
+
+
+@pytest.mark.slow
+def test_acknowledged_keys_survive_kill_9_and_no_rse_key_is_orphaned(
+    tmp_path: Path, rse: Service
+) -> None:
+    point = ec_point(ec.generate_private_key(ec.SECP256R1()))
+    rng = random.Random(99)
+    acknowledged: list[str] = []
+    for round_number in range(5):
+        parsec = start_parsec_service(tmp_path, rse.socket_path)
+        worker = threading.Thread(
+            target=_import_until_killed,
+            args=(parsec.socket_path, acknowledged, point, round_number * 10_000),
+        )
+        worker.start()
+        time.sleep(rng.uniform(0.1, 0.5))
+        parsec.kill()
+        worker.join(timeout=15)
+        assert not worker.is_alive()
+    assert len(acknowledged) > 10
+
+    parsec = start_parsec_service(tmp_path, rse.socket_path)
+    try:
+        client = ParsecClient(parsec.socket_path, auth=Auth.peer())
+        names = {k.name for k in client.list_keys()}
+        assert set(acknowledged) <= names, "an acknowledged key was lost"
+        for name in acknowledged:
+            assert client.export_public_key(name) == point
+    finally:
+        parsec.stop()
+    rows = kim_rows(tmp_path)
+    assert {state for *_, state in rows} == {"active"}, "interrupted operations were settled"
+    rse_ids = {
+        int(p.name.split("-")[2].split(".")[0], 16)
+        for p in (tmp_path / "rse-store").glob("key-*.json")
+    }
+    assert rse_ids == {key_id for _, _, key_id, _ in rows}, (
+        "every RSE key has a name, and vice versa"
+    )
+
+
+def test_reconciliation_finishes_what_a_crash_interrupted(tmp_path: Path, rse: Service) -> None:
+    point = ec_point(ec.generate_private_key(ec.SECP256R1()))
+    parsec = start_parsec_service(tmp_path, rse.socket_path)
+    client = ParsecClient(parsec.socket_path, auth=Auth.peer())
+    client.import_key("kept", ATTRS, point)
+    client.import_key("being-destroyed", ATTRS, point)
+    parsec.kill()
+    # The state a crash leaves: the RSE created key 50 but the service never committed its
+    # name; and the service had marked key "being-destroyed" but never removed it.
+    with RseClient(rse.socket_path, client_id=RSE_CLIENT_ID) as rse_client:
+        rse_attrs = KeyAttributes(
+            type=psa.KEY_TYPE_ECC_PUBLIC_KEY_SECP_R1,
+            bits=256,
+            lifetime=psa.LIFETIME_PERSISTENT,
+            usage=psa.USAGE_VERIFY_HASH,
+            alg=psa.ecdsa(psa.ALG_SHA_256),
+            id=50,
+        )
+        rse_client.import_key(rse_attrs, point)
+    with sqlite3.connect(tmp_path / "parsec-store" / "kim.sqlite3") as db:
+        db.execute("INSERT INTO keys VALUES (3, '0', 'half-made', 4, 50, x'', 'creating')")
+        db.execute("UPDATE keys SET state = 'destroying' WHERE key_name = 'being-destroyed'")
+    destroyed_id = next(k for _, name, k, _ in kim_rows(tmp_path) if name == "being-destroyed")
+
+    parsec = start_parsec_service(tmp_path, rse.socket_path)
+    try:
+        assert [k.name for k in client.list_keys()] == ["kept"]
+        assert "2 interrupted key operations settled" in (tmp_path / "parsec.log").read_text()
+        with RseClient(rse.socket_path, client_id=RSE_CLIENT_ID) as rse_client:
+            for key_id in (50, destroyed_id):
+                with pytest.raises(PsaError) as caught:
+                    rse_client.get_key_attributes(key_id)
+                assert caught.value.status == Status.INVALID_HANDLE
+        client.import_key("half-made", ATTRS, point)  # the name is free again
+    finally:
+        parsec.stop()
+    assert [(name, state) for _, name, _, state in kim_rows(tmp_path)] == [
+        ("kept", "active"),
+        ("half-made", "active"),
+    ]
+
+
+_SEND_AS_OTHER_USER = """
+import socket, sys
+for request in sys.argv[2:]:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(sys.argv[1]); s.sendall(bytes.fromhex(request)); s.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    print(reply.hex())
+"""
+
+
+def test_unix_peer_credentials_separate_real_users(tmp_path: Path, rse: Service) -> None:
+    """A process of uid 1000 sees none of root's keys and cannot claim to be root."""
+    if os.geteuid() != 0 or not Path("/usr/bin/python3").exists():
+        pytest.skip("needs root (to switch uid) and /usr/bin/python3")
+    shared = Path(tempfile.mkdtemp(prefix="parsec-uid-test-"))  # reachable by uid 1000
+    os.chmod(shared, 0o755)
+    parsec = start_parsec_service(shared, rse.socket_path)
+    point = ec_point(ec.generate_private_key(ec.SECP256R1()))
+    try:
+        ParsecClient(parsec.socket_path).import_key("mine", ATTRS, point)
+        export = pb.psa_export_public_key.Operation(key_name="mine").SerializeToString()
+        requests = [
+            encode_request(Header(opcode=Opcode.LIST_KEYS, auth_type=3), b"", Auth.peer(1000).data),
+            encode_request(
+                Header(provider=4, opcode=Opcode.PSA_EXPORT_PUBLIC_KEY, auth_type=3),
+                export,
+                Auth.peer(1000).data,
+            ),
+            encode_request(
+                Header(provider=4, opcode=Opcode.PSA_EXPORT_PUBLIC_KEY, auth_type=3),
+                export,
+                Auth.peer(0).data,
+            ),
+        ]
+        result = subprocess.run(
+            ["/usr/bin/python3", "-I", "-c", _SEND_AS_OTHER_USER, str(parsec.socket_path)]
+            + [r.hex() for r in requests],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            user=1000,
+            group=1000,
+        )
+        assert result.returncode == 0, result.stderr
+        replies = [bytes.fromhex(line) for line in result.stdout.split()]
+        statuses = [Header.decode(r[: HEADER.size]).status for r in replies]
+        assert statuses == [
+            ResponseStatus.SUCCESS,  # uid 1000 lists its keys: none
+            ResponseStatus.PSA_ERROR_DOES_NOT_EXIST,  # root's key is not uid 1000's
+            ResponseStatus.AUTHENTICATION_ERROR,  # claiming uid 0 from uid 1000
+        ]
+        assert replies[0][HEADER.size :] == b"", "an empty key list"
+        assert [k.name for k in ParsecClient(parsec.socket_path).list_keys()] == ["mine"]
+    finally:
+        parsec.stop()
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_dead_rse_at_start_is_tolerated(tmp_path: Path) -> None:
+    parsec = start_parsec_service(tmp_path, tmp_path / "no-rse.sock")
+    try:
+        client = ParsecClient(parsec.socket_path)
+        assert client.ping() == (1, 0)
+        with pytest.raises(ParsecError) as caught:
+            client.generate_random(4)
+        assert caught.value.status == ResponseStatus.PSA_ERROR_COMMUNICATION_FAILURE
+    finally:
+        assert parsec.stop() == 0
