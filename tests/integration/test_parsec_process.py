@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import shutil
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyhelpers import ec_point
@@ -288,3 +290,67 @@ def test_a_dead_rse_at_start_is_tolerated(tmp_path: Path) -> None:
         assert caught.value.status == ResponseStatus.PSA_ERROR_COMMUNICATION_FAILURE
     finally:
         assert parsec.stop() == 0
+
+
+def _tool(socket_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = toolkit_env()
+    env["PARSEC_SERVICE_ENDPOINT"] = f"unix:{socket_path}"
+    return subprocess.run(
+        python_command("parsec", *args), env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_cli_speaks_like_parsec_tool(tmp_path: Path, rse: Service) -> None:
+    parsec = start_parsec_service(tmp_path, rse.socket_path)
+    try:
+        assert _tool(parsec.socket_path, "ping").stdout == "1.0\n"
+        providers = _tool(parsec.socket_path, "list-providers").stdout
+        assert providers.startswith("ID: 0x04 (Trusted Service provider)\nDescription: ")
+        assert "UUID: 71129441-508a-4da6-b6e8-7b98a777e4c0\n\nID: 0x00 (Core provider)" in providers
+        assert _tool(parsec.socket_path, "create-ecc-key", "-k", "tool-key").returncode == 0
+        assert _tool(parsec.socket_path, "create-rsa-key", "-s", "-k", "tool-rsa").returncode == 0
+        keys = _tool(parsec.socket_path, "list-keys").stdout
+        assert "* tool-key (Trusted Service provider, ECC_KEY_PAIR(SECP_R1), 256 bits, " in keys
+        assert "permitted algorithm: RSA_PKCS1V15_SIGN(SHA_256)" in keys
+        pem = _tool(parsec.socket_path, "export-public-key", "-k", "tool-key").stdout
+        public = serialization.load_pem_public_key(pem.encode())
+        signed = _tool(parsec.socket_path, "sign", "-k", "tool-key", "hello").stdout
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        public.verify(base64.b64decode(signed), b"hello", ec.ECDSA(hashes.SHA256()))
+        assert (
+            len(
+                bytes.fromhex(
+                    _tool(parsec.socket_path, "generate-random", "--nb-bytes", "12").stdout
+                )
+            )
+            == 12
+        )
+        assert _tool(parsec.socket_path, "list-clients").stdout == "* 0\n"
+        assert _tool(parsec.socket_path, "delete-key", "-k", "tool-key").returncode == 0
+        missing = _tool(parsec.socket_path, "delete-key", "-k", "tool-key")
+        assert missing.returncode == 1 and "PsaErrorDoesNotExist" in missing.stderr
+        opcodes = _tool(parsec.socket_path, "list-opcodes").stdout.split()
+        assert "PsaVerifyHash" in opcodes and "PsaImportKey" in opcodes
+        dead = _tool(tmp_path / "nothing.sock", "ping")
+        assert dead.returncode == 1 and "ConnectionError" in dead.stderr
+    finally:
+        parsec.stop()
+
+
+def test_a_hung_rse_costs_a_bounded_wait_not_a_hang(tmp_path: Path, rse: Service) -> None:
+    parsec = start_parsec_service(tmp_path, rse.socket_path)
+    point = ec_point(ec.generate_private_key(ec.SECP256R1()))
+    client = ParsecClient(parsec.socket_path)
+    client.import_key("k", ATTRS, point)
+    os.kill(rse.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ParsecError) as caught:
+            client.export_public_key("k")
+        assert caught.value.status == ResponseStatus.PSA_ERROR_COMMUNICATION_FAILURE
+        assert time.monotonic() - started < 6
+        assert client.ping() == (1, 0)
+    finally:
+        os.kill(rse.pid, signal.SIGCONT)
+    assert client.export_public_key("k") == point
+    parsec.stop()
