@@ -1,0 +1,39 @@
+/*
+ * Parsec secure-element driver for Mbed TLS 3.6 (PSA SE driver HAL version 5).
+ *
+ * Register it before psa_crypto_init():
+ *
+ *     psa_register_se_driver(PARSEC_SE_DRIVER_LOCATION, &PARSEC_SE_DRIVER);
+ *
+ * Keys created in that location live in the Parsec service, named
+ * "parsec-se-driver-key<slot>". Configuration comes from the environment:
+ *
+ *   PARSEC_SERVICE_ENDPOINT      unix:/path of the service (default /run/parsec/parsec.sock)
+ *   PARSEC_SE_DRIVER_AUTH        "peer" (Unix peer credentials, default) or "direct"
+ *   PARSEC_SE_DRIVER_APP_NAME    application name for direct authentication
+ *                                (default "Parsec SE Driver")
+ *   PARSEC_SE_DRIVER_PROVIDER    provider id (default: the first one the service lists)
+ *   PARSEC_SE_DRIVER_TIMEOUT_MS  bound on every exchange with the service (default 5000)
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef PARSEC_SE_DRIVER_H
+#define PARSEC_SE_DRIVER_H
+
+#include <psa/crypto.h>
+#include <psa/crypto_se_driver.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The PSA key location of the keys this driver holds (the primary secure element). */
+#define PARSEC_SE_DRIVER_LOCATION ((psa_key_location_t) 0x000001)
+
+extern psa_drv_se_t PARSEC_SE_DRIVER;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PARSEC_SE_DRIVER_H */

@@ -1,0 +1,283 @@
+/*
+ * Parsec wire protocol 1.0, client side.
+ *
+ * Every exchange is bounded: the socket has send and receive timeouts, so a service that
+ * stops answering costs at most PARSEC_SE_DRIVER_TIMEOUT_MS, and any failure to talk to it
+ * is reported as PSA_ERROR_COMMUNICATION_FAILURE (the driver fails closed).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* SOCK_CLOEXEC, MSG_NOSIGNAL */
+
+#include "parsec_wire.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_SOCKET "/run/parsec/parsec.sock"
+#define DEFAULT_APP_NAME "Parsec SE Driver"
+#define DEFAULT_TIMEOUT_MS 5000
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t) v;
+    p[1] = (uint8_t) (v >> 8);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    put_u16(p, (uint16_t) v);
+    put_u16(p + 2, (uint16_t) (v >> 16));
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+    return (uint16_t) (p[0] | (p[1] << 8));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t) get_u16(p) | ((uint32_t) get_u16(p + 2) << 16);
+}
+
+void parsec_header_encode(const parsec_header_t *h, uint8_t out[PARSEC_WIRE_HEADER_SIZE])
+{
+    memset(out, 0, PARSEC_WIRE_HEADER_SIZE);
+    put_u32(out, PARSEC_WIRE_MAGIC);
+    put_u16(out + 4, 30);  /* bytes after the hdr_size field */
+    out[6] = 1;            /* version 1.0 */
+    out[7] = 0;
+    put_u16(out + 8, 0);   /* flags */
+    out[10] = h->provider;
+    put_u32(out + 11, (uint32_t) h->session);
+    put_u32(out + 15, (uint32_t) (h->session >> 32));
+    out[19] = h->content_type;
+    out[20] = h->accept_type;
+    out[21] = h->auth_type;
+    put_u32(out + 22, h->body_len);
+    put_u16(out + 26, h->auth_len);
+    put_u32(out + 28, h->opcode);
+    put_u16(out + 32, h->status);
+    /* out[34], out[35]: reserved, zero */
+}
+
+int parsec_header_decode(const uint8_t in[PARSEC_WIRE_HEADER_SIZE], parsec_header_t *h)
+{
+    if (get_u32(in) != PARSEC_WIRE_MAGIC || get_u16(in + 4) != 30 || in[6] != 1 || in[7] != 0 ||
+        in[34] != 0 || in[35] != 0) {
+        return -1;
+    }
+    h->provider = in[10];
+    h->session = (uint64_t) get_u32(in + 11) | ((uint64_t) get_u32(in + 15) << 32);
+    h->content_type = in[19];
+    h->accept_type = in[20];
+    h->auth_type = in[21];
+    h->body_len = get_u32(in + 22);
+    h->auth_len = get_u16(in + 26);
+    h->opcode = get_u32(in + 28);
+    h->status = get_u16(in + 32);
+    return 0;
+}
+
+psa_status_t parsec_endpoint_from_env(parsec_endpoint_t *endpoint)
+{
+    const char *value = getenv("PARSEC_SERVICE_ENDPOINT");
+    const char *path = DEFAULT_SOCKET;
+    const char *auth = getenv("PARSEC_SE_DRIVER_AUTH");
+    const char *timeout = getenv("PARSEC_SE_DRIVER_TIMEOUT_MS");
+
+    memset(endpoint, 0, sizeof(*endpoint));
+    if (value != NULL && value[0] != '\0') {
+        if (strncmp(value, "unix:", 5) != 0) {
+            return PSA_ERROR_INVALID_ARGUMENT;
+        }
+        path = value + 5;
+    }
+    if (strlen(path) >= sizeof(endpoint->socket_path)) {
+        return PSA_ERROR_INVALID_ARGUMENT;
+    }
+    strcpy(endpoint->socket_path, path);
+
+    if (auth == NULL || auth[0] == '\0' || strcmp(auth, "peer") == 0) {
+        uint32_t uid = (uint32_t) getuid();
+        endpoint->auth_type = PARSEC_AUTH_PEER_CREDENTIALS;
+        put_u32(endpoint->auth, uid);
+        endpoint->auth_len = 4;
+    } else if (strcmp(auth, "direct") == 0) {
+        const char *name = getenv("PARSEC_SE_DRIVER_APP_NAME");
+        if (name == NULL || name[0] == '\0') {
+            name = DEFAULT_APP_NAME;
+        }
+        if (strlen(name) > sizeof(endpoint->auth)) {
+            return PSA_ERROR_INVALID_ARGUMENT;
+        }
+        endpoint->auth_type = PARSEC_AUTH_DIRECT;
+        endpoint->auth_len = strlen(name);
+        memcpy(endpoint->auth, name, endpoint->auth_len);
+    } else {
+        return PSA_ERROR_INVALID_ARGUMENT;
+    }
+
+    endpoint->timeout_ms = DEFAULT_TIMEOUT_MS;
+    if (timeout != NULL && timeout[0] != '\0') {
+        char *end = NULL;
+        long ms = strtol(timeout, &end, 10);
+        if (*end != '\0' || ms <= 0 || ms > 600000) {
+            return PSA_ERROR_INVALID_ARGUMENT;
+        }
+        endpoint->timeout_ms = (int) ms;
+    }
+    return PSA_SUCCESS;
+}
+
+psa_status_t parsec_request_bytes(const parsec_endpoint_t *endpoint, uint8_t provider,
+                                  uint32_t opcode, const uint8_t *body, size_t body_len,
+                                  int with_auth, uint8_t **request, size_t *request_len)
+{
+    parsec_header_t header;
+    size_t auth_len = with_auth ? endpoint->auth_len : 0;
+    size_t total = PARSEC_WIRE_HEADER_SIZE + body_len + auth_len;
+    uint8_t *buffer;
+
+    if (body_len > PARSEC_WIRE_MAX_BODY) {
+        return PSA_ERROR_INVALID_ARGUMENT;
+    }
+    buffer = malloc(total);
+    if (buffer == NULL) {
+        return PSA_ERROR_INSUFFICIENT_MEMORY;
+    }
+    memset(&header, 0, sizeof(header));
+    header.provider = provider;
+    header.auth_type = with_auth ? endpoint->auth_type : PARSEC_AUTH_NONE;
+    header.body_len = (uint32_t) body_len;
+    header.auth_len = (uint16_t) auth_len;
+    header.opcode = opcode;
+    parsec_header_encode(&header, buffer);
+    if (body_len > 0) {
+        memcpy(buffer + PARSEC_WIRE_HEADER_SIZE, body, body_len);
+    }
+    if (auth_len > 0) {
+        memcpy(buffer + PARSEC_WIRE_HEADER_SIZE + body_len, endpoint->auth, auth_len);
+    }
+    *request = buffer;
+    *request_len = total;
+    return PSA_SUCCESS;
+}
+
+static int send_all(int fd, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t sent = send(fd, data, len, MSG_NOSIGNAL);
+        if (sent < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        data += sent;
+        len -= (size_t) sent;
+    }
+    return 0;
+}
+
+static int recv_all(int fd, uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t got = recv(fd, data, len, 0);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            return -1;  /* error, timeout (EAGAIN) or the service closed early */
+        }
+        data += got;
+        len -= (size_t) got;
+    }
+    return 0;
+}
+
+static int connect_with_timeout(const parsec_endpoint_t *endpoint)
+{
+    struct sockaddr_un address;
+    struct timeval tv;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        return -1;
+    }
+    tv.tv_sec = endpoint->timeout_ms / 1000;
+    tv.tv_usec = (endpoint->timeout_ms % 1000) * 1000;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+        close(fd);
+        return -1;
+    }
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    memcpy(address.sun_path, endpoint->socket_path, strlen(endpoint->socket_path) + 1);
+    if (connect(fd, (const struct sockaddr *) &address, sizeof(address)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+psa_status_t parsec_exchange(const parsec_endpoint_t *endpoint, uint8_t provider, uint32_t opcode,
+                             const uint8_t *body, size_t body_len, int with_auth,
+                             int *parsec_status, uint8_t **response, size_t *response_len)
+{
+    uint8_t *request = NULL;
+    size_t request_len = 0;
+    uint8_t raw_header[PARSEC_WIRE_HEADER_SIZE];
+    parsec_header_t header;
+    uint8_t *reply = NULL;
+    psa_status_t status;
+    int fd;
+
+    *response = NULL;
+    *response_len = 0;
+    status = parsec_request_bytes(endpoint, provider, opcode, body, body_len, with_auth,
+                                  &request, &request_len);
+    if (status != PSA_SUCCESS) {
+        return status;
+    }
+    fd = connect_with_timeout(endpoint);
+    if (fd < 0) {
+        free(request);
+        return PSA_ERROR_COMMUNICATION_FAILURE;
+    }
+    status = PSA_ERROR_COMMUNICATION_FAILURE;
+    if (send_all(fd, request, request_len) != 0 ||
+        recv_all(fd, raw_header, sizeof(raw_header)) != 0 ||
+        parsec_header_decode(raw_header, &header) != 0 ||
+        (header.status == PARSEC_STATUS_SUCCESS && header.opcode != opcode) ||
+        header.body_len > PARSEC_WIRE_MAX_BODY) {
+        goto exit;
+    }
+    if (header.body_len > 0) {
+        reply = malloc(header.body_len);
+        if (reply == NULL) {
+            status = PSA_ERROR_INSUFFICIENT_MEMORY;
+            goto exit;
+        }
+        if (recv_all(fd, reply, header.body_len) != 0) {
+            free(reply);
+            reply = NULL;
+            goto exit;
+        }
+    }
+    *parsec_status = header.status;
+    *response = reply;
+    *response_len = header.body_len;
+    status = PSA_SUCCESS;
+exit:
+    close(fd);
+    free(request);
+    return status;
+}
