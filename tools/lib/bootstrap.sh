@@ -5,6 +5,8 @@
 # constraints file change). Progress goes to stderr so that command output stays clean.
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=packages.sh
+source "$PROJECT_ROOT/tools/lib/packages.sh"
 VENV="$PROJECT_ROOT/.venv"
 export PROJECT_ROOT VENV
 

@@ -43,9 +43,29 @@ def _parsec_serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .native_build import BuildError
+    from .services import ServiceError
+    from .tls_demo import run_host_demo
+
+    try:
+        return run_host_demo()
+    except (BuildError, ServiceError) as exc:
+        print(f"parsec-demo demo: {exc}", file=sys.stderr)
+        return 1
+
+
+def _rse_walkthrough(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo()
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .native_build import main as build_main
+
+    return build_main(
+        ["--check-patches"] if args.check_patches else (["--force"] if args.force else [])
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -89,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"largest embed payload in bytes (default 0x{comms.DEFAULT_MAX_PAYLOAD:x})",
     )
     serve.set_defaults(func=_rse_serve)
+    walkthrough = rse_commands.add_parser(
+        "demo", help="walk keys through an RSE model the way the SE driver does"
+    )
+    walkthrough.set_defaults(func=_rse_walkthrough)
 
     parsec = commands.add_parser(
         "parsec", help="the Parsec-wire-compatible service, and parsec-tool's commands"
@@ -113,8 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tool_commands(parsec_commands)
 
-    demo = commands.add_parser("demo", help="walk one key through the RSE model")
+    demo = commands.add_parser(
+        "demo", help="the Parsec-enabled TLS handshake, with what the RSE served for it"
+    )
+    demo.add_argument(
+        "--host", action="store_true", help="every process on this machine (the default for now)"
+    )
     demo.set_defaults(func=_demo)
+
+    build = commands.add_parser(
+        "build", help="build ssl_client1, ssl_server and the Parsec SE driver for this machine"
+    )
+    build.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
+    build.add_argument(
+        "--check-patches", action="store_true", help="only check the layer's patches apply"
+    )
+    build.set_defaults(func=_build)
 
     bench = commands.add_parser("bench", help="benchmarks with a baseline measured in the same run")
     bench.add_argument("what", choices=["rse", "parsec"], help="what to measure")

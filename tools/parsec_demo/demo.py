@@ -1,11 +1,10 @@
-"""``./tools/demo``: what the project shows a newcomer.
+"""``parsec-demo rse demo``: the RSE model on its own, for a newcomer.
 
-Until the TLS demo exists this walks keys through the RSE model the way the TLS client's
-secure-element driver will: a server's RSA public key is imported, a signature made by the
-"server" is verified inside the RSE, a tampered one is rejected, the key is destroyed; then an
-ECC key pair is generated inside the RSE, signs, and its public key verifies outside. The RSE
-console lines of each step are printed as the model wrote them, and a summary is read from the
-model's JSON events.
+This walks keys through the RSE model the way the TLS client's secure-element driver does: a
+server's RSA public key is imported, a signature made by the "server" is verified inside the
+RSE, a tampered one is rejected, the key is destroyed; then an ECC key pair is generated inside
+the RSE, signs, and its public key verifies outside. The RSE console lines of each step are
+printed as the model wrote them, and a summary is read from the model's JSON events.
 """
 
 from __future__ import annotations

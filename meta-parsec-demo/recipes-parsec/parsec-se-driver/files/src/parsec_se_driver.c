@@ -151,6 +151,10 @@ static psa_status_t request(uint32_t opcode, const ProtobufCMessage *message,
     if (status != PSA_SUCCESS) {
         return status;
     }
+    if (*parsec_status == 1145 && getenv("PARSEC_SE_DRIVER_QUIET") == NULL) {
+        fprintf(stderr, "parsec-se-driver: the Parsec service cannot reach its crypto backend "
+                        "(PsaErrorCommunicationFailure)\n");
+    }
     status = parsec_status_to_psa(*parsec_status);
     if (status != PSA_SUCCESS) {
         free(*response);

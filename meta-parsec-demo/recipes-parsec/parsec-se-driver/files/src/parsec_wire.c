@@ -13,6 +13,7 @@
 #include "parsec_wire.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -170,6 +171,19 @@ psa_status_t parsec_request_bytes(const parsec_endpoint_t *endpoint, uint8_t pro
     return PSA_SUCCESS;
 }
 
+/* One line on stderr when the service cannot be reached, so that a failed handshake says
+ * why. PARSEC_SE_DRIVER_QUIET=1 silences it. */
+static void report(const parsec_endpoint_t *endpoint, const char *what, int error)
+{
+    const char *quiet = getenv("PARSEC_SE_DRIVER_QUIET");
+    if (quiet != NULL && strcmp(quiet, "1") == 0) {
+        return;
+    }
+    fprintf(stderr, "parsec-se-driver: %s the Parsec service at %s: %s\n", what,
+            endpoint->socket_path,
+            error == EAGAIN || error == EWOULDBLOCK ? "timed out" : strerror(error));
+}
+
 static int send_all(int fd, const uint8_t *data, size_t len)
 {
     while (len > 0) {
@@ -193,8 +207,12 @@ static int recv_all(int fd, uint8_t *data, size_t len)
         if (got < 0 && errno == EINTR) {
             continue;
         }
-        if (got <= 0) {
-            return -1;  /* error, timeout (EAGAIN) or the service closed early */
+        if (got == 0) {
+            errno = ECONNRESET;  /* the service closed the connection early */
+            return -1;
+        }
+        if (got < 0) {
+            return -1;  /* an error, or the receive timeout (EAGAIN) */
         }
         data += got;
         len -= (size_t) got;
@@ -249,15 +267,21 @@ psa_status_t parsec_exchange(const parsec_endpoint_t *endpoint, uint8_t provider
     }
     fd = connect_with_timeout(endpoint);
     if (fd < 0) {
+        report(endpoint, "cannot reach", errno);
         free(request);
         return PSA_ERROR_COMMUNICATION_FAILURE;
     }
     status = PSA_ERROR_COMMUNICATION_FAILURE;
+    errno = EPROTO;
     if (send_all(fd, request, request_len) != 0 ||
-        recv_all(fd, raw_header, sizeof(raw_header)) != 0 ||
-        parsec_header_decode(raw_header, &header) != 0 ||
+        recv_all(fd, raw_header, sizeof(raw_header)) != 0) {
+        report(endpoint, "no answer from", errno);
+        goto exit;
+    }
+    if (parsec_header_decode(raw_header, &header) != 0 ||
         (header.status == PARSEC_STATUS_SUCCESS && header.opcode != opcode) ||
         header.body_len > PARSEC_WIRE_MAX_BODY) {
+        report(endpoint, "malformed response from", EPROTO);
         goto exit;
     }
     if (header.body_len > 0) {
