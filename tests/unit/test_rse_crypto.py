@@ -286,6 +286,29 @@ def test_ecdsa_raw_signatures_both_ways(
     key.public_key().verify(der, digest, ec.ECDSA(prehashed))
 
 
+def test_ecdsa_any_takes_a_hash_of_any_supported_length(
+    client: RseClient, ec_keys: dict[int, ec.EllipticCurvePrivateKey]
+) -> None:
+    """What Mbed TLS's pk layer uses to verify ECDSA (PSA_ALG_ECDSA_ANY)."""
+    key = ec_keys[384]
+    ecdsa_any = psa.ALG_ECDSA_BASE
+    public_id = client.import_key(ecc_attrs(False, 384, VERIFY, ecdsa_any), ec_point(key))
+    for digest, algorithm in (
+        (DIGEST, hashes.SHA256()),
+        (hashlib.sha512(b"x").digest(), hashes.SHA512()),
+    ):
+        raw = der_to_raw(key.sign(digest, ec.ECDSA(utils.Prehashed(algorithm))), 48)
+        client.verify_hash(public_id, ecdsa_any, digest, raw)
+        expect_status(
+            Status.INVALID_SIGNATURE,
+            lambda d=digest, r=raw: client.verify_hash(public_id, ecdsa_any, d, r[::-1]),
+        )
+    expect_status(
+        Status.INVALID_ARGUMENT, lambda: client.verify_hash(public_id, ecdsa_any, b"\1" * 33, raw)
+    )
+    assert psa.alg_name(ecdsa_any) == "ECDSA_ANY"
+
+
 def test_deterministic_ecdsa_repeats_and_randomized_does_not(
     client: RseClient, ec_keys: dict[int, ec.EllipticCurvePrivateKey]
 ) -> None:

@@ -8,6 +8,9 @@ the project's path and a reference path back to back and prints both and their r
 - ``parsec``: PsaVerifyHash requests per second and p50/p99 latency through the Parsec service
   and the RSE model, with 1 and 8 concurrent client processes, against the same in-process
   verification. Goal: at least 10% of the in-process rate with 8 clients, p99 under 5 ms.
+- ``handshake``: full TLS handshakes per second (one ssl_client1 process each) with the
+  asymmetric operations delegated to Parsec and the RSE model, against the same client with
+  delegation switched off (PSA in-process), alternating. Goal: a ratio of at least 0.7.
 """
 
 from __future__ import annotations
@@ -229,11 +232,47 @@ def bench_parsec(seconds: float) -> None:
         rse.stop()
 
 
+def bench_handshake(seconds: float) -> None:
+    from .native_build import build_host
+    from .tls_demo import TlsDemo
+
+    build = build_host()
+    run_dir = new_run_dir("bench-handshake")
+    print(f"TLS demo: {run_dir}")
+    durations: dict[str, list[float]] = {"delegated": [], "local": []}
+    environments = {"delegated": {}, "local": {"PARSEC_DEMO_LOCAL_VERIFY": "1"}}
+    with TlsDemo(run_dir, build) as demo:
+        for mode, env in environments.items():  # warm-up, and a check that both work
+            run = demo.run_client(env=env, log_name="warm-up.log")
+            if not run.ok:
+                raise RuntimeError(f"the {mode} handshake failed:\n{run.output}")
+        deadline = time.perf_counter() + 2 * seconds
+        while time.perf_counter() < deadline:
+            for mode, env in environments.items():  # alternate, so noise hits both alike
+                started = time.perf_counter()
+                run = demo.run_client(env=env, log_name=f"{mode}.log")
+                durations[mode].append(time.perf_counter() - started)
+                if not run.ok:
+                    raise RuntimeError(f"a {mode} handshake failed:\n{run.output}")
+    rates = {mode: len(d) / sum(d) for mode, d in durations.items()}
+    print(f"{'handshakes':<34} {'count':>6} {'per second':>11} {'median ms':>10}")
+    for mode, label in (
+        ("delegated", "delegated (Parsec + RSE model)"),
+        ("local", "local (PSA in-process)"),
+    ):
+        values = sorted(durations[mode])
+        median_ms = values[len(values) // 2] * 1000
+        print(f"{label:<34} {len(values):>6} {rates[mode]:>11.1f} {median_ms:>10.1f}")
+    print(f"ratio delegated/local: {rates['delegated'] / rates['local']:.3f}")
+
+
 def run_bench(what: str, seconds: float) -> int:
     if what == "rse":
         bench_rse(seconds)
     elif what == "parsec":
         bench_parsec(seconds)
+    elif what == "handshake":
+        bench_handshake(seconds)
     else:
         raise ValueError(f"unknown benchmark {what}")
     return 0

@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(func=_build)
 
     bench = commands.add_parser("bench", help="benchmarks with a baseline measured in the same run")
-    bench.add_argument("what", choices=["rse", "parsec"], help="what to measure")
+    bench.add_argument("what", choices=["rse", "parsec", "handshake"], help="what to measure")
     bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     bench.set_defaults(func=_bench)
     return parser

@@ -216,6 +216,10 @@ def alg_name(alg: int) -> str:
         return "NONE"
     if alg in _HASH_NAMES:
         return _HASH_NAMES[alg]
+    if alg == ALG_ECDSA_BASE:
+        return "ECDSA_ANY"
+    if alg == ALG_RSA_PKCS1V15_SIGN_BASE:
+        return "RSA_PKCS1V15_SIGN_RAW"
     if alg_is_sign(alg):
         hash_alg = sign_hash_alg(alg)
         inner = _HASH_NAMES.get(hash_alg, f"0x{hash_alg:08x}") if hash_alg else "NONE"

@@ -196,6 +196,16 @@ def hash_compute(hash_alg: int, message: bytes) -> bytes:
     return hashlib.new(_HASHES[hash_alg]().name, message).digest()
 
 
+#: ECDSA_ANY signs or verifies a hash of any length: the digest size picks the hash to name.
+_BY_DIGEST_SIZE: dict[int, type[hashes.HashAlgorithm]] = {
+    20: hashes.SHA1,
+    28: hashes.SHA224,
+    32: hashes.SHA256,
+    48: hashes.SHA384,
+    64: hashes.SHA512,
+}
+
+
 def _check_compatible(material: KeyMaterial, alg: int, hash_value: bytes) -> hashes.HashAlgorithm:
     base = psa.sign_base(alg)
     is_rsa = isinstance(material.public, rsa.RSAPublicKey)
@@ -206,6 +216,10 @@ def _check_compatible(material: KeyMaterial, alg: int, hash_value: bytes) -> has
             Status.INVALID_ARGUMENT,
             f"{psa.alg_name(alg)} does not apply to {psa.key_type_name(material.key_type)}",
         )
+    if base == psa.ALG_ECDSA_BASE and psa.sign_hash_alg(alg) == psa.ALG_NONE:  # ECDSA_ANY
+        if len(hash_value) not in _BY_DIGEST_SIZE:
+            raise PsaError(Status.INVALID_ARGUMENT, f"hash of {len(hash_value)} bytes")
+        return _BY_DIGEST_SIZE[len(hash_value)]()
     algorithm = _hash_of(alg)
     if len(hash_value) != algorithm.digest_size:
         raise PsaError(
