@@ -238,7 +238,7 @@ def test_demo_walks_keys_through_the_model_and_summarises(tmp_path: Path) -> Non
     env = toolkit_env()
     env["PARSEC_DEMO_RUNS"] = str(tmp_path / "runs")
     result = subprocess.run(
-        [sys.executable, "-m", "parsec_demo", "demo"],
+        [sys.executable, "-m", "parsec_demo", "rse", "demo"],
         env=env,
         capture_output=True,
         text=True,

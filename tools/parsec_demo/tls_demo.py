@@ -9,6 +9,7 @@ between the client's start and its end.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -111,6 +112,7 @@ class TlsDemo:
         self.parsec: Service | None = None
         self.server: subprocess.Popen[bytes] | None = None
         self._stack = ExitStack()
+        self._client_runs = itertools.count(1)
         self.netns = NetworkNamespace()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -210,7 +212,14 @@ class TlsDemo:
         log_name: str = "ssl_client1.log",
         wrapper: Sequence[str] = (),
     ) -> ClientRun:
-        """Run ssl_client1 once; its output also goes to the run directory."""
+        """Run ssl_client1 once; its output also goes to the run directory.
+
+        Each run gets a working directory of its own: with MBEDTLS_PSA_CRYPTO_SE_C, Mbed TLS
+        keeps the SE driver's state in PSA ITS files in the working directory, through a
+        fixed temporary file name that clients running side by side would fight over.
+        """
+        workdir = self.run_dir / f"client-{next(self._client_runs)}"
+        workdir.mkdir(parents=True, exist_ok=True)
         argv = [str(self.build.program("ssl_client1")), address]
         if ca_file is not None:
             argv.append(str(ca_file))
@@ -224,6 +233,7 @@ class TlsDemo:
                 capture_output=True,
                 timeout=timeout,
                 stdin=subprocess.DEVNULL,
+                cwd=workdir,
             )
             output = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
             returncode = result.returncode
