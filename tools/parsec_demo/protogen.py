@@ -79,10 +79,15 @@ def _generate() -> None:
 
 
 def ensure_importable() -> None:
-    """Generate if needed and put the generated modules on ``sys.path``."""
-    generate()
-    if str(OUTPUT_DIR) not in sys.path:
-        sys.path.insert(0, str(OUTPUT_DIR))
+    """Generate if needed and put the generated modules on ``sys.path``.
+
+    An installed service (the dev image, a Yocto image) has its modules generated at build time
+    by the target's own protoc; ``PARSEC_DEMO_PROTOBUF_DIR`` names them and nothing is generated.
+    """
+    installed = os.environ.get("PARSEC_DEMO_PROTOBUF_DIR")
+    directory = Path(installed) if installed else generate()
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from .. import __version__, psa
 from ..psa import PsaError, Status
-from ..rse.client import RseClient
+from ..rse.client import RseClient, is_serial_port
 from ..rse.tfm_crypto import KeyAttributes
 from . import contracts as pb
 from . import convert
@@ -88,6 +88,8 @@ class TrustedServiceProvider:
         self.rse_socket = rse_socket
         self._response_limit = response_limit
         self._pool: queue.LifoQueue[RseClient] = queue.LifoQueue()
+        if is_serial_port(rse_socket):
+            pool_size = 1  # a serial port is one stream: calls take turns on it
         for _ in range(pool_size):
             self._pool.put(RseClient(rse_socket, client_id=RSE_CLIENT_ID, timeout=rse_timeout))
         self.handlers: dict[Opcode, Handler] = {

@@ -8,11 +8,15 @@ after a failure, so a restarted RSE model is picked up by the next call.
 
 from __future__ import annotations
 
+import os
+import select
 import socket
+import stat
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from ..psa import PsaError, Status
 from . import comms
@@ -27,18 +31,80 @@ class RseUnavailable(PsaError):
         super().__init__(Status.COMMUNICATION_FAILURE, detail)
 
 
+class Link(Protocol):
+    """A byte stream to the RSE: a Unix socket, or a serial port such as virtio-serial."""
+
+    def sendall(self, data: bytes, /) -> None: ...
+
+    def recv(self, size: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class SerialLink:
+    """A character device (``/dev/virtio-ports/rse`` in a QEMU machine) as a Link.
+
+    The port stays open while the RSE on the other side comes and goes, so reads and writes
+    wait with a timeout, and bytes left over from an earlier user are drained on opening.
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.timeout = timeout
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        while select.select([self.fd], [], [], 0)[0]:
+            try:
+                if not os.read(self.fd, 65536):
+                    break
+            except BlockingIOError:
+                break
+
+    def sendall(self, data: bytes, /) -> None:
+        view = memoryview(data)
+        while view:
+            if not select.select([], [self.fd], [], self.timeout)[1]:
+                raise TimeoutError("the RSE port does not take data")
+            try:
+                written = os.write(self.fd, view)
+            except BlockingIOError:
+                continue
+            view = view[written:]
+
+    def recv(self, size: int, /) -> bytes:
+        if not select.select([self.fd], [], [], self.timeout)[0]:
+            raise TimeoutError("no answer on the RSE port")
+        try:
+            return os.read(self.fd, size)
+        except BlockingIOError:
+            return self.recv(size)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def is_serial_port(path: str | Path) -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 class RseClient:
     def __init__(self, socket_path: str | Path, client_id: int = 0, timeout: float = 5.0) -> None:
         self.socket_path = str(socket_path)
         self.client_id = client_id
         self.timeout = timeout
-        self._sock: socket.socket | None = None
+        self._sock: Link | None = None
         self._seq = 0
         self._lock = threading.Lock()
 
     # --- connection ---------------------------------------------------------------------------
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> Link:
+        if self._sock is None and is_serial_port(self.socket_path):
+            try:
+                self._sock = SerialLink(self.socket_path, self.timeout)
+            except OSError as exc:
+                raise RseUnavailable(f"cannot open the RSE port {self.socket_path}: {exc}") from exc
         if self._sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout)
@@ -103,11 +169,18 @@ class RseClient:
             except OSError as again:
                 self._drop()
                 raise RseUnavailable(f"RSE link failed: {again}") from again
+        return self._receive()
+
+    def _receive(self) -> bytes:
+        sock = self._sock
+        assert sock is not None
         try:
             prefix = comms.recv_exact(sock, comms.LENGTH_PREFIX.size)
             if prefix is None:
                 raise ConnectionError("the RSE closed the link")
             (length,) = comms.LENGTH_PREFIX.unpack(prefix)
+            if length > 1 << 20:
+                raise ConnectionError(f"a reply of {length} bytes: the link is out of step")
             reply = comms.recv_exact(sock, length) if length else b""
             if reply is None:
                 raise ConnectionError("the RSE closed the link mid-reply")

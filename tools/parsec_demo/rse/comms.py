@@ -16,9 +16,9 @@ Layout (all little-endian, packed):
 
 from __future__ import annotations
 
-import socket
 import struct
 from dataclasses import dataclass, field
+from typing import Protocol
 
 PROTOCOL_EMBED = 0
 PROTOCOL_POINTER_ACCESS = 1
@@ -158,11 +158,15 @@ def decode_reply(message: bytes, out_len: int) -> Reply:
 # --- framing ----------------------------------------------------------------------------------
 
 
+class Readable(Protocol):
+    def recv(self, size: int, /) -> bytes: ...
+
+
 def frame(message: bytes) -> bytes:
     return LENGTH_PREFIX.pack(len(message)) + message
 
 
-def recv_exact(sock: socket.socket, size: int) -> bytes | None:
+def recv_exact(sock: Readable, size: int) -> bytes | None:
     """Read exactly ``size`` bytes; None on a clean end of stream before the first byte.
 
     An end of stream in the middle raises ``ConnectionError``: the peer went away mid-message.
@@ -180,7 +184,7 @@ def recv_exact(sock: socket.socket, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def discard_exact(sock: socket.socket, size: int) -> None:
+def discard_exact(sock: Readable, size: int) -> None:
     """Consume ``size`` bytes without keeping them, so an oversized frame cannot exhaust memory."""
     remaining = size
     while remaining:

@@ -1,0 +1,1 @@
+"""Booting machines (QEMU, Arm FVP) and reaching them (consoles, SSH)."""

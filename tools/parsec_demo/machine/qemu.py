@@ -1,0 +1,301 @@
+"""QEMU machines: the dev image (its manifest.json) or a Yocto image (its qemuboot.conf).
+
+A machine gets a run directory with one log per console and service. Its serial console is a
+Unix socket QEMU serves (logged by QEMU itself to ``console.log``, whoever is attached); its
+SSH port is forwarded from a free host port allocated race-free; the root disk is used with
+``-snapshot`` by default, so the image never changes. The RSE model runs on the host, like
+the RSE beside the application cores, and QEMU attaches it as the virtio-serial port ``rse``
+(``/dev/virtio-ports/rse`` in the guest), reconnecting if the model restarts.
+
+KVM is not used unless asked for: where it exists here it is a nested device that makes guests
+fail or crawl, and TCG with one thread per vCPU is reliable.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..image_build import ImageManifest
+from ..services import Service, start_rse_model, tail
+from .ports import PortLease, allocate_port
+from .ssh_target import SSHTarget, TargetError, wait_for_banner
+
+
+class BootError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class QemuConfig:
+    """Everything needed to make the QEMU command line of a machine."""
+
+    qemu: str
+    machine: list[str]
+    cpu: list[str]
+    memory_mb: int
+    smp: int
+    kernel: Path
+    initrd: Path | None
+    rootfs_options: list[str]
+    cmdline: str
+    serial_device: list[str] = field(default_factory=list)
+    network_device: str = "virtio-net-pci"
+    virtio_serial: str = "virtio-serial-pci"
+    extra: list[str] = field(default_factory=list)
+    ssh_key: Path | None = None
+    ssh_host_key: str | None = None
+    source: str = ""
+
+    @classmethod
+    def from_manifest(cls, path: Path) -> QemuConfig:
+        directory = path if path.is_dir() else path.parent
+        manifest = ImageManifest.load(path)
+        rootfs = directory / manifest.rootfs
+        return cls(
+            qemu=manifest.qemu,
+            machine=["-machine", manifest.machine],
+            cpu=["-cpu", manifest.cpu],
+            memory_mb=1024,
+            smp=2,
+            kernel=directory / manifest.kernel,
+            initrd=directory / manifest.initrd,
+            rootfs_options=["-drive", f"file={rootfs},format=raw,if=virtio"],
+            cmdline=manifest.cmdline,
+            ssh_key=Path(manifest.ssh_key),
+            ssh_host_key=manifest.ssh_host_key,
+            source=str(path),
+        )
+
+    @classmethod
+    def from_qemuboot(cls, path: Path) -> QemuConfig:
+        """A Yocto ``qemuboot.conf`` (INI, section ``config_bsp``, QB_* keys)."""
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read(path)
+        qb = dict(parser["config_bsp"])
+        deploy = Path(qb.get("DEPLOY_DIR_IMAGE", str(path.parent)))
+        if not deploy.is_dir():
+            deploy = path.parent  # the conf travels with its images
+
+        def sub(text: str) -> str:
+            return text.replace("@DEPLOY_DIR_IMAGE@", str(deploy))
+
+        link = qb.get("IMAGE_LINK_NAME") or qb.get("IMAGE_NAME", "")
+        fstype = qb.get("QB_DEFAULT_FSTYPE", "ext4")
+        rootfs = deploy / f"{link}.{fstype}"
+        rootfs_opt = qb.get("QB_ROOTFS_OPT", "-drive file=@ROOTFS@,if=virtio,format=raw")
+        rootfs_opt = sub(rootfs_opt.replace("@ROOTFS@", str(rootfs)))
+        network = qb.get("QB_NETWORK_DEVICE", "-device virtio-net-pci,netdev=net0,mac=@MAC@")
+        network_device = shlex.split(network)[-1].split(",")[0]
+        cmdline = " ".join(
+            part
+            for part in (
+                f"root={qb.get('QB_ROOTFS_DEVICE', '/dev/vda')}",
+                "rw",
+                qb.get("QB_KERNEL_CMDLINE_APPEND", ""),
+                qb.get("QB_CMDLINE_IP_SLIRP", "ip=dhcp"),
+            )
+            if part
+        )
+        machine = shlex.split(qb.get("QB_MACHINE", "-machine virt"))
+        virtio_serial = (
+            "virtio-serial-device" if "virt" in " ".join(machine) else "virtio-serial-pci"
+        )
+        memory = qb.get("QB_MEM", "-m 512").split()[-1]
+        return cls(
+            qemu=qb.get("QB_SYSTEM_NAME", "qemu-system-aarch64"),
+            machine=machine,
+            cpu=shlex.split(qb.get("QB_CPU", "")),
+            memory_mb=int(memory.rstrip("M")),
+            smp=int(qb.get("QB_SMP", "-smp 2").split()[-1]),
+            kernel=deploy / qb.get("QB_DEFAULT_KERNEL", "Image"),
+            initrd=None,
+            rootfs_options=shlex.split(rootfs_opt),
+            cmdline=cmdline,
+            serial_device=shlex.split(sub(qb.get("QB_SERIAL_OPT", ""))),
+            network_device=network_device,
+            virtio_serial=virtio_serial,
+            extra=shlex.split(sub(qb.get("QB_OPT_APPEND", ""))),
+            source=str(path),
+        )
+
+
+def load_config(path: Path) -> QemuConfig:
+    if path.name.endswith(".qemuboot.conf") or path.name == "qemuboot.conf":
+        return QemuConfig.from_qemuboot(path)
+    return QemuConfig.from_manifest(path)
+
+
+class QemuMachine:
+    """One running machine: QEMU, the RSE model beside it, a forwarded SSH port."""
+
+    def __init__(
+        self,
+        config: QemuConfig,
+        run_dir: Path,
+        snapshot: bool = True,
+        extra_cmdline: str = "",
+        with_rse: bool = True,
+        accel: str = "tcg",
+        boot_timeout: float = 180.0,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.snapshot = snapshot
+        self.extra_cmdline = extra_cmdline
+        self.with_rse = with_rse
+        self.accel = accel
+        self.boot_timeout = boot_timeout
+        self.extra_args = extra_args or []
+        self.ssh_port: PortLease | None = None
+        self.rse: Service | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- paths --------------------------------------------------------------------------------
+
+    @property
+    def console_socket(self) -> Path:
+        return self.run_dir / "console.sock"
+
+    @property
+    def console_log(self) -> Path:
+        return self.run_dir / "console.log"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.run_dir / "qemu.log"
+
+    @property
+    def rse_socket(self) -> Path:
+        return self.run_dir / "rse.sock"
+
+    def logs(self) -> list[Path]:
+        return [
+            p
+            for p in (self.console_log, self.qemu_log, self.run_dir / "rse-console.log")
+            if p.exists()
+        ]
+
+    # --- command line -------------------------------------------------------------------------
+
+    def command(self, ssh_port: int) -> list[str]:
+        c = self.config
+        accel = ["-accel", "tcg,thread=multi"] if self.accel == "tcg" else ["-accel", self.accel]
+        command = [
+            c.qemu, *c.machine, *c.cpu, *accel,
+            "-m", str(c.memory_mb), "-smp", str(c.smp),
+            "-nodefaults", "-display", "none", "-no-reboot",
+            "-kernel", str(c.kernel),
+        ]  # fmt: skip
+        if c.initrd is not None:
+            command += ["-initrd", str(c.initrd)]
+        command += ["-append", " ".join(p for p in (c.cmdline, self.extra_cmdline) if p)]
+        command += c.rootfs_options
+        if self.snapshot:
+            command.append("-snapshot")
+        command += [
+            "-chardev",
+            f"socket,id=console0,path={self.console_socket},server=on,wait=off,"
+            f"logfile={self.console_log},logappend=on",
+            "-serial", "chardev:console0",
+            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+            "-device", f"{c.network_device},netdev=net0",
+        ]  # fmt: skip
+        command += c.serial_device
+        if self.with_rse:
+            command += [
+                "-chardev", f"socket,id=rse,path={self.rse_socket},reconnect=1",
+                "-device", f"{c.virtio_serial},id=vser0",
+                "-device", "virtserialport,bus=vser0.0,chardev=rse,name=rse",
+            ]  # fmt: skip
+        return command + c.extra + self.extra_args
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> QemuMachine:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        if self.with_rse:
+            self.rse = start_rse_model(self.run_dir)
+        self.ssh_port = allocate_port()
+        command = self.command(self.ssh_port.port)
+        (self.run_dir / "qemu-command.txt").write_text(shlex.join(command) + "\n")
+        with open(self.qemu_log, "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        self._wait_for_boot()
+
+    def _wait_for_boot(self) -> None:
+        deadline = time.monotonic() + self.boot_timeout
+        assert self.process is not None and self.ssh_port is not None
+        while True:
+            if self.process.poll() is not None:
+                raise BootError(self._failure(f"QEMU exited with status {self.process.returncode}"))
+            if self.console_log.exists() and b"login:" in self.console_log.read_bytes():
+                break
+            if time.monotonic() > deadline:
+                raise BootError(self._failure(f"no login prompt within {self.boot_timeout:.0f} s"))
+            time.sleep(0.25)
+        try:
+            wait_for_banner("127.0.0.1", self.ssh_port.port, max(5.0, deadline - time.monotonic()))
+        except TargetError as exc:
+            raise BootError(self._failure(str(exc))) from None
+
+    def _failure(self, reason: str) -> str:
+        console = tail(self.console_log, 30) if self.console_log.exists() else "(no console output)"
+        logs = "\n".join(f"  {p}" for p in self.logs())
+        return f"boot failed: {reason}\nlast console lines:\n{console}\nlogs:\n{logs}"
+
+    def target(self) -> SSHTarget:
+        assert self.ssh_port is not None
+        target = SSHTarget(
+            "127.0.0.1", self.ssh_port.port, self.config.ssh_key, self.config.ssh_host_key
+        )
+        return target.connect()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # QEMU quits cleanly on SIGTERM
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.rse is not None:
+            self.rse.stop()
+        if self.ssh_port is not None:
+            self.ssh_port.release()
+
+    def __enter__(self) -> QemuMachine:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def with_cmdline(self, extra: str) -> QemuMachine:
+        return QemuMachine(
+            replace(self.config),
+            self.run_dir,
+            self.snapshot,
+            extra,
+            self.with_rse,
+            self.accel,
+            self.boot_timeout,
+        )
