@@ -8,3 +8,7 @@ BUILD_PACKAGES=(cmake gcc make patch bzip2 pkg-config libprotobuf-c-dev protobuf
 DEMO_PACKAGES=(iproute2 util-linux)
 # The test suite: gdb counts local verifications to prove there are none.
 TEST_PACKAGES=(gdb)
+# Building and booting the dev image.
+VM_PACKAGES=(mmdebstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client zstd)
+# arm64 dev images (user-mode emulation for the build, and the arm64 system emulator).
+ARM64_PACKAGES=(qemu-system-arm qemu-user-static binfmt-support arch-test)

@@ -8,6 +8,8 @@ the project's path and a reference path back to back and prints both and their r
 - ``parsec``: PsaVerifyHash requests per second and p50/p99 latency through the Parsec service
   and the RSE model, with 1 and 8 concurrent client processes, against the same in-process
   verification. Goal: at least 10% of the in-process rate with 8 clients, p99 under 5 ms.
+- ``boot``: the dev image: build time cold and cached, image size, and seconds from QEMU's
+  start to SSH answering (median of 3 boots).
 - ``handshake``: full TLS handshakes per second (one ssl_client1 process each) with the
   asymmetric operations delegated to Parsec and the RSE model, against the same client with
   delegation switched off (PSA in-process), alternating. Goal: a ratio of at least 0.7.
@@ -266,6 +268,46 @@ def bench_handshake(seconds: float) -> None:
     print(f"ratio delegated/local: {rates['delegated'] / rates['local']:.3f}")
 
 
+def bench_boot(seconds: float) -> None:
+    from .image_build import build_image
+    from .machine.qemu import QemuMachine, load_config
+
+    del seconds  # boots take what they take
+    started = time.perf_counter()
+    image = build_image("amd64")
+    cached_or_cold = time.perf_counter() - started
+    started = time.perf_counter()
+    build_image("amd64")
+    cached = time.perf_counter() - started
+    built = json_load(image / "manifest.json")["built"]
+    print(f"image: {image}")
+    print(f"build: cold {built} (this run: {cached_or_cold:.1f} s), cached {cached:.2f} s")
+    for name in ("rootfs.ext4", "vmlinuz", "initrd.img"):
+        path = image / name
+        used = path.stat().st_blocks * 512  # the disk image is sparse
+        print(f"{name}: {path.stat().st_size / 1e6:.0f} MB apparent, {used / 1e6:.0f} MB used")
+    boots = []
+    for n in range(3):
+        run_dir = new_run_dir(f"bench-boot-{n}")
+        started = time.perf_counter()
+        with QemuMachine(load_config(image), run_dir) as machine, machine.target() as target:
+            boots.append(time.perf_counter() - started)
+            target.run("true")
+    boots.sort()
+    print(
+        "boot to SSH-ready: "
+        + ", ".join(f"{b:.1f}" for b in boots)
+        + f" s; median {boots[1]:.1f} s"
+    )
+
+
+def json_load(path: Path) -> dict[str, object]:
+    import json
+
+    data: dict[str, object] = json.loads(path.read_text())
+    return data
+
+
 def run_bench(what: str, seconds: float) -> int:
     if what == "rse":
         bench_rse(seconds)
@@ -273,6 +315,8 @@ def run_bench(what: str, seconds: float) -> int:
         bench_parsec(seconds)
     elif what == "handshake":
         bench_handshake(seconds)
+    elif what == "boot":
+        bench_boot(seconds)
     else:
         raise ValueError(f"unknown benchmark {what}")
     return 0

@@ -43,15 +43,26 @@ def _parsec_serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .machine.qemu import BootError
     from .native_build import BuildError
     from .services import ServiceError
     from .tls_demo import run_host_demo
 
     try:
-        return run_host_demo()
-    except (BuildError, ServiceError) as exc:
+        if args.host:
+            return run_host_demo()
+        from .vm_demo import run_vm_demo
+
+        return run_vm_demo(args.arch)
+    except (BuildError, ServiceError, BootError) as exc:
         print(f"parsec-demo demo: {exc}", file=sys.stderr)
         return 1
+
+
+def _image_build(args: argparse.Namespace) -> int:
+    from .image_build import main as image_main
+
+    return image_main(["--arch", args.arch] + (["--force"] if args.force else []))
 
 
 def _rse_walkthrough(args: argparse.Namespace) -> int:
@@ -141,8 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the Parsec-enabled TLS handshake, with what the RSE served for it"
     )
     demo.add_argument(
-        "--host", action="store_true", help="every process on this machine (the default for now)"
+        "--host", action="store_true", help="every process on this machine (default: a QEMU VM)"
     )
+    demo.add_argument("--arch", default="amd64", help="dev image architecture (amd64, arm64)")
+
+    image = commands.add_parser("image", help="the dev image (Debian packages, bootable)")
+    image_commands = image.add_subparsers(dest="image_command", required=True)
+    image_build = image_commands.add_parser("build", help="build it unless an identical one exists")
+    image_build.add_argument("--arch", default="amd64", choices=["amd64", "arm64"])
+    image_build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    image_build.set_defaults(func=_image_build)
     demo.set_defaults(func=_demo)
 
     build = commands.add_parser(
@@ -155,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(func=_build)
 
     bench = commands.add_parser("bench", help="benchmarks with a baseline measured in the same run")
-    bench.add_argument("what", choices=["rse", "parsec", "handshake"], help="what to measure")
+    bench.add_argument(
+        "what", choices=["rse", "parsec", "handshake", "boot"], help="what to measure"
+    )
     bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     bench.set_defaults(func=_bench)
     return parser

@@ -19,7 +19,7 @@ import shlex
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..image_build import ImageManifest
@@ -221,15 +221,16 @@ class QemuMachine:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> QemuMachine:
+    def start(self, wait: bool = True) -> QemuMachine:
+        """Start the RSE model and QEMU; with ``wait``, until login prompt and SSH answer."""
         try:
-            self._start()
+            self._start(wait)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _start(self) -> None:
+    def _start(self, wait: bool) -> None:
         if self.with_rse:
             self.rse = start_rse_model(self.run_dir)
         self.ssh_port = allocate_port()
@@ -240,7 +241,8 @@ class QemuMachine:
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
-        self._wait_for_boot()
+        if wait:
+            self._wait_for_boot()
 
     def _wait_for_boot(self) -> None:
         deadline = time.monotonic() + self.boot_timeout
@@ -288,14 +290,3 @@ class QemuMachine:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
-
-    def with_cmdline(self, extra: str) -> QemuMachine:
-        return QemuMachine(
-            replace(self.config),
-            self.run_dir,
-            self.snapshot,
-            extra,
-            self.with_rse,
-            self.accel,
-            self.boot_timeout,
-        )
