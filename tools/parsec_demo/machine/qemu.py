@@ -76,10 +76,9 @@ class QemuConfig:
     @classmethod
     def from_qemuboot(cls, path: Path) -> QemuConfig:
         """A Yocto ``qemuboot.conf`` (INI, section ``config_bsp``, QB_* keys)."""
-        parser = configparser.ConfigParser(interpolation=None)
-        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser = configparser.ConfigParser(interpolation=None)  # keys come lower-cased
         parser.read(path)
-        qb = dict(parser["config_bsp"])
+        qb = {key.upper(): value for key, value in parser["config_bsp"].items()}
         deploy = Path(qb.get("DEPLOY_DIR_IMAGE", str(path.parent)))
         if not deploy.is_dir():
             deploy = path.parent  # the conf travels with its images

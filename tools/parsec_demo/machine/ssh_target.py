@@ -164,7 +164,7 @@ class SSHTarget:
                 channel.close()
                 killed = True
                 break
-        text = output.decode(errors="replace")
+        text = output.decode(errors="replace").rstrip()
         if killed:
             text += (
                 f"\nProcess killed - no output for {timeout} seconds. "

@@ -1,0 +1,164 @@
+"""The dev image in a real QEMU machine: the demo inside it, the RSE model beside it on the host.
+
+Marked ``vm``: ``./tools/test -m "not vm"`` leaves these out; CI runs them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect.fdpexpect
+import pytest
+
+from parsec_demo.image_build import build_image
+from parsec_demo.machine.qemu import BootError, QemuMachine, load_config
+from parsec_demo.machine.ssh_target import SSHTarget, TargetError
+from parsec_demo.vm_demo import run_client, start_server
+
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.skipif(os.geteuid() != 0, reason="building the dev image needs root"),
+]
+
+
+@pytest.fixture(scope="session")
+def image() -> Path:
+    return build_image("amd64")
+
+
+@pytest.fixture(scope="module")
+def machine(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuMachine]:
+    with QemuMachine(load_config(image), tmp_path_factory.mktemp("vm")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def target(machine: QemuMachine) -> Iterator[SSHTarget]:
+    with machine.target() as connected:
+        yield connected
+
+
+def test_the_parsec_service_runs_in_the_machine(target: SSHTarget) -> None:
+    assert target.run("systemctl is-active parsec-demo") == (0, "active")
+    assert target.run("parsec-tool ping") == (0, "1.0")
+    status, output = target.run("parsec-tool list-providers")
+    assert status == 0 and output.startswith("ID: 0x04 (Trusted Service provider)")
+    assert target.run("test -c /dev/virtio-ports/rse")[0] == 0
+
+
+def test_the_handshake_inside_is_served_by_the_rse_outside(
+    machine: QemuMachine, target: SSHTarget
+) -> None:
+    start_server(target)
+    try:
+        run = run_client(target, machine.run_dir / "rse-events.jsonl")
+    finally:
+        target.run("pkill -x ssl_server; true")
+    assert run.ok, run.output
+    for line in (
+        ". Performing the SSL/TLS handshake... ok",
+        ". Verifying peer X.509 certificate... ok",
+        "18 bytes written",
+        "<h2>Mbed TLS Test Server</h2>",
+        "Successful connection using: TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256",
+    ):
+        assert line in run.output
+    functions = [(e["function"], e["status"]) for e in run.events]
+    assert (
+        functions
+        == [
+            ("psa_import_key", "PSA_SUCCESS"),
+            ("psa_verify_hash", "PSA_SUCCESS"),
+            ("psa_destroy_key", "PSA_SUCCESS"),
+        ]
+        * 2
+    ), "the host-side RSE model served each signature of the handshake"
+    assert all(e["client_id"] == 1 for e in run.events)
+    assert not list((machine.run_dir / "rse-store").glob("key-*.json")), "no key left in the RSE"
+    assert target.run("parsec-tool list-keys")[0] == 0
+    console = (machine.run_dir / "rse-console.log").read_text()
+    assert "[Crypto] psa_verify_hash: key 0x" in console
+
+
+def test_the_ssh_target_behaves_like_oeqas(target: SSHTarget, tmp_path: Path) -> None:
+    assert target.run("echo out; echo err >&2; exit 3") == (3, "out\nerr")
+    status, output = target.run("echo started; sleep 30", timeout=2)
+    assert status == 255 and output.startswith("started\nProcess killed - no output for 2 seconds")
+    local = tmp_path / "to-machine.txt"
+    local.write_text("parsec demo\n")
+    target.copyTo(local, "/tmp/copied.txt")
+    assert target.run("cat /tmp/copied.txt") == (0, "parsec demo")
+    target.copyFrom("/etc/hostname", tmp_path / "hostname")
+    assert (tmp_path / "hostname").read_text().strip() == "parsec-demo"
+
+
+def test_wrong_host_key_and_wrong_login_are_explained(machine: QemuMachine, tmp_path: Path) -> None:
+    assert machine.ssh_port is not None
+    port = machine.ssh_port.port
+    wrong_host = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJxJfSOg1bV0dDDt3MJrb9kXR5R6v0Sx2w1f7Lr7k5ck"
+    with pytest.raises(TargetError, match="not the image's"):
+        SSHTarget("127.0.0.1", port, machine.config.ssh_key, wrong_host).connect(timeout=30)
+    other_key = tmp_path / "other_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True
+    )
+    with pytest.raises(TargetError, match=r"authentication as root .* was refused"):
+        SSHTarget("127.0.0.1", port, other_key, machine.config.ssh_host_key).connect(timeout=30)
+
+
+def test_the_console_answers_through_pexpect(machine: QemuMachine) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(machine.console_socket))
+    try:
+        console = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=30)
+        console.send("\r")
+        console.expect("login: ")
+    finally:
+        sock.close()
+    assert "login:" in machine.console_log.read_text()
+
+
+def test_two_machines_side_by_side(image: Path, machine: QemuMachine, tmp_path: Path) -> None:
+    with QemuMachine(load_config(image), tmp_path / "second") as second, second.target() as other:
+        assert machine.ssh_port and second.ssh_port
+        assert machine.ssh_port.port != second.ssh_port.port
+        assert other.run("hostname") == (0, "parsec-demo")
+        assert other.run("parsec-tool ping") == (0, "1.0")
+
+
+def test_a_boot_that_cannot_succeed_fails_with_the_console_tail(
+    image: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "broken"
+    broken = QemuMachine(
+        load_config(image),
+        run_dir,
+        extra_cmdline="root=/dev/vdz rootdelay=1 panic=1",
+        boot_timeout=90,
+    )
+    started = time.monotonic()
+    with pytest.raises(BootError) as caught:
+        broken.start()
+    assert time.monotonic() - started < 90
+    message = str(caught.value)
+    assert "last console lines:" in message and str(run_dir / "console.log") in message
+    assert "vdz" in message, "the console tail shows why"
+    assert _processes_of(run_dir) == []
+
+
+def test_stopping_leaves_no_process_behind(image: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "short-lived"
+    with QemuMachine(load_config(image), run_dir) as short:
+        assert len(_processes_of(run_dir)) >= 2, "QEMU and the RSE model run"
+        assert short.rse is not None and short.rse.alive()
+    assert _processes_of(run_dir) == []
+
+
+def _processes_of(run_dir: Path) -> list[str]:
+    result = subprocess.run(["pgrep", "-af", str(run_dir)], capture_output=True, text=True)
+    return [line for line in result.stdout.splitlines() if "pgrep" not in line]
