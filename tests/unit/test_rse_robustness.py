@@ -242,3 +242,47 @@ def test_a_client_reconnects_by_itself_after_the_model_restarts(
         first.stop()
         rse_factory("restarting")
         assert len(client.generate_random(4)) == 4, "a stale link is replaced, not reported"
+
+
+def test_the_client_speaks_over_a_serial_port(tmp_path: Path) -> None:
+    """As the Parsec service in a QEMU machine does, over /dev/virtio-ports/rse."""
+    import os
+    import pty
+    import tty
+
+    from parsec_demo.rse.client import RseClient, is_serial_port
+
+    controller, port = pty.openpty()
+    tty.setraw(port)
+    tty.setraw(controller)
+    port_path = os.ttyname(port)
+    assert is_serial_port(port_path)
+    model = _model(tmp_path)
+    os.write(controller, comms.frame(b"stale bytes from an earlier user"))
+
+    def rse_side() -> None:
+        """The RSE end: answer framed messages, the first one after a stale reply."""
+        buffer = b""
+        answered = 0
+        while answered < 2:
+            buffer += os.read(controller, 65536)
+            while len(buffer) >= 4:
+                (length,) = struct.unpack("<I", buffer[:4])
+                if len(buffer) < 4 + length:
+                    break
+                message, buffer = buffer[4 : 4 + length], buffer[4 + length :]
+                reply = model.handle_message(message)
+                if answered == 0:  # a reply to some earlier, abandoned call comes first
+                    stale = comms.encode_reply(comms.Reply(Header(0, 200, 0), Status.GENERIC_ERROR))
+                    os.write(controller, comms.frame(stale))
+                os.write(controller, comms.frame(reply))
+                answered += 1
+
+    thread = threading.Thread(target=rse_side, daemon=True)
+    thread.start()
+    with RseClient(port_path, client_id=5, timeout=5) as client:
+        assert len(client.generate_random(16)) == 16
+        assert len(client.generate_random(8)) == 8
+    thread.join(timeout=10)
+    os.close(controller)
+    os.close(port)

@@ -204,17 +204,18 @@ class RseClient:
                 Call(header, handle, call_type, tuple(in_vecs), tuple(out_sizes))
             )
             raw = self._exchange(message)
-            try:
-                reply = comms.decode_reply(raw, len(out_sizes))
-            except comms.MessageError as exc:
-                self._drop()
-                raise RseUnavailable(f"malformed reply from the RSE: {exc}") from exc
-            if reply.header.seq_num != header.seq_num:
-                self._drop()
-                raise RseUnavailable(
-                    f"reply for seq {reply.header.seq_num}, expected {header.seq_num}"
-                )
-            return reply.return_val, reply.out_vecs
+            for _ in range(16):
+                try:
+                    reply = comms.decode_reply(raw, len(out_sizes))
+                except comms.MessageError:
+                    reply = None
+                if reply is not None and reply.header.seq_num == header.seq_num:
+                    return reply.return_val, reply.out_vecs
+                # A reply to an earlier call whose caller gave up (a timeout, a restart of
+                # the service on a serial port that stayed open): skip it.
+                raw = self._receive()
+            self._drop()
+            raise RseUnavailable(f"no reply to seq {header.seq_num} from the RSE")
 
     # --- the crypto service -------------------------------------------------------------------
 
