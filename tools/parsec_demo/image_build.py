@@ -32,7 +32,7 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 IMAGES_ROOT = BUILD_ROOT / "images"
 IMAGE_FILES = Path(__file__).with_name("image_files")
-SERVICE_DIR = LAYER / "recipes-parsec/parsec-demo-service/files"
+SERVICE_DIR = LAYER / "recipes-parsec/parsec-tls-demo/files/parsec-demo-service"
 TOOLKIT_DIR = Path(__file__).parent
 DISK_SIZE = "2G"
 PACKAGES = (
@@ -189,11 +189,51 @@ def build_image(arch: str = "amd64", force: bool = False) -> Path:
         if (work / scratch).exists():
             shutil.rmtree(work / scratch)
     work.rename(output)
+    prune_images(arch, keep=2)
     _say(f"image ready in {time.monotonic() - started:.0f} s: {output} ({manifest.rootfs})")
     return output
 
 
+def prune_images(arch: str, keep: int) -> None:
+    """Images are large: keep the ``keep`` newest of an architecture, delete older ones."""
+    images = sorted(
+        (p for p in IMAGES_ROOT.glob(f"{arch}-*") if (p / "manifest.json").exists()),
+        key=lambda p: (p / "manifest.json").stat().st_mtime,
+        reverse=True,
+    )
+    for old in images[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _host_arch() -> str:
+    return subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def ensure_foreign_arch(arch: str) -> None:
+    """A foreign architecture builds under qemu-user through binfmt_misc: make it usable."""
+    if (
+        arch == _host_arch()
+        or subprocess.run(["arch-test", arch], capture_output=True).returncode == 0
+    ):
+        return
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
+    if not (binfmt / "status").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)], check=False)
+    subprocess.run(["update-binfmts", "--enable", f"qemu-{ARCH_QEMU_USER[arch]}"], check=False)
+    if subprocess.run(["arch-test", arch], capture_output=True).returncode != 0:
+        raise BuildError(
+            f"this machine cannot run {arch} programs (arch-test {arch} fails): install "
+            "qemu-user-static and binfmt-support, and mount binfmt_misc"
+        )
+
+
+ARCH_QEMU_USER = {"arm64": "aarch64", "amd64": "x86_64"}
+
+
 def _build(spec: Architecture, recipe: MbedtlsRecipe, work: Path, log_dir: Path) -> None:
+    ensure_foreign_arch(spec.name)
     tarball = native_build.fetch_source(recipe, log_dir)
     _say(f"preparing Mbed TLS {recipe.version} with the layer's {len(recipe.patches)} patches")
     sources = native_build.prepare_tree(recipe, tarball, work / "mbedtls", log_dir)

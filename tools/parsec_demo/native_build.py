@@ -1,9 +1,9 @@
 """Building the demo's C programs on this machine: Mbed TLS 3.6 with the layer's patches, and
 the Parsec secure-element driver.
 
-The layer is the single source of truth. The Mbed TLS version, the SHA-256 of its release
-tarball and the patch order are read from the recipe (``parsec-mbedtls-demo_<PV>.bb``); the
-configuration from ``mbedtls-demo.config``; the driver from its recipe's ``files/``. The source
+The layer is the single source of truth. The Mbed TLS version and the patch order are read
+from the recipe (``parsec-mbedtls-demo_<PV>.bb``), the SHA-256 of Debian's tarball of that
+release from ``parsec-mbedtls-source.inc``, the configuration from ``mbedtls-demo.config``; the driver from its recipe's ``files/``. The source
 comes from Debian's source package of that version (trixie carries 3.6.6), fetched with
 ``apt-get source`` through a private sources list under ``build/apt`` (the system's apt
 configuration is never touched), and its tarball must match the recipe's checksum.
@@ -30,8 +30,8 @@ from pathlib import Path
 from .paths import PROJECT_ROOT
 
 LAYER = PROJECT_ROOT / "meta-parsec-demo"
-DEMO_RECIPE_DIR = LAYER / "recipes-parsec/parsec-mbedtls-demo"
-DRIVER_DIR = LAYER / "recipes-parsec/parsec-se-driver/files"
+DEMO_RECIPE_DIR = LAYER / "recipes-parsec/parsec-tls-demo"
+DRIVER_DIR = DEMO_RECIPE_DIR / "files/parsec-se-driver"
 BUILD_ROOT = PROJECT_ROOT / "build"
 HOST_BUILD = BUILD_ROOT / "host"
 DEBIAN_SOURCE_PACKAGE = "mbedtls"
@@ -60,11 +60,13 @@ class MbedtlsRecipe:
             raise BuildError(f"expected one parsec-mbedtls-demo recipe in {recipe_dir}")
         recipe = recipes[0]
         version = recipe.stem.split("_", 1)[1]
-        text = recipe.read_text()
-        checksum = re.search(r'^SRC_URI\[sha256sum\]\s*=\s*"([0-9a-f]{64})"', text, re.M)
+        source_inc = recipe_dir / "parsec-mbedtls-source.inc"
+        checksum = re.search(
+            r'^PARSEC_DEMO_DEBIAN_ORIG_SHA256\s*=\s*"([0-9a-f]{64})"', source_inc.read_text(), re.M
+        )
         if checksum is None:
-            raise BuildError(f"{recipe.name} pins no SRC_URI[sha256sum]")
-        files = re.findall(r"file://([^\s;\"\\]+)", text)
+            raise BuildError(f"{source_inc.name} pins no PARSEC_DEMO_DEBIAN_ORIG_SHA256")
+        files = re.findall(r"file://([^\s;\"\\]+)", recipe.read_text())
         patches = tuple(recipe_dir / "files" / f for f in files if f.endswith(".patch"))
         configs = [recipe_dir / "files" / f for f in files if f.endswith(".config")]
         if len(configs) != 1:

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from .paths import PROJECT_ROOT
 
-PROTOBUF_DIR = PROJECT_ROOT / "meta-parsec-demo/recipes-parsec/parsec-se-driver/files/protobuf"
+PROTOBUF_DIR = (
+    PROJECT_ROOT / "meta-parsec-demo/recipes-parsec/parsec-tls-demo/files/parsec-se-driver/protobuf"
+)
 OUTPUT_DIR = PROJECT_ROOT / "build/python-protobuf"
 STAMP = OUTPUT_DIR / ".contracts-sha256"
 

@@ -1,0 +1,38 @@
+SUMMARY = "Parsec secure-element driver for Mbed TLS 3.6"
+DESCRIPTION = "A PSA secure-element driver (HAL version 5) whose keys live in the Parsec \
+               service: import, generate, destroy, export public key, sign and verify \
+               become Parsec wire protocol requests over the service's Unix socket."
+HOMEPAGE = "https://parallaxsecond.github.io/parsec-book/"
+BUGTRACKER = "https://github.com/parallaxsecond/parsec/issues"
+SECTION = "libs"
+LICENSE = "MIT"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=2af4fb66de15f87c886345ce793e5c18"
+CVE_PRODUCT = "parsec-se-driver"
+
+DEPENDS += "protobuf-c protobuf-c-native"
+
+require parsec-mbedtls-source.inc
+
+# The driver's sources and the Parsec .proto contracts; Mbed TLS only for its headers with the
+# demo configuration (the driver must see the same psa_key_attributes_t as the programs).
+SRC_URI = "file://parsec-se-driver/ \
+           file://mbedtls-demo.config \
+           ${MBEDTLS_SRC_URI};destsuffix=mbedtls;name=mbedtls \
+           "
+SRCREV_mbedtls = "${MBEDTLS_SRCREV}"
+
+S = "${WORKDIR}/parsec-se-driver"
+
+inherit cmake pkgconfig python3native
+
+EXTRA_OECMAKE = "-DMBEDTLS_INCLUDE_DIR=${WORKDIR}/mbedtls/include -DBUILD_TESTING=OFF"
+
+do_configure:prepend() {
+    apply_mbedtls_demo_config ${WORKDIR}/mbedtls
+}
+
+# A static library and its header: the programs that use the driver link it in.
+ALLOW_EMPTY:${PN} = "1"
+
+# Target programs and libraries only: no native or SDK variants.
+BBCLASSEXTEND = ""
