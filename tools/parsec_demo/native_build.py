@@ -1,16 +1,17 @@
 """Building the demo's C programs on this machine: Mbed TLS 3.6 with the layer's patches, and
 the Parsec secure-element driver.
 
-The layer is the single source of truth. The Mbed TLS version and the patch order are read
-from the recipe (``parsec-mbedtls-demo_<PV>.bb``), the SHA-256 of Debian's tarball of that
-release from ``parsec-mbedtls-source.inc``, the configuration from ``mbedtls-demo.config``; the driver from its recipe's ``files/``. The source
-comes from Debian's source package of that version (trixie carries 3.6.6), fetched with
-``apt-get source`` through a private sources list under ``build/apt`` (the system's apt
-configuration is never touched), and its tarball must match the recipe's checksum.
+The layer is the single source of truth. The Mbed TLS version and the patch order are read from
+the recipe (``parsec-mbedtls-demo_<PV>.bb``), the SHA-256 of Debian's tarball of that release
+from ``parsec-mbedtls-source.inc``, the configuration from ``mbedtls-demo.config``; the driver
+from its recipe's ``files/``. The source comes from Debian's source package of that version
+(trixie carries 3.6.6), fetched with ``apt-get source`` through a private sources list under
+``build/apt`` (the system's apt configuration is never touched), and its tarball must match the
+recipe's checksum.
 
-Every step logs to ``build/host/logs/<step>.log``; a failed step says which and prints the
-tail of its log. A finished build records the hash of all its inputs, so nothing is rebuilt
-until an input changes.
+Every step logs to ``build/host/logs/<step>.log``; a failed step says which and prints the tail
+of its log. A finished build records the hash of all its inputs, so nothing is rebuilt until an
+input changes.
 """
 
 from __future__ import annotations
