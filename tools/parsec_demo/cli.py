@@ -65,6 +65,12 @@ def _image_build(args: argparse.Namespace) -> int:
     return image_main(["--arch", args.arch] + (["--force"] if args.force else []))
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from .validate.command import main as validate_main
+
+    return validate_main(args.rest)
+
+
 def _rse_walkthrough(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -163,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     image_build.add_argument("--force", action="store_true", help="rebuild even if cached")
     image_build.set_defaults(func=_image_build)
     demo.set_defaults(func=_demo)
+
+    validate = commands.add_parser(
+        "validate",
+        help="the layer's oeqa cases against the dev VM; reports (see validate --help)",
+        add_help=False,
+    )
+    validate.add_argument("rest", nargs=argparse.REMAINDER)
+    validate.set_defaults(func=_validate)
 
     build = commands.add_parser(
         "build", help="build ssl_client1, ssl_server and the Parsec SE driver for this machine"

@@ -41,13 +41,15 @@ do_configure:prepend() {
 }
 
 do_compile() {
-    cmake_runcmake_build --target ssl_client1 ssl_server
+    cmake_runcmake_build --target ssl_client1 ssl_server ssl_server2
 }
 
 do_install() {
     install -d ${D}${bindir}
     install -m 0755 ${B}/programs/ssl/ssl_client1 ${D}${bindir}/ssl_client1
     install -m 0755 ${B}/programs/ssl/ssl_server ${D}${bindir}/ssl_server
+    # ssl_server2 serves other certificates: the validation suite's negative tests use it.
+    install -m 0755 ${B}/programs/ssl/ssl_server2 ${D}${bindir}/ssl_server2
 }
 
 # Target programs and libraries only: no native or SDK variants.

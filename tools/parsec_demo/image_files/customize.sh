@@ -13,7 +13,7 @@ root="$1"
 src=/usr/src/parsec-demo
 step() { echo "[image] $*"; }
 
-step "building ssl_client1, ssl_server and the Parsec SE driver in the image"
+step "building ssl_client1, ssl_server, ssl_server2 and the Parsec SE driver in the image"
 mkdir -p "$root$src"
 cp -a "$PD_MBEDTLS_SRC" "$root$src/mbedtls"
 cp -a "$PD_DRIVER_SRC" "$root$src/parsec-se-driver"
@@ -25,9 +25,9 @@ chroot "$root" sh -eu -c "
     cmake -S mbedtls -B build/mbedtls -DENABLE_TESTING=OFF -DMBEDTLS_FATAL_WARNINGS=ON \
         -DCMAKE_BUILD_TYPE=Release \
         '-DPARSEC_SE_DRIVER_LIBRARIES=$src/build/driver/libparsec-se-driver.a;protobuf-c' >/dev/null
-    cmake --build build/mbedtls -j$PD_JOBS --target ssl_client1 ssl_server >/dev/null
+    cmake --build build/mbedtls -j$PD_JOBS --target ssl_client1 ssl_server ssl_server2 >/dev/null
     install -m 0755 build/mbedtls/programs/ssl/ssl_client1 build/mbedtls/programs/ssl/ssl_server \
-        /usr/bin/
+        build/mbedtls/programs/ssl/ssl_server2 /usr/bin/
 "
 
 step "installing the parsec-demo service"

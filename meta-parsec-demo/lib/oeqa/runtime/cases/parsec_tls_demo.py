@@ -1,0 +1,290 @@
+#
+# SPDX-License-Identifier: MIT
+#
+"""Validation of the Parsec-enabled TLS demo on a running machine (QEMU or FVP).
+
+oeqa runtime cases: testimage runs them (TEST_SUITES = "parsec_tls_demo"), and so does the
+parsec-demo toolkit against its dev VM (`./tools/parsec-demo validate`). Each test leaves the
+machine as it found it: servers stopped, keys destroyed, containers and images removed.
+
+Test data the cases read when it is there (testimage variables, or the toolkit's runner):
+  PARSEC_DEMO_RSE_LOG  the RSE's console log on the host (the RSE model's console on QEMU, the
+                       FVP's "rse" console) -- the evidence that the RSE served the handshake.
+"""
+
+import base64
+import os
+import re
+import tempfile
+import time
+
+from oeqa.core.decorator.depends import OETestDepends
+from oeqa.core.decorator.oetimeout import OETimeout
+from oeqa.runtime.case import OERuntimeTestCase
+from oeqa.runtime.decorator.package import OEHasPackage
+
+SERVER_LOG = "/tmp/parsec-demo-ssl_server.log"
+PARSEC_SOCKET = "/run/parsec/parsec.sock"
+FILES = os.path.join(os.path.dirname(__file__), "..", "files", "parsec_tls_demo")
+EXPECTED_LINES = (
+    ". Seeding the random number generator... ok",
+    ". Loading the CA root certificate ... ok",
+    ". Connecting to tcp/127.0.0.1/4433... ok",
+    ". Performing the SSL/TLS handshake... ok",
+    ". Verifying peer X.509 certificate... ok",
+    "18 bytes written",
+    "<h2>Mbed TLS Test Server</h2>",
+)
+CIPHER_SUITE = re.compile(r"Successful connection using: (TLS-[A-Z0-9-]+)")
+
+
+# --- RSE evidence: one parser for the RSE model's console and the FVP's rse console ------------
+
+CRYPTO_LINE = re.compile(r"\[Crypto\] (psa_\w+): (.*?) -> (.*)$")
+
+
+def rse_calls(text):
+    """The PSA calls an RSE console shows, as (function, key, alg, status) tuples.
+
+    A key creation's result is the new key ("-> key 0x..."), counted as PSA_SUCCESS.
+    """
+    calls = []
+    for line in text.splitlines():
+        match = CRYPTO_LINE.search(line)
+        if not match:
+            continue
+        function, arguments, result = match.groups()
+        key = re.search(r"key (0x[0-9a-f]+)", arguments)
+        alg = re.search(r"alg=(\S+)", arguments)
+        if result.startswith("key 0x"):
+            key_id, status = result.split()[1], "PSA_SUCCESS"
+        else:
+            key_id, status = (key.group(1) if key else None), result.split()[0]
+        calls.append((function, key_id, alg.group(1) if alg else None, status))
+    return calls
+
+
+def check_evidence(test, calls, signatures):
+    """One import, one successful verify and one destroy per verified signature, no leak."""
+    functions = [c[0] for c in calls]
+    test.assertEqual(
+        functions, ["psa_import_key", "psa_verify_hash", "psa_destroy_key"] * signatures,
+        "the RSE did not serve the handshake's signatures: %s" % (calls,),
+    )
+    test.assertTrue(all(c[3] == "PSA_SUCCESS" for c in calls), calls)
+    created = [c[1] for c in calls if c[0] == "psa_import_key"]
+    destroyed = [c[1] for c in calls if c[0] == "psa_destroy_key"]
+    test.assertEqual(sorted(created), sorted(destroyed), "a key was left in the RSE")
+
+
+class RseLogWindow:
+    """The part of the host-side RSE console log written during a with-block."""
+
+    def __init__(self, td):
+        self.path = td.get("PARSEC_DEMO_RSE_LOG") if hasattr(td, "get") else None
+        self.text = ""
+
+    @property
+    def available(self):
+        return bool(self.path) and os.path.exists(self.path)
+
+    def __enter__(self):
+        self.start = os.path.getsize(self.path) if self.available else 0
+        return self
+
+    def __exit__(self, *exc):
+        if self.available:
+            time.sleep(0.5)  # the model writes its last lines after replying
+            with open(self.path, errors="replace") as log:
+                log.seek(self.start)
+                self.text = log.read()
+        return False
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+class ParsecDemoCase(OERuntimeTestCase):
+    def run_ok(self, command, timeout=120):
+        status, output = self.target.run(command, timeout)
+        self.assertEqual(status, 0, "%s failed (%s):\n%s" % (command, status, output))
+        return output
+
+    def service_unit(self):
+        for unit in ("parsec.service", "parsec-demo.service"):
+            if self.target.run("systemctl cat %s" % unit)[0] == 0:
+                return unit
+        self.fail("no Parsec service unit on the machine")
+
+    def run_client(self, prefix="", ca_file=None):
+        """ssl_client1 against the local server, from a fresh directory (its PSA ITS files)."""
+        args = "127.0.0.1" + (" %s" % ca_file if ca_file else "")
+        return self.target.run(
+            'cd "$(mktemp -d)" && %stimeout 120 ssl_client1 %s' % (prefix, args), 150
+        )
+
+    def assert_handshake(self, status, output):
+        self.assertEqual(status, 0, output)
+        for line in EXPECTED_LINES:
+            self.assertIn(line, output)
+        self.assertRegex(output, CIPHER_SUITE)
+
+    def start_server(self, command="ssl_server"):
+        """The server in the background, its output in a log: the SSH session stays free."""
+        self.target.run("pkill -x ssl_server; pkill -x ssl_server2; true")
+        self.run_ok("nohup %s > %s 2>&1 < /dev/null &" % (command, SERVER_LOG))
+        for _ in range(100):
+            if self.target.run("ss -ltnH 'sport = :4433' | grep -q 4433")[0] == 0:
+                return
+            time.sleep(0.2)
+        self.fail("the TLS server is not listening on 4433:\n%s" % self.server_log())
+
+    def stop_server(self):
+        self.target.run("pkill -x ssl_server; pkill -x ssl_server2; true")
+
+    def server_log(self):
+        return self.target.run("cat %s" % SERVER_LOG)[1]
+
+
+# --- the cases ----------------------------------------------------------------------------------
+
+
+class ParsecServiceTest(ParsecDemoCase):
+    def test_service_active(self):
+        unit = self.service_unit()
+        status, output = self.target.run("systemctl is-active %s" % unit)
+        self.assertEqual(output.strip(), "active", "%s: %s" % (unit, output))
+        self.run_ok("test -S %s" % PARSEC_SOCKET)
+
+    @OETestDepends(["parsec_tls_demo.ParsecServiceTest.test_service_active"])
+    def test_ping(self):
+        output = self.run_ok("parsec-tool ping")
+        self.assertIn("1.0", output.splitlines())
+
+    @OETestDepends(["parsec_tls_demo.ParsecServiceTest.test_service_active"])
+    def test_list_providers(self):
+        output = self.run_ok("parsec-tool list-providers")
+        self.assertIn("ID: 0x04 (Trusted Service provider)", output)
+
+
+class TlsHandshakeTest(ParsecDemoCase):
+    @OETestDepends(["parsec_tls_demo.ParsecServiceTest.test_ping"])
+    @OEHasPackage(["parsec-mbedtls-demo"])
+    @OETimeout(300)
+    def test_handshake_on_the_host(self):
+        self.start_server()
+        try:
+            self.run_ok("ss -ltnH 'sport = :4433'")
+            with RseLogWindow(self.td) as rse:
+                status, output = self.run_client()
+            self.assert_handshake(status, "%s\n--- server log ---\n%s" % (output, self.server_log()))
+            if rse.available:
+                # The server certificate (signed by the test CA) and ServerKeyExchange.
+                check_evidence(self, rse_calls(rse.text), signatures=2)
+        finally:
+            self.stop_server()
+
+    @OETestDepends(["parsec_tls_demo.TlsHandshakeTest.test_handshake_on_the_host"])
+    @OEHasPackage(["podman"])
+    @OETimeout(600)
+    def test_handshake_in_a_container(self):
+        """ssl_client1 in a container made on the target from its own files, no registry."""
+        image = "localhost/parsec-demo-client:validation"
+        build = (
+            "set -e; root=$(mktemp -d); "
+            "for f in $(which ssl_client1) $(ldd $(which ssl_client1) | grep -o '/[^ ]*'); do "
+            '  mkdir -p "$root$(dirname $f)"; cp -L "$f" "$root$f"; done; '
+            'mkdir -p "$root/run/parsec" "$root/tmp" "$root/work"; '
+            'tar -C "$root" -c . | podman import --change "WORKDIR /work" - %s >/dev/null; '
+            'rm -rf "$root"' % image
+        )
+        self.run_ok(build, 300)
+        self.start_server()
+        try:
+            with RseLogWindow(self.td) as rse:
+                status, output = self.target.run(
+                    "podman run --rm --network host -v %s:%s %s /usr/bin/ssl_client1 127.0.0.1"
+                    % (PARSEC_SOCKET, PARSEC_SOCKET, image), 300
+                )
+            self.assert_handshake(status, output)
+            if rse.available:
+                check_evidence(self, rse_calls(rse.text), signatures=2)
+        finally:
+            self.stop_server()
+            self.target.run("podman rmi -f %s" % image)
+        self.assertNotEqual(self.target.run("podman image exists %s" % image)[0], 0, "image left")
+
+
+class NegativeTest(ParsecDemoCase):
+    def install_pki(self, corrupt):
+        """The test PKI on the target; with ``corrupt``, the server's signature damaged."""
+        with open(os.path.join(FILES, "server.pem")) as pem:
+            text = pem.read()
+        if corrupt:
+            body = "".join(text.strip().splitlines()[1:-1])
+            der = bytearray(base64.b64decode(body))
+            der[-10] ^= 0x01  # a bit of the signature; the certificate body stays intact
+            encoded = base64.b64encode(bytes(der)).decode()
+            lines = [encoded[i : i + 64] for i in range(0, len(encoded), 64)]
+            text = "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n" % "\n".join(lines)
+        with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as out:
+            out.write(text)
+        self.run_ok("mkdir -p /tmp/parsec-demo-pki")
+        try:
+            self.target.copyTo(out.name, "/tmp/parsec-demo-pki/server.pem")
+        finally:
+            os.unlink(out.name)
+        self.target.copyTo(os.path.join(FILES, "server.key"), "/tmp/parsec-demo-pki/server.key")
+        self.target.copyTo(os.path.join(FILES, "ca.pem"), "/tmp/parsec-demo-pki/ca.pem")
+
+    @OETestDepends(["parsec_tls_demo.TlsHandshakeTest.test_handshake_on_the_host"])
+    @OETimeout(300)
+    def test_a_corrupted_certificate_is_refused(self):
+        self.install_pki(corrupt=True)
+        self.start_server(
+            "ssl_server2 crt_file=/tmp/parsec-demo-pki/server.pem "
+            "key_file=/tmp/parsec-demo-pki/server.key server_port=4433"
+        )
+        try:
+            with RseLogWindow(self.td) as rse:
+                status, output = self.run_client(ca_file="/tmp/parsec-demo-pki/ca.pem")
+            self.assertNotEqual(status, 0, output)
+            self.assertIn(". Performing the SSL/TLS handshake... failed", output)
+            if rse.available:
+                results = [c[3] for c in rse_calls(rse.text) if c[0] == "psa_verify_hash"]
+                self.assertIn("PSA_ERROR_INVALID_SIGNATURE", results, rse.text)
+        finally:
+            self.stop_server()
+            self.target.run("rm -rf /tmp/parsec-demo-pki")
+
+    @OETestDepends(["parsec_tls_demo.TlsHandshakeTest.test_handshake_on_the_host"])
+    @OETimeout(600)
+    def test_handshakes_survive_a_parsec_restart(self):
+        """Failures while the service restarts are clean; handshakes work again after it;
+        another application's key is untouched."""
+        unit = self.service_unit()
+        other = "runuser -u nobody -- "
+        self.run_ok(other + "parsec-tool create-ecc-key -k validation-other-app")
+        self.start_server()
+        try:
+            results = []
+            for attempt in range(6):
+                if attempt == 2:
+                    self.run_ok("(sleep 0.5; systemctl restart %s) > /dev/null 2>&1 &" % unit)
+                status, output = self.run_client()
+                results.append(status)
+                if status not in (0,):
+                    self.assertIn("failed", output, "a failure must say so:\n" + output)
+                    self.assertNotIn("Segmentation fault", output)
+            self.run_ok("systemctl is-active %s" % unit)
+            for _ in range(30):
+                if self.target.run("parsec-tool ping")[0] == 0:
+                    break
+                time.sleep(1)
+            status, output = self.run_client()
+            self.assert_handshake(status, output)
+            keys = self.run_ok(other + "parsec-tool list-keys")
+            self.assertIn("validation-other-app", keys)
+        finally:
+            self.stop_server()
+            self.target.run(other + "parsec-tool delete-key -k validation-other-app")

@@ -1,0 +1,197 @@
+"""Reports of a validation run: oeqa's testresults.json, JUnit XML, and a readable HTML page.
+
+``testresults.json`` has oeqa's shape (one ``runtime_<image>_<machine>_<start>`` entry with
+``configuration`` and ``result``), so ``resulttool`` reads it. The HTML page lists each test
+with its status and duration, attaches the console and service logs to failures, and draws
+the handshake as a sequence diagram (client, server, Parsec, RSE) from the RSE's events
+recorded during the handshake test, each PSA call where it happened.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .runner import CaseResult
+
+PARSEC_OPCODES = {
+    "psa_import_key": "PsaImportKey",
+    "psa_verify_hash": "PsaVerifyHash",
+    "psa_destroy_key": "PsaDestroyKey",
+    "psa_generate_key": "PsaGenerateKey",
+    "psa_sign_hash": "PsaSignHash",
+    "psa_export_public_key": "PsaExportPublicKey",
+}
+
+
+def write_testresults(
+    path: Path, results: Sequence[CaseResult], configuration: Mapping[str, str]
+) -> str:
+    result_id = "runtime_{}_{}_{}".format(
+        configuration["IMAGE_BASENAME"], configuration["MACHINE"], configuration["STARTTIME"]
+    )
+    entries: dict[str, Any] = {}
+    for r in results:
+        entry: dict[str, Any] = {"status": r.status, "duration": r.duration}
+        if r.log:
+            entry["log"] = r.log
+        entries[r.name] = entry
+    document = {result_id: {"configuration": dict(configuration), "result": entries}}
+    path.write_text(json.dumps(document, indent=4, sort_keys=True) + "\n")
+    return result_id
+
+
+def write_junit(path: Path, results: Sequence[CaseResult], suite_name: str) -> None:
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("FAILED", "ERROR", "SKIPPED")}
+    suite = ET.Element(
+        "testsuite",
+        name=suite_name,
+        tests=str(len(results)),
+        failures=str(counts["FAILED"]),
+        errors=str(counts["ERROR"]),
+        skipped=str(counts["SKIPPED"]),
+        time=f"{sum(r.duration for r in results):.2f}",
+    )
+    for r in results:
+        classname, _, name = r.name.rpartition(".")
+        case = ET.SubElement(
+            suite, "testcase", classname=classname, name=name, time=f"{r.duration:.2f}"
+        )
+        if r.status == "FAILED":
+            ET.SubElement(case, "failure", message=_first_line(r.log)).text = r.log
+        elif r.status == "ERROR":
+            ET.SubElement(case, "error", message=_first_line(r.log)).text = r.log
+        elif r.status == "SKIPPED":
+            ET.SubElement(case, "skipped", message=_first_line(r.log))
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+# --- the sequence diagram -----------------------------------------------------------------------
+
+LANES = ("ssl_client1", "ssl_server", "Parsec service", "RSE")
+
+
+def sequence_svg(events: Sequence[Mapping[str, Any]]) -> str:
+    """client <-> server around the handshake; each PSA call client -> Parsec -> RSE and back."""
+    steps: list[tuple[int, int, str, str]] = [(0, 1, "ClientHello", "tls")]
+    steps.append((1, 0, "ServerHello, Certificate, ServerKeyExchange", "tls"))
+    for event in events:
+        function = event.get("function", "?")
+        opcode = PARSEC_OPCODES.get(function, function)
+        detail = event.get("alg") or event.get("key_type") or ""
+        steps.append((0, 2, f"{opcode} {detail}".strip(), "parsec"))
+        steps.append((2, 3, f"{function} key 0x{event.get('key_id', 0):08x}", "psa"))
+        steps.append((3, 2, event.get("status", "?"), "status"))
+        steps.append(
+            (2, 0, "Success" if event.get("status") == "PSA_SUCCESS" else "error", "parsec")
+        )
+    steps.append((0, 1, "ClientKeyExchange, Finished", "tls"))
+    steps.append((1, 0, "Finished; GET / -> page", "tls"))
+    width, lane, top, gap = 980, 245, 60, 30
+    height = top + gap * (len(steps) + 1)
+    x = [lane // 2 + i * lane for i in range(len(LANES))]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'class="sequence" font-family="sans-serif" font-size="12">',
+        '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="8" refY="4" '
+        'orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker></defs>',
+    ]
+    for i, name in enumerate(LANES):
+        parts.append(
+            f'<text x="{x[i]}" y="30" text-anchor="middle" font-weight="bold" class="lane">'
+            f"{html.escape(name)}</text>"
+        )
+        parts.append(
+            f'<line x1="{x[i]}" y1="40" x2="{x[i]}" y2="{height - 10}" '
+            'stroke="#999" stroke-dasharray="4"/>'
+        )
+    colours = {"tls": "#555", "parsec": "#1f5fa8", "psa": "#a8431f", "status": "#2e7d32"}
+    for n, (start, end, label, kind) in enumerate(steps):
+        y = top + gap * n
+        colour = colours[kind]
+        parts.append(
+            f'<line x1="{x[start]}" y1="{y}" x2="{x[end]}" y2="{y}" stroke="{colour}" '
+            f'marker-end="url(#arrow)" class="step {kind}"/>'
+        )
+        parts.append(
+            f'<text x="{(x[start] + x[end]) / 2}" y="{y - 5}" text-anchor="middle" fill="{colour}">'
+            f"{html.escape(label)}</text>"
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def write_html(
+    path: Path,
+    results: Sequence[CaseResult],
+    configuration: Mapping[str, str],
+    handshake_events: Sequence[Mapping[str, Any]],
+    logs: Mapping[str, str],
+) -> None:
+    rows = []
+    for r in results:
+        detail = ""
+        if r.status in ("FAILED", "ERROR"):
+            attached = "".join(
+                f"<details><summary>{html.escape(name)}</summary><pre>{html.escape(text)}</pre></details>"
+                for name, text in logs.items()
+            )
+            detail = f"<pre>{html.escape(r.log)}</pre>{attached}"
+        elif r.status == "SKIPPED":
+            detail = html.escape(r.log.strip())
+        rows.append(
+            f'<tr class="{r.status.lower()}"><td>{html.escape(r.name)}</td>'
+            f'<td class="status">{r.status}</td><td>{r.duration:.1f} s</td><td>{detail}</td></tr>'
+        )
+    summary = ", ".join(
+        f"{sum(1 for r in results if r.status == s)} {s.lower()}"
+        for s in ("PASSED", "FAILED", "ERROR", "SKIPPED")
+    )
+    config_rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in configuration.items()
+    )
+    diagram = (
+        sequence_svg(handshake_events)
+        if handshake_events
+        else "<p>No RSE events were recorded for the handshake.</p>"
+    )
+    generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Parsec TLS demo validation</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
+tr.passed .status {{ color: #2e7d32; }}
+tr.failed .status, tr.error .status {{ color: #c62828; font-weight: bold; }}
+tr.skipped .status {{ color: #777; }}
+pre {{ white-space: pre-wrap; max-height: 30em; overflow: auto; }}
+</style></head>
+<body>
+<h1>Parsec TLS demo validation</h1>
+<p id="summary">{summary} &mdash; generated {generated}</p>
+<h2>Configuration</h2><table id="configuration">{config_rows}</table>
+<h2>Tests</h2>
+<table id="results"><tr><th>test</th><th>status</th><th>duration</th><th>details</th></tr>
+{"".join(rows)}
+</table>
+<h2>The handshake</h2>
+<p>Each PSA call of the client's handshake as the RSE recorded it: through the Parsec service to
+the RSE crypto service and back.</p>
+{diagram}
+</body></html>
+"""
+    path.write_text(page)
