@@ -6,8 +6,9 @@ BUILD_PACKAGES=(cmake gcc make patch bzip2 pkg-config libprotobuf-c-dev protobuf
                 apt ca-certificates)
 # Running the host-mode demo: a private network namespace for ssl_server's port.
 DEMO_PACKAGES=(iproute2 util-linux)
-# The test suite: gdb counts local verifications to prove there are none.
-TEST_PACKAGES=(gdb)
+# The test suite: gdb counts local verifications to prove there are none; chromium renders
+# the validation report.
+TEST_PACKAGES=(gdb chromium)
 # Building and booting the dev image.
 VM_PACKAGES=(mmdebstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client zstd)
 # arm64 dev images (user-mode emulation for the build, and the arm64 system emulator).

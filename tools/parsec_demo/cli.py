@@ -197,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["validate"]:  # its own options, its own parser
+        from .validate.command import main as validate_main
+
+        return validate_main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     result: int = args.func(args)
     return result

@@ -46,6 +46,7 @@ PACKAGES = (
     "iproute2",
     "procps",
     "podman",
+    "dbus",  # podman's OCI runtime reaches systemd over D-Bus for cgroups
     "initramfs-tools",
     "zstd",
 )

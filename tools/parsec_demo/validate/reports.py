@@ -90,7 +90,10 @@ def sequence_svg(events: Sequence[Mapping[str, Any]]) -> str:
     for event in events:
         function = event.get("function", "?")
         opcode = PARSEC_OPCODES.get(function, function)
-        detail = event.get("alg") or event.get("key_type") or ""
+        if function in ("psa_import_key", "psa_generate_key", "psa_destroy_key"):
+            detail = event.get("key_type", "")
+        else:
+            detail = event.get("alg", "")
         steps.append((0, 2, f"{opcode} {detail}".strip(), "parsec"))
         steps.append((2, 3, f"{function} key 0x{event.get('key_id', 0):08x}", "psa"))
         steps.append((3, 2, event.get("status", "?"), "status"))
