@@ -253,10 +253,9 @@ def test_demo_walks_keys_through_the_model_and_summarises(tmp_path: Path) -> Non
     )
     assert "refused as expected: PSA_ERROR_INVALID_SIGNATURE" in out
     assert (
-        "RSE served: psa_import_key x1 (PSA_SUCCESS), "
+        "RSE served: psa_import_key x1, "
         "psa_verify_hash x2 (1 PSA_SUCCESS, 1 PSA_ERROR_INVALID_SIGNATURE), "
-        "psa_destroy_key x2 (PSA_SUCCESS), psa_generate_key x1 (PSA_SUCCESS), "
-        "psa_sign_hash x1 (PSA_SUCCESS), psa_export_public_key x1 (PSA_SUCCESS)"
+        "psa_destroy_key x2, psa_generate_key x1, psa_sign_hash x1, psa_export_public_key x1"
     ) in out
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1

@@ -10,8 +10,6 @@ printed as the model wrote them, and a summary is read from the model's JSON eve
 from __future__ import annotations
 
 import hashlib
-import json
-from collections import Counter
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,6 +21,7 @@ from .psa import PsaError
 from .rse.client import RseClient
 from .rse.tfm_crypto import KeyAttributes
 from .services import start_rse_model
+from .tls_demo import read_events, summary
 
 
 class ConsoleFollower:
@@ -41,27 +40,6 @@ class ConsoleFollower:
             print(f"    rse | {line}")
 
 
-def summarise(events_path: Path) -> str:
-    """``RSE served: psa_import_key x1, psa_verify_hash x2 (1 PSA_SUCCESS, 1 ...), ...``."""
-    calls = [json.loads(line) for line in events_path.read_text().splitlines() if line.strip()]
-    calls = [c for c in calls if c.get("kind") == "call"]
-    order: list[str] = []
-    statuses: dict[str, Counter[str]] = {}
-    for call in calls:
-        name = call["function"]
-        if name not in statuses:
-            order.append(name)
-            statuses[name] = Counter()
-        statuses[name][call["status"]] += 1
-    parts = []
-    for name in order:
-        counts = statuses[name]
-        total = sum(counts.values())
-        detail = ", ".join(f"{n} {s}" if len(counts) > 1 else s for s, n in counts.items())
-        parts.append(f"{name} x{total} ({detail})")
-    return "RSE served: " + ", ".join(parts)
-
-
 def run_demo() -> int:
     run_dir = new_run_dir("demo")
     print(f"Run directory: {run_dir}")
@@ -76,7 +54,8 @@ def run_demo() -> int:
     finally:
         status = rse.stop()
     console.show()
-    print(summarise(run_dir / "rse-events.jsonl"))
+    events, _ = read_events(run_dir / "rse-events.jsonl")
+    print(summary(events).splitlines()[0])
     print(f"RSE model stopped (exit status {status}); logs in {run_dir}")
     return 0 if status == 0 else 1
 

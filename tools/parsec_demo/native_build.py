@@ -252,8 +252,9 @@ def build_host(force: bool = False) -> HostBuild:
         return result
     started = time.monotonic()
     log_dir = HOST_BUILD / "logs"
-    if log_dir.exists():
-        shutil.rmtree(log_dir)
+    for stale in (log_dir, HOST_BUILD / "driver", HOST_BUILD / "mbedtls"):
+        if stale.exists():  # a CMake cache remembers its source paths: start clean
+            shutil.rmtree(stale)
     stamp.unlink(missing_ok=True)
     tarball = fetch_source(recipe, log_dir)
     _say(f"preparing Mbed TLS {recipe.version} with {len(recipe.patches)} patches")

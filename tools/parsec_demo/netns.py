@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Sequence
+
+from .machine.ports import port_free
+
+__all__ = ["NetworkNamespace", "port_free"]
 
 
 class NetworkNamespace:
@@ -70,12 +73,3 @@ class NetworkNamespace:
         if self._holder is None:
             return list(argv)
         return ["nsenter", f"--net=/proc/{self._holder.pid}/ns/net", "--", *argv]
-
-
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True

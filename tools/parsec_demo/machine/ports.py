@@ -36,7 +36,8 @@ class PortLease:
         self.release()
 
 
-def _bindable(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Nothing listens on (or holds) 127.0.0.1:``port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
             probe.bind(("127.0.0.1", port))
@@ -56,7 +57,7 @@ def allocate_port(attempts: int = 200) -> PortLease:
         except BlockingIOError:
             os.close(fd)
             continue
-        if _bindable(port):
+        if port_free(port):
             return PortLease(port, fd)
         os.close(fd)
     raise RuntimeError(f"no free TCP port found in {PORT_RANGE} after {attempts} attempts")

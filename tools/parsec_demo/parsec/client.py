@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from . import contracts as pb
 from .config import DEFAULT_SOCKET
-from .constants import AuthType, Opcode, ProviderId, ResponseStatus
+from .constants import CORE_OPCODES, AuthType, Opcode, ProviderId, ResponseStatus
 from .contracts import CONTRACTS
 from .wire import HEADER, Header, encode_request
 
@@ -111,7 +111,7 @@ class ParsecClient:
         auth: Auth | None = None,
     ) -> Message:
         if provider is None:
-            provider = ProviderId.CORE if opcode in _CORE else self.crypto_provider()
+            provider = ProviderId.CORE if opcode in CORE_OPCODES else self.crypto_provider()
         auth = auth if auth is not None else self.auth()
         header = Header(
             provider=provider, session=self.session, auth_type=auth.auth_type, opcode=opcode
@@ -223,17 +223,6 @@ class ParsecClient:
         op = pb.psa_hash_compute.Operation(alg=hash_value, input=data)
         result: Any = self.request(Opcode.PSA_HASH_COMPUTE, op)
         return bytes(result.hash)
-
-
-_CORE = {
-    Opcode.PING,
-    Opcode.LIST_PROVIDERS,
-    Opcode.LIST_OPCODES,
-    Opcode.LIST_AUTHENTICATORS,
-    Opcode.LIST_KEYS,
-    Opcode.LIST_CLIENTS,
-    Opcode.DELETE_CLIENT,
-}
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:

@@ -31,6 +31,7 @@ from types import FrameType
 from google.protobuf.message import DecodeError, Message
 
 from ..psa import PsaError
+from ..unix_socket import listen_unix
 from . import config as config_module
 from .auth import Peer, authenticate, peer_of
 from .config import ServiceConfig
@@ -259,25 +260,8 @@ class ParsecServer:
         # Idle workers are reused, and more are started while all are busy, so a slow client
         # holds one worker for at most the listener timeout and never holds up the others.
         self._workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="parsec")
-        self._listener = self._bind(self.socket_path)
-
-    @staticmethod
-    def _bind(path: Path) -> socket.socket:
-        if path.exists() or path.is_symlink():
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(str(path))
-            except OSError:
-                path.unlink()
-            else:
-                probe.close()
-                raise RuntimeError(f"{path} is in use by another service")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(path))
-        os.chmod(path, 0o666)  # any local user may connect; authentication decides the rest
-        listener.listen(128)
-        return listener
+        # Any local user may connect (mode 0666); authentication decides the rest.
+        self._listener = listen_unix(self.socket_path, "service", 128, mode=0o666)
 
     def request_stop(self) -> None:
         self._stop.set()

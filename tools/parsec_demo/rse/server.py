@@ -25,6 +25,7 @@ from types import FrameType
 
 from .. import psa
 from ..psa import Status
+from ..unix_socket import listen_unix
 from . import comms
 from .comms import Call, Header, MessageError, Reply
 from .console import RseLog
@@ -160,24 +161,7 @@ class RseServer:
         self._connections: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
-        self._listener = self._bind(config.socket_path)
-
-    @staticmethod
-    def _bind(path: Path) -> socket.socket:
-        if path.exists() or path.is_symlink():
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(str(path))
-            except OSError:
-                path.unlink()  # a stale socket left by a process that died
-            else:
-                probe.close()
-                raise RuntimeError(f"{path} is in use by another RSE model")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(path))
-        listener.listen(16)
-        return listener
+        self._listener = listen_unix(config.socket_path, "RSE model", 16)
 
     def request_stop(self, *_: object) -> None:
         self._stop.set()
