@@ -46,6 +46,7 @@ def test_data(machine: QemuMachine, arch: str) -> dict[str, Any]:
         "IMAGE_FEATURES": "ssh-server-openssh",
         "IMAGE_BASENAME": "parsec-demo-dev-image",
         "IMAGE_PKGS": DEV_IMAGE_PACKAGES,
+        "MLPREFIX": "",
         "PARSEC_DEMO_RSE_LOG": str(machine.run_dir / "rse-console.log"),
     }
 
@@ -132,7 +133,8 @@ def run_with_oe_core(
         for test, log in items:
             outcomes.append(CaseResult(test.id().split("cases.")[-1], status, 0.0, str(log)))
     done = {r.name for r in outcomes}
-    for test in getattr(result, "successes", []):
+    for success in getattr(result, "successes", []):
+        test = success[0] if isinstance(success, tuple) else success  # (test, details)
         name = test.id().split("cases.")[-1]
         if name not in done:
             outcomes.append(CaseResult(name, "PASSED", 0.0))
