@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import kas
 import pytest
 import yaml
 from kas.configschema import CONFIGSCHEMA
@@ -63,7 +64,7 @@ def resolve(path: Path) -> dict[str, Any]:
 def test_kas_files_follow_kas_schema(path: Path) -> None:
     errors = [e.message for e in jsonschema.Draft7Validator(CONFIGSCHEMA).iter_errors(load(path))]
     assert errors == []
-    assert load(path)["header"]["version"] <= 20
+    assert load(path)["header"]["version"] == kas.__file_version__, "the current format"
 
 
 @pytest.mark.parametrize("files", COMBINATIONS, ids=":".join)
@@ -71,7 +72,7 @@ def test_documented_combinations_are_complete_configurations(files: list[str]) -
     merged: dict[str, Any] = {}
     for name in files:
         merge(merged, resolve(KAS / name))
-    merged["header"] = {"version": 14}
+    merged["header"] = {"version": kas.__file_version__}
     assert list(jsonschema.Draft7Validator(CONFIGSCHEMA).iter_errors(merged)) == []
     assert merged["distro"] == "poky" and merged["machine"] and merged["target"]
     repos = merged["repos"]

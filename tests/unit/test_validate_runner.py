@@ -141,3 +141,21 @@ def test_the_sequence_diagram_shows_each_psa_call() -> None:
     assert "PsaImportKey RSA_PUBLIC_KEY" in svg and "psa_verify_hash key 0x00000001" in svg
     for lane in reports.LANES:
         assert lane in svg
+
+
+def test_an_rse_with_only_comms_traces_still_gives_evidence() -> None:
+    import unittest
+
+    oeqa_shim.install()
+    module = load_module(CASES_DIR / "parsec_tls_demo.py")
+    trace = (
+        "[RSE-COMMS] Received message: protocol_ver=0 seq_num=1 client_id=0x0000 handle=0x40000100"
+    )
+    case = unittest.TestCase()
+    module.check_evidence(case, module.rse_calls(trace), 2, "\n".join([trace] * 6))
+    try:
+        module.check_evidence(case, [], 2, "\n".join([trace] * 2))
+    except AssertionError as exc:
+        assert "too few RSE crypto calls" in str(exc)
+    else:
+        raise AssertionError("two calls cannot serve two signatures")

