@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from parsec_demo.machine.fvp import FvpConfig, FvpMachine, forward_ssh, fvp_command, strip_telnet
+from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.ports import allocate_port
-from parsec_demo.machine.qemu import BootError, QemuConfig, QemuMachine
+from parsec_demo.machine.qemu import QemuConfig, QemuMachine
 from parsec_demo.services import toolkit_env
 
 STANDIN = Path(__file__).parents[1] / "fvp_standin.py"

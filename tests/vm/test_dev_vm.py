@@ -16,7 +16,8 @@ import pexpect.fdpexpect
 import pytest
 
 from parsec_demo.image_build import build_image
-from parsec_demo.machine.qemu import BootError, QemuMachine, load_config
+from parsec_demo.machine.lifecycle import BootError
+from parsec_demo.machine.qemu import QemuMachine, load_config
 from parsec_demo.machine.ssh_target import SSHTarget, TargetError
 from parsec_demo.vm_demo import run_client, start_server
 

@@ -43,7 +43,7 @@ def _parsec_serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .machine.qemu import BootError
+    from .machine.lifecycle import BootError
     from .native_build import BuildError
     from .services import ServiceError
     from .tls_demo import run_host_demo

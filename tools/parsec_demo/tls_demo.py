@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .machine.lifecycle import stop_group
 from .native_build import HostBuild, build_host
 from .netns import NetworkNamespace, port_free
 from .paths import new_run_dir
@@ -174,13 +174,7 @@ class TlsDemo:
             time.sleep(0.02)
 
     def stop_server(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            os.killpg(self.server.pid, signal.SIGTERM)
-            try:
-                self.server.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.server.pid, signal.SIGKILL)
-                self.server.wait()
+        stop_group(self.server, grace=5)
         self.server = None
 
     def close(self) -> None:

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -24,10 +23,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..services import tail
+from .lifecycle import stop_group, wait_for_boot
 from .ports import PortLease, allocate_port
-from .qemu import BootError
-from .ssh_target import SSHTarget, TargetError, wait_for_banner
+from .ssh_target import SSHTarget
 
 USER_NET_PORTS = "virtio_net.hostbridge.userNetPorts"
 PORT_ANNOUNCEMENT = re.compile(rb"^(\S+): Listening for serial connection on port (\d+)")
@@ -238,28 +236,14 @@ class FvpMachine:
 
     def _wait_for_boot(self) -> None:
         assert self.process is not None and self.ssh_port is not None
-        deadline = time.monotonic() + self.boot_timeout
-        default = self.console_log("default")
-        while True:
-            if self.process.poll() is not None:
-                raise BootError(
-                    self._failure(f"the FVP exited with status {self.process.returncode}")
-                )
-            if default.exists() and b"login:" in default.read_bytes():
-                break
-            if time.monotonic() > deadline:
-                raise BootError(self._failure(f"no login prompt within {self.boot_timeout:.0f} s"))
-            time.sleep(0.25)
-        try:
-            wait_for_banner("127.0.0.1", self.ssh_port.port, max(5.0, deadline - time.monotonic()))
-        except TargetError as exc:
-            raise BootError(self._failure(str(exc))) from None
-
-    def _failure(self, reason: str) -> str:
-        default = self.console_log("default")
-        console = tail(default, 30) if default.exists() else "(no console output)"
-        logs = "\n".join(f"  {p}" for p in sorted(self.run_dir.glob("*.log")))
-        return f"boot failed: {reason}\nlast console lines:\n{console}\nlogs:\n{logs}"
+        wait_for_boot(
+            self.process,
+            "the FVP",
+            self.console_log("default"),
+            self.ssh_port.port,
+            self.boot_timeout,
+            lambda: sorted(self.run_dir.glob("*.log")),
+        )
 
     def target(self) -> SSHTarget:
         assert self.ssh_port is not None
@@ -268,13 +252,7 @@ class FvpMachine:
     def stop(self) -> None:
         for console in self.consoles.values():
             console.close()
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process, grace=15)
         if self._reader is not None:
             self._reader.join(timeout=5)
         if self.ssh_port is not None:

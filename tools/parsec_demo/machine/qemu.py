@@ -14,22 +14,16 @@ fail or crawl, and TCG with one thread per vCPU is reliable.
 from __future__ import annotations
 
 import configparser
-import os
 import shlex
-import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..image_build import ImageManifest
-from ..services import Service, start_rse_model, tail
+from ..services import Service, start_rse_model
+from .lifecycle import stop_group, wait_for_boot
 from .ports import PortLease, allocate_port
-from .ssh_target import SSHTarget, TargetError, wait_for_banner
-
-
-class BootError(RuntimeError):
-    pass
+from .ssh_target import SSHTarget
 
 
 @dataclass(frozen=True)
@@ -244,25 +238,15 @@ class QemuMachine:
             self._wait_for_boot()
 
     def _wait_for_boot(self) -> None:
-        deadline = time.monotonic() + self.boot_timeout
         assert self.process is not None and self.ssh_port is not None
-        while True:
-            if self.process.poll() is not None:
-                raise BootError(self._failure(f"QEMU exited with status {self.process.returncode}"))
-            if self.console_log.exists() and b"login:" in self.console_log.read_bytes():
-                break
-            if time.monotonic() > deadline:
-                raise BootError(self._failure(f"no login prompt within {self.boot_timeout:.0f} s"))
-            time.sleep(0.25)
-        try:
-            wait_for_banner("127.0.0.1", self.ssh_port.port, max(5.0, deadline - time.monotonic()))
-        except TargetError as exc:
-            raise BootError(self._failure(str(exc))) from None
-
-    def _failure(self, reason: str) -> str:
-        console = tail(self.console_log, 30) if self.console_log.exists() else "(no console output)"
-        logs = "\n".join(f"  {p}" for p in self.logs())
-        return f"boot failed: {reason}\nlast console lines:\n{console}\nlogs:\n{logs}"
+        wait_for_boot(
+            self.process,
+            "QEMU",
+            self.console_log,
+            self.ssh_port.port,
+            self.boot_timeout,
+            self.logs,
+        )
 
     def target(self) -> SSHTarget:
         assert self.ssh_port is not None
@@ -272,13 +256,7 @@ class QemuMachine:
         return target.connect()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)  # QEMU quits cleanly on SIGTERM
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process, grace=10)
         if self.rse is not None:
             self.rse.stop()
         if self.ssh_port is not None:

@@ -23,8 +23,9 @@ from types import FrameType
 
 from ..paths import new_run_dir
 from .fvp import FvpConfig, FvpMachine
+from .lifecycle import BootError
 from .ports import allocate_port
-from .qemu import BootError, QemuConfig, QemuMachine, load_config
+from .qemu import QemuConfig, QemuMachine, load_config
 
 
 def _machine(args: argparse.Namespace, run_dir: Path) -> QemuMachine | FvpMachine:

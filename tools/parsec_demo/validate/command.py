@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..image_build import build_image
-from ..machine.qemu import BootError, QemuMachine, load_config
+from ..machine.lifecycle import BootError
+from ..machine.qemu import QemuMachine, load_config
 from ..paths import new_run_dir
 from ..tls_demo import read_events
 from . import reports

@@ -1,0 +1,69 @@
+"""What every machine runner does the same way, whatever the emulator: wait for the boot
+(a login prompt on the default console, then SSH answering), explain a failed boot with the
+console's last lines and the logs, and stop the emulator's whole process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..services import tail
+from .ssh_target import TargetError, wait_for_banner
+
+
+class BootError(RuntimeError):
+    pass
+
+
+def boot_failure(reason: str, console: Path, logs: Sequence[Path]) -> str:
+    text = tail(console, 30) if console.exists() else "(no console output)"
+    listing = "\n".join(f"  {p}" for p in logs)
+    return f"boot failed: {reason}\nlast console lines:\n{text}\nlogs:\n{listing}"
+
+
+def wait_for_boot(
+    process: subprocess.Popen[bytes],
+    name: str,
+    console: Path,
+    ssh_port: int,
+    timeout: float,
+    list_logs: Callable[[], Sequence[Path]],
+) -> None:
+    """Until ``login:`` shows on ``console`` and SSH answers; BootError with the tail if not.
+
+    ``list_logs`` is asked at the failure, when every log the machine wrote exists.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise BootError(
+                boot_failure(
+                    f"{name} exited with status {process.returncode}", console, list_logs()
+                )
+            )
+        if console.exists() and b"login:" in console.read_bytes():
+            break
+        if time.monotonic() > deadline:
+            reason = f"no login prompt within {timeout:.0f} s"
+            raise BootError(boot_failure(reason, console, list_logs()))
+        time.sleep(0.25)
+    try:
+        wait_for_banner("127.0.0.1", ssh_port, max(5.0, deadline - time.monotonic()))
+    except TargetError as exc:
+        raise BootError(boot_failure(str(exc), console, list_logs())) from None
+
+
+def stop_group(process: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM to the process group (emulators quit cleanly on it), SIGKILL after ``grace``."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
