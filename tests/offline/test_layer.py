@@ -28,8 +28,10 @@ COMBINATIONS = [
     ["base.yml", "fvp-rd1-ae.yml"],
     ["base.yml", "fvp-rd1-ae.yml", "testimage.yml"],
 ]
-#: Repositories whose scarthgap commit could not be read here; `kas lock` pins them.
-UNPINNED = {"meta-security", "meta-arm-auto-solutions"}
+#: Repositories whose commit could not be read here; `kas lock` pins them.
+UNPINNED = {"meta-arm-auto-solutions"}
+#: The upstream layers' own layer.conf facts at the pinned commits.
+UPSTREAM_LAYERS = Path(__file__).with_name("upstream_layers.yml")
 
 
 def kas_files() -> list[Path]:
@@ -82,6 +84,46 @@ def test_documented_combinations_are_complete_configurations(files: list[str]) -
         else:
             assert (KAS / include).is_file()
     assert "meta-parsec-demo" in repos["parsec-demo"]["layers"]
+
+
+def enabled_layers(repos: dict[str, Any]) -> list[tuple[str, str]]:
+    """(repository, layer path) pairs a merged configuration enables; kas takes a repository
+    without a ``layers`` entry as one layer at its root."""
+    return [
+        (name, layer)
+        for name, repo in repos.items()
+        for layer in ((repo or {}).get("layers") or {".": None})
+    ]
+
+
+@pytest.mark.parametrize("files", COMBINATIONS, ids=":".join)
+def test_every_layer_dependency_is_enabled(files: list[str]) -> None:
+    merged: dict[str, Any] = {}
+    for name in files:
+        merge(merged, resolve(KAS / name))
+    facts = load(UPSTREAM_LAYERS)
+    ours = variables((LAYER / "conf/layer.conf").read_text())
+    declared: dict[str, list[str]] = {}
+    for repo, layer in enabled_layers(merged["repos"]):
+        if repo in UNPINNED:
+            continue  # its own kas file brings its layers; not readable here
+        if repo == "parsec-demo":
+            declared["parsec-demo"] = ours["LAYERDEPENDS_parsec-demo"].split()
+            continue
+        assert repo in facts and layer in facts[repo]["layers"], (
+            f"{repo}/{layer}: add its layer.conf facts to {UPSTREAM_LAYERS.name}"
+        )
+        assert facts[repo]["commit"] == merged["repos"][repo]["commit"], (
+            f"{repo}: {UPSTREAM_LAYERS.name} was read at another commit"
+        )
+        fact = facts[repo]["layers"][layer]
+        declared[fact["collection"]] = fact["depends"]
+    missing = {
+        collection: sorted(set(depends) - set(declared))
+        for collection, depends in declared.items()
+        if set(depends) - set(declared)
+    }
+    assert missing == {}, "layers whose dependencies no repository enables"
 
 
 def test_repositories_are_pinned_to_full_commits() -> None:
