@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .lifecycle import stop_group, wait_for_boot
+from .lifecycle import Machine, stop_group, wait_for_boot
 from .ports import PortLease, allocate_port
 from .ssh_target import SSHTarget
 
@@ -157,7 +157,9 @@ class ConsoleLogger(threading.Thread):
             self.sock.close()
 
 
-class FvpMachine:
+class FvpMachine(Machine):
+    """One running FVP: its consoles logged, its SSH forward on an allocated port."""
+
     def __init__(
         self,
         config: FvpConfig,
@@ -193,16 +195,8 @@ class FvpMachine:
     def command(self, ssh_port: int | None) -> list[str]:
         return fvp_command(self.config, ssh_port) + self.extra_args
 
-    def start(self, wait: bool = True) -> FvpMachine:
-        """Start the FVP; with ``wait``, until login prompt and SSH answer."""
-        try:
-            self._start(wait)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
     def _start(self, wait: bool) -> None:
+        """The FVP, and a logger on each console it announces."""
         self.ssh_port = allocate_port()
         command = self.command(self.ssh_port.port)
         (self.run_dir / "fvp-command.txt").write_text(" ".join(command) + "\n")
@@ -257,9 +251,3 @@ class FvpMachine:
             self._reader.join(timeout=5)
         if self.ssh_port is not None:
             self.ssh_port.release()
-
-    def __enter__(self) -> FvpMachine:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()

@@ -1,6 +1,7 @@
-"""What every machine runner does the same way, whatever the emulator: wait for the boot
-(a login prompt on the default console, then SSH answering), explain a failed boot with the
-console's last lines and the logs, and stop the emulator's whole process group."""
+"""What every machine runner does the same way, whatever the emulator: start (and undo a
+half-done start), wait for the boot (a login prompt on the default console, then SSH
+answering), explain a failed boot with the console's last lines and the logs, and stop the
+emulator's whole process group."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import os
 import signal
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Self
 
 from ..services import tail
 from .ssh_target import TargetError, wait_for_banner
@@ -17,6 +20,36 @@ from .ssh_target import TargetError, wait_for_banner
 
 class BootError(RuntimeError):
     pass
+
+
+class Machine(ABC):
+    """A machine the runner starts and stops; a context manager that stops it on the way out.
+
+    A start that fails half-way (a boot error, SIGINT during the boot) stops whatever it had
+    started, so no emulator, console reader or port lease outlives the error.
+    """
+
+    def start(self, wait: bool = True) -> Self:
+        """Start the machine; with ``wait``, until its login prompt and SSH answer."""
+        try:
+            self._start(wait)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @abstractmethod
+    def _start(self, wait: bool) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop everything ``_start`` started; safe to call at any point, and twice."""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
 
 def boot_failure(reason: str, console: Path, logs: Sequence[Path]) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..image_build import ImageManifest
 from ..services import Service, start_rse_model
-from .lifecycle import stop_group, wait_for_boot
+from .lifecycle import Machine, stop_group, wait_for_boot
 from .ports import PortLease, allocate_port
 from .ssh_target import SSHTarget
 
@@ -126,7 +126,7 @@ def load_config(path: Path) -> QemuConfig:
     return QemuConfig.from_manifest(path)
 
 
-class QemuMachine:
+class QemuMachine(Machine):
     """One running machine: QEMU, the RSE model beside it, a forwarded SSH port."""
 
     def __init__(
@@ -214,16 +214,8 @@ class QemuMachine:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def start(self, wait: bool = True) -> QemuMachine:
-        """Start the RSE model and QEMU; with ``wait``, until login prompt and SSH answer."""
-        try:
-            self._start(wait)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
     def _start(self, wait: bool) -> None:
+        """The RSE model first (QEMU connects to it), then QEMU."""
         if self.with_rse:
             self.rse = start_rse_model(self.run_dir)
         self.ssh_port = allocate_port()
@@ -261,9 +253,3 @@ class QemuMachine:
             self.rse.stop()
         if self.ssh_port is not None:
             self.ssh_port.release()
-
-    def __enter__(self) -> QemuMachine:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
