@@ -176,6 +176,18 @@ static psa_status_t simple_request(uint32_t opcode, const ProtobufCMessage *mess
 
 /* --- driver entry points ------------------------------------------------------------------ */
 
+/* Copies a byte field of a reply into the core's buffer, or says that it does not fit. */
+static psa_status_t copy_out(const ProtobufCBinaryData *field, uint8_t *buffer, size_t size,
+                             size_t *length)
+{
+    if (field->len > size) {
+        return PSA_ERROR_BUFFER_TOO_SMALL;
+    }
+    memcpy(buffer, field->data, field->len);
+    *length = field->len;
+    return PSA_SUCCESS;
+}
+
 static psa_status_t parsec_init(psa_drv_se_context_t *drv_context, void *persistent_data,
                                 psa_key_location_t location)
 {
@@ -333,12 +345,7 @@ static psa_status_t parsec_export_public(psa_drv_se_context_t *drv_context,
     if (result == NULL) {
         return PSA_ERROR_COMMUNICATION_FAILURE;
     }
-    if (result->data.len > data_size) {
-        status = PSA_ERROR_BUFFER_TOO_SMALL;
-    } else {
-        memcpy(p_data, result->data.data, result->data.len);
-        *p_data_length = result->data.len;
-    }
+    status = copy_out(&result->data, p_data, data_size, p_data_length);
     psa_export_public_key__result__free_unpacked(result, NULL);
     return status;
 }
@@ -377,12 +384,7 @@ static psa_status_t parsec_sign(psa_drv_se_context_t *drv_context,
     if (result == NULL) {
         return PSA_ERROR_COMMUNICATION_FAILURE;
     }
-    if (result->signature.len > signature_size) {
-        status = PSA_ERROR_BUFFER_TOO_SMALL;
-    } else {
-        memcpy(p_signature, result->signature.data, result->signature.len);
-        *p_signature_length = result->signature.len;
-    }
+    status = copy_out(&result->signature, p_signature, signature_size, p_signature_length);
     psa_sign_hash__result__free_unpacked(result, NULL);
     return status;
 }
