@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from handshake_checks import assert_handshake_ok, assert_rse_evidence
 from parsec_demo.native_build import HostBuild, build_host
 from parsec_demo.parsec import contracts as pb
 from parsec_demo.parsec.client import Auth, ParsecClient
@@ -20,16 +21,6 @@ from parsec_demo.parsec.constants import Opcode
 from parsec_demo.parsec.wire import HEADER, Header, encode_request
 from parsec_demo.tls_demo import ClientRun, TlsDemo
 from pki import make_pki
-
-EXPECTED_LINES = [
-    ". Seeding the random number generator... ok",
-    ". Loading the CA root certificate ... ok",
-    ". Connecting to tcp/127.0.0.1/4433... ok",
-    ". Performing the SSL/TLS handshake... ok",
-    ". Verifying peer X.509 certificate... ok",
-    "18 bytes written",
-    "<h2>Mbed TLS Test Server</h2>",
-]
 
 
 @pytest.fixture(scope="session")
@@ -41,23 +32,6 @@ def host_build() -> HostBuild:
 def demo(tmp_path: Path, host_build: HostBuild) -> Iterator[TlsDemo]:
     with TlsDemo(tmp_path, host_build) as running:
         yield running
-
-
-def assert_handshake_ok(run: ClientRun, cipher_suite: str) -> None:
-    assert run.ok, run.output
-    for line in EXPECTED_LINES:
-        assert line in run.output, f"missing {line!r} in:\n{run.output}"
-    assert f"<p>Successful connection using: {cipher_suite}</p>" in run.output
-
-
-def assert_rse_evidence(run: ClientRun, signatures: int) -> None:
-    """One import, one successful verify and one destroy per signature, nothing left over."""
-    functions = [e["function"] for e in run.events]
-    assert functions == ["psa_import_key", "psa_verify_hash", "psa_destroy_key"] * signatures
-    assert all(e["status"] == "PSA_SUCCESS" for e in run.events), run.events
-    for triple in zip(*[iter(run.events)] * 3, strict=True):
-        assert len({e["key_id"] for e in triple}) == 1, "each verification uses its own key"
-    assert all(e["lifetime"] == "persistent" for e in run.calls("psa_import_key"))
 
 
 def rse_key_files(demo: TlsDemo) -> list[Path]:
