@@ -62,6 +62,14 @@ def resolve(path: Path) -> dict[str, Any]:
     return merge(merged, config)
 
 
+def combined(files: list[str]) -> dict[str, Any]:
+    """The configuration kas builds from ``kas build a.yml:b.yml:...``."""
+    merged: dict[str, Any] = {}
+    for name in files:
+        merge(merged, resolve(KAS / name))
+    return merged
+
+
 @pytest.mark.parametrize("path", kas_files(), ids=lambda p: p.name)
 def test_kas_files_follow_kas_schema(path: Path) -> None:
     errors = [e.message for e in jsonschema.Draft7Validator(CONFIGSCHEMA).iter_errors(load(path))]
@@ -71,9 +79,7 @@ def test_kas_files_follow_kas_schema(path: Path) -> None:
 
 @pytest.mark.parametrize("files", COMBINATIONS, ids=":".join)
 def test_documented_combinations_are_complete_configurations(files: list[str]) -> None:
-    merged: dict[str, Any] = {}
-    for name in files:
-        merge(merged, resolve(KAS / name))
+    merged = combined(files)
     merged["header"] = {"version": kas.__file_version__}
     assert list(jsonschema.Draft7Validator(CONFIGSCHEMA).iter_errors(merged)) == []
     assert merged["distro"] == "poky" and merged["machine"] and merged["target"]
@@ -98,9 +104,7 @@ def enabled_layers(repos: dict[str, Any]) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("files", COMBINATIONS, ids=":".join)
 def test_every_layer_dependency_is_enabled(files: list[str]) -> None:
-    merged: dict[str, Any] = {}
-    for name in files:
-        merge(merged, resolve(KAS / name))
+    merged = combined(files)
     facts = load(UPSTREAM_LAYERS)
     ours = variables((LAYER / "conf/layer.conf").read_text())
     declared: dict[str, list[str]] = {}
