@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -141,7 +146,7 @@ def test_acknowledged_persistent_keys_survive_kill_9(tmp_path: Path) -> None:
     store = tmp_path / "rse-store"
     assert not list(store.glob(".tmp-*")), "unfinished writes are cleaned up at start"
     console = (tmp_path / "rse-console.log").read_text()
-    assert "Ignoring damaged key file" not in console
+    assert "Ignoring" not in console
 
 
 def test_damaged_and_unfinished_key_files_are_never_loaded(tmp_path: Path) -> None:
@@ -156,7 +161,9 @@ def test_damaged_and_unfinished_key_files_are_never_loaded(tmp_path: Path) -> No
     truncated = store / "key-0001-00000002.json"
     truncated.write_bytes(truncated.read_bytes()[:40])
     tampered = store / "key-0001-00000003.json"
-    tampered.write_text(tampered.read_text().replace('"bits": 256', '"bits": 384'))
+    text = tampered.read_text()
+    assert '"bits": 256' in text
+    tampered.write_text(text.replace('"bits": 256', '"bits": 384'))
     (store / ".tmp-key-0001-00000004.json").write_text('{"partial": ')
 
     with (
@@ -169,8 +176,11 @@ def test_damaged_and_unfinished_key_files_are_never_loaded(tmp_path: Path) -> No
                 client.export_public_key(key_id)
             assert caught.value.status == Status.INVALID_HANDLE
     console = (tmp_path / "rse-console.log").read_text()
-    assert "Ignoring damaged key file key-0001-00000002.json" in console
-    assert "Ignoring damaged key file key-0001-00000003.json: checksum mismatch" in console
+    assert "[ITS] Ignoring damaged key file key-0001-00000002.json: not JSON" in console
+    assert (
+        "[ITS] Ignoring damaged key file key-0001-00000003.json: authentication failed "
+        "(altered, or not made with this store's secret)"
+    ) in console
     assert "Removing unfinished write .tmp-key-0001-00000004.json" in console
     assert not (store / ".tmp-key-0001-00000004.json").exists()
 
@@ -232,6 +242,215 @@ def test_a_really_full_disk_is_reported_and_loses_nothing(
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     assert not list((tiny_filesystem / "store").glob(".tmp-*"))
+
+
+def expect_status(status: Status, operation: Callable[[], object]) -> None:
+    with pytest.raises(PsaError) as caught:
+        operation()
+    assert caught.value.status == status, f"got {psa.status_name(caught.value.status)}"
+
+
+def store_names(store: Path) -> list[str]:
+    return sorted(path.name for path in store.iterdir())
+
+
+def test_a_key_file_copied_over_a_destroyed_id_is_not_loaded(tmp_path: Path) -> None:
+    """Write access to the store is not enough to bring a destroyed key back."""
+    point = ec_point(ec.generate_private_key(ec.SECP256R1()))
+    with (
+        start_rse_model(tmp_path) as service,
+        RseClient(service.socket_path, client_id=1) as client,
+    ):
+        for key_id in (4, 5, 6):
+            client.import_key(persistent_point_attrs(key_id), point)
+        client.destroy_key(5)
+        client.destroy_key(6)
+    store = tmp_path / "rse-store"
+    shutil.copy(store / "key-0001-00000004.json", store / "key-0001-00000005.json")
+    # The attack on format 1: rewrite the id inside and recompute a plain SHA-256.
+    record = json.loads((store / "key-0001-00000004.json").read_text())
+    record["id"] = 6
+    del record["hmac_sha256"]
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode())
+    record["hmac_sha256"] = record["sha256"] = digest.hexdigest()
+    (store / "key-0001-00000006.json").write_text(json.dumps(record, sort_keys=True))
+
+    with (
+        start_rse_model(tmp_path) as service,
+        RseClient(service.socket_path, client_id=1) as client,
+    ):
+        assert client.export_public_key(4) == point
+        for key_id in (5, 6):
+            with pytest.raises(PsaError) as caught:
+                client.export_public_key(key_id)
+            assert caught.value.status == Status.INVALID_HANDLE
+    console = (tmp_path / "rse-console.log").read_text()
+    assert (
+        "[ITS] Ignoring key file key-0001-00000005.json: it holds key 0x00000004 of client "
+        "0x0001, not the key its name says (a copied or renamed file)"
+    ) in console
+    assert (
+        "[ITS] Ignoring damaged key file key-0001-00000006.json: authentication failed "
+        "(altered, or not made with this store's secret)"
+    ) in console
+    ready = [line for line in console.splitlines() if "model ready" in line]
+    assert "persistent_keys=1 " in ready[-1]
+
+
+def serve_command(socket_path: Path, store: Path, *extra: str) -> list[str]:
+    return python_command(
+        "rse", "serve", "--socket", str(socket_path), "--store", str(store), *extra
+    )
+
+
+def test_a_bad_store_secret_is_a_one_line_error_at_start(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "store.key").write_bytes(b"short")
+    result = subprocess.run(
+        serve_command(tmp_path / "rse.sock", store),
+        env=toolkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"parsec-demo rse serve: the store secret {store / 'store.key'} is damaged "
+        "(5 bytes, not 32); restore it, or move the store aside to start empty"
+    ]
+    assert not (tmp_path / "rse.sock").exists()
+
+
+def test_limits_reach_the_model_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    from parsec_demo.cli import build_parser
+    from parsec_demo.rse.server import ServerConfig
+
+    args = build_parser().parse_args(["rse", "serve", "--socket", "s", "--store", "d"])
+    defaults = ServerConfig(Path("s"), Path("d"))
+    assert (args.slots, args.max_keys, args.max_connections, args.max_payload) == (
+        defaults.slots,
+        defaults.max_keys,
+        defaults.max_connections,
+        defaults.max_payload,
+    )
+    assert (defaults.max_keys, defaults.max_connections) == (256, 64)
+    with start_rse_model(tmp_path, slots=8, max_keys=5, max_connections=7):
+        pass
+    console = (tmp_path / "rse-console.log").read_text()
+    assert "slots=8 persistent_keys=0 max_keys=5 max_connections=7 socket=" in console
+    for option in ("--max-keys", "--max-connections"):
+        result = subprocess.run(
+            serve_command(tmp_path / "x.sock", tmp_path / "x", option, "0"),
+            env=toolkit_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2
+        assert f"{option}: must be at least 1" in result.stderr
+
+
+@pytest.fixture
+def own_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A small tmpfs of the test's own, which the test can remount read-only (root is no
+    exception to a read-only mount, unlike to file modes)."""
+    mount_point = tmp_path / "fs"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def remount(mount_point: Path, mode: str) -> None:
+    subprocess.run(
+        ["mount", "-o", f"remount,{mode}", str(mount_point)], check=True, capture_output=True
+    )
+
+
+def test_a_read_only_store_answers_storage_failure_and_loses_nothing(
+    tmp_path: Path, own_tmpfs: Path
+) -> None:
+    point = ec_point(ec.generate_private_key(ec.SECP256R1()))
+    store = own_tmpfs / "store"
+    empty = own_tmpfs / "empty"
+    empty.mkdir()
+    console_log = tmp_path / "rse-console.log"
+    command = serve_command(tmp_path / "rse.sock", store, "--log", str(console_log))
+    with subprocess.Popen(command, env=toolkit_env()) as process:
+        with RseClient(tmp_path / "rse.sock", client_id=4) as client:
+            client.wait_ready()
+            for key_id in (1, 2):
+                client.import_key(persistent_point_attrs(key_id), point)
+            remount(own_tmpfs, "ro")
+            try:
+                with pytest.raises(OSError) as probe:
+                    (store / "probe").write_bytes(b"")
+                assert probe.value.errno == errno.EROFS, "the store must really be read-only"
+                failure = Status.STORAGE_FAILURE
+                expect_status(failure, lambda: client.import_key(persistent_point_attrs(3), point))
+                expect_status(failure, lambda: client.destroy_key(1))
+                assert client.export_public_key(1) == point, "a key that stayed is usable"
+                volatile = replace(persistent_point_attrs(0), lifetime=psa.LIFETIME_VOLATILE)
+                client.destroy_key(client.import_key(volatile, point))
+                assert store_names(store) == [
+                    "key-0004-00000001.json",
+                    "key-0004-00000002.json",
+                    "store.key",
+                ]
+            finally:
+                remount(own_tmpfs, "rw")
+            client.destroy_key(1)
+            client.import_key(persistent_point_attrs(3), point)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    console = console_log.read_text()
+    assert (
+        "[ITS] Cannot write key file key-0004-00000003.json: Read-only file system "
+        "-> PSA_ERROR_STORAGE_FAILURE"
+    ) in console
+    assert (
+        "[ITS] Cannot remove key file key-0004-00000001.json: Read-only file system "
+        "-> PSA_ERROR_STORAGE_FAILURE"
+    ) in console
+    assert "Internal error" not in console and "INVALID_ARGUMENT" not in console
+
+    # A model started on a read-only store serves the keys it holds.
+    remount(own_tmpfs, "ro")
+    command[command.index("--socket") + 1] = str(tmp_path / "rse2.sock")
+    with subprocess.Popen(command, env=toolkit_env()) as process:
+        with RseClient(tmp_path / "rse2.sock", client_id=4) as client:
+            client.wait_ready()
+            assert [client.export_public_key(k) for k in (2, 3)] == [point, point]
+            expect_status(Status.INVALID_HANDLE, lambda: client.export_public_key(1))
+            expect_status(
+                Status.STORAGE_FAILURE,
+                lambda: client.import_key(persistent_point_attrs(9), point),
+            )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    assert store_names(store) == ["key-0004-00000002.json", "key-0004-00000003.json", "store.key"]
+    # A read-only store that has no secret yet cannot get one: the model says so and stops.
+    result = subprocess.run(
+        serve_command(tmp_path / "rse3.sock", empty),
+        env=toolkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"parsec-demo rse serve: cannot create the store secret {empty / 'store.key'}: "
+        "Read-only file system"
+    ]
 
 
 def test_demo_walks_keys_through_the_model_and_summarises(tmp_path: Path) -> None:

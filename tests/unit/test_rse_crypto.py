@@ -6,8 +6,17 @@ slot limits, persistence and per-client key ownership.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import stat
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -19,6 +28,8 @@ from keyhelpers import ec_point, ec_scalar, rsa_private_der, rsa_public_der
 from parsec_demo import psa
 from parsec_demo.psa import PsaError, Status
 from parsec_demo.rse.client import RseClient
+from parsec_demo.rse.keys import KeyMaterial, load_material
+from parsec_demo.rse.keystore import MAC_CONTEXT, MAC_FIELD, SECRET_NAME, KeyStore, StoreError
 from parsec_demo.rse.tfm_crypto import CRYPTO_HANDLE, FunctionId, KeyAttributes, PackIovec
 
 SHA256 = psa.ALG_SHA_256
@@ -441,7 +452,10 @@ def test_slot_exhaustion_and_release(
         expect_status(Status.INSUFFICIENT_MEMORY, lambda: client.generate_key(ecc_attrs(True, 256)))
         client.destroy_key(ids[2])
         assert client.import_key(ecc_attrs(False, 256, VERIFY), point) == ids[2]
-    assert "all 4 key slots are in use" in rse.console()
+    assert (
+        "psa_generate_key: type=ECC_KEY_PAIR(SECP_R1) bits=256 lifetime=volatile -> "
+        "PSA_ERROR_INSUFFICIENT_MEMORY (all 4 key slots are in use; raise --slots)"
+    ) in rse.console()
 
 
 # --- persistence ------------------------------------------------------------------------------
@@ -514,8 +528,461 @@ def test_a_full_store_reports_insufficient_storage_and_keeps_old_keys(
     )
     monkeypatch.undo()
     expect_status(Status.INVALID_HANDLE, lambda: client.export_public_key(2))
-    assert sorted(p.name for p in rse.config.store_dir.iterdir()) == ["key-0100-00000001.json"]
+    assert sorted(p.name for p in rse.config.store_dir.iterdir()) == [
+        "key-0100-00000001.json",
+        "store.key",
+    ]
+    assert (
+        "[ITS] Cannot write key file key-0100-00000002.json: No space left on device "
+        "-> PSA_ERROR_INSUFFICIENT_STORAGE"
+    ) in rse.console()
     assert client.import_key(persistent(rsa_pub_attrs(), 2), data) == 2
+
+
+# --- the persistent store: its limit, its faults, its authentication --------------------------
+
+
+P256_PAIR = psa.KEY_TYPE_ECC_KEY_PAIR_SECP_R1
+KEY_FILE_NAME = re.compile(r"key-([0-9a-f]{4})-([0-9a-f]{8})\.json")
+
+
+def p256_material(seed: int) -> KeyMaterial:
+    return load_material(P256_PAIR, 256, ec_scalar(ec.derive_private_key(seed, ec.SECP256R1())))
+
+
+def p256_attrs(key_id: int) -> KeyAttributes:
+    return KeyAttributes(
+        type=P256_PAIR,
+        bits=256,
+        lifetime=psa.LIFETIME_PERSISTENT,
+        usage=SIGN_VERIFY,
+        alg=ECDSA_SHA256,
+        id=key_id,
+    )
+
+
+def key_files(store_dir: Path) -> set[tuple[int, int]]:
+    """(owner, id) of every key file; any other file but the secret fails the test."""
+    found = set()
+    for path in store_dir.iterdir():
+        if path.name == SECRET_NAME:
+            continue
+        match = KEY_FILE_NAME.fullmatch(path.name)
+        assert match, f"unexpected file {path.name} in the store"
+        found.add((int(match[1], 16), int(match[2], 16)))
+    return found
+
+
+def assert_table_is_disk(store: KeyStore) -> set[tuple[int, int]]:
+    """The table's persistent keys are exactly the files, and reopening loads the same keys."""
+    table = {ref: key for ref, key in store.snapshot().items() if key.persistent}
+    assert set(table) == key_files(store.store_dir)
+    reopened = KeyStore(store.store_dir)
+    assert {ref: key.material.data for ref, key in reopened.snapshot().items()} == {
+        ref: key.material.data for ref, key in table.items()
+    }
+    return set(table)
+
+
+def test_the_persistent_key_limit_is_store_wide_and_configurable(
+    rse_factory: Callable[..., RunningRse], ec_keys: dict[int, ec.EllipticCurvePrivateKey]
+) -> None:
+    point = ec_point(ec_keys[256])
+    public = ecc_attrs(False, 256, VERIFY)
+    rse = rse_factory(max_keys=3)
+    with rse.client(1) as alice, rse.client(2) as bob:
+        alice.import_key(persistent(public, 1), point)
+        alice.import_key(persistent(public, 2), point)
+        bob.import_key(persistent(public, 1), point)
+        full = Status.INSUFFICIENT_STORAGE
+        expect_status(full, lambda: bob.import_key(persistent(public, 2), point))
+        expect_status(full, lambda: alice.import_key(persistent(public, 3), point))
+        assert bob.import_key(public, point) >= 0x7FFFFFE0, "volatile keys do not count"
+        alice.destroy_key(2)
+        assert bob.import_key(persistent(public, 2), point) == 2
+    rse.stop()
+    console = rse.console()
+    assert "persistent_keys=0 max_keys=3 max_connections=64" in console
+    assert console.count("[ITS] Persistent key store full: 3 keys (--max-keys)") == 2
+    assert (
+        "-> PSA_ERROR_INSUFFICIENT_STORAGE (persistent key store full at 3 keys; raise --max-keys)"
+    ) in console
+    smaller = rse_factory(max_keys=2)
+    with smaller.client(1) as alice:
+        assert alice.export_public_key(1) == point, "a lower limit drops no stored key"
+        expect_status(full, lambda: alice.import_key(persistent(public, 4), point))
+    assert (
+        "[ITS] The store holds 3 keys, more than --max-keys 2: new persistent keys are refused "
+        "until some are destroyed"
+    ) in smaller.console()
+
+
+class Faults:
+    """Make chosen file operations of the key store fail, as a sick disk would."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+
+    def open_tmp(self, code: int) -> None:
+        real = os.open
+
+        def fake(path: Any, flags: int, mode: int = 0o777, **kw: Any) -> int:
+            if Path(path).name.startswith(".tmp-key"):
+                raise OSError(code, os.strerror(code), str(path))
+            return real(path, flags, mode, **kw)
+
+        self.monkeypatch.setattr(os, "open", fake)
+
+    def write(self, code: int) -> None:
+        def fake(fd: int, data: bytes) -> int:
+            raise OSError(code, os.strerror(code))
+
+        self.monkeypatch.setattr(os, "write", fake)
+
+    def fsync(self, code: int, directory: bool) -> None:
+        real = os.fsync
+
+        def fake(fd: int) -> None:
+            if stat.S_ISDIR(os.fstat(fd).st_mode) == directory:
+                raise OSError(code, os.strerror(code))
+            real(fd)
+
+        self.monkeypatch.setattr(os, "fsync", fake)
+
+    def replace(self, code: int) -> None:
+        def fake(src: Any, dst: Any) -> None:
+            raise OSError(code, os.strerror(code), str(src))
+
+        self.monkeypatch.setattr(os, "replace", fake)
+
+    def unlink(self, code: int, prefix: str) -> None:
+        real = Path.unlink
+
+        def fake(path: Path, missing_ok: bool = False) -> None:
+            if path.name.startswith(prefix):
+                raise OSError(code, os.strerror(code), str(path))
+            real(path, missing_ok=missing_ok)
+
+        self.monkeypatch.setattr(Path, "unlink", fake)
+
+
+@pytest.fixture
+def faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
+    return Faults(monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "status"),
+    [
+        ("open", errno.EROFS, Status.STORAGE_FAILURE),
+        ("open", errno.ENOSPC, Status.INSUFFICIENT_STORAGE),
+        ("write", errno.EDQUOT, Status.INSUFFICIENT_STORAGE),
+        ("write", errno.EIO, Status.STORAGE_FAILURE),
+        ("fsync", errno.EIO, Status.STORAGE_FAILURE),
+        ("replace", errno.EACCES, Status.STORAGE_FAILURE),
+    ],
+)
+def test_a_failed_key_file_write_leaves_no_key_and_says_why(
+    tmp_path: Path, faults: Faults, fault: str, code: int, status: Status
+) -> None:
+    lines: list[str] = []
+    store = KeyStore(tmp_path / "store", warn=lines.append)
+    store.add(1, p256_attrs(1), p256_material(1))
+    {
+        "open": lambda: faults.open_tmp(code),
+        "write": lambda: faults.write(code),
+        "fsync": lambda: faults.fsync(code, directory=False),
+        "replace": lambda: faults.replace(code),
+    }[fault]()
+    error = expect_status(status, lambda: store.add(1, p256_attrs(2), p256_material(2)))
+    faults.monkeypatch.undo()
+    reason = os.strerror(code)
+    assert error.detail == f"cannot write key file key-0001-00000002.json: {reason}"
+    assert lines[-1] == (
+        f"[ITS] Cannot write key file key-0001-00000002.json: {reason} -> {psa.status_name(status)}"
+    )
+    expect_status(Status.INVALID_HANDLE, lambda: store.get(1, 2))
+    assert assert_table_is_disk(store) == {(1, 1)}, "no key, no file, no unfinished write"
+    store.add(1, p256_attrs(2), p256_material(2))
+    assert assert_table_is_disk(store) == {(1, 1), (1, 2)}
+
+
+def test_an_unfinished_write_that_cannot_be_removed_goes_at_the_next_start(
+    tmp_path: Path, faults: Faults
+) -> None:
+    lines: list[str] = []
+    store = KeyStore(tmp_path / "store", warn=lines.append)
+    faults.write(errno.ENOSPC)
+    faults.unlink(errno.EROFS, ".tmp-")
+    expect_status(
+        Status.INSUFFICIENT_STORAGE, lambda: store.add(1, p256_attrs(2), p256_material(2))
+    )
+    faults.monkeypatch.undo()
+    assert lines[-2:] == [
+        "[ITS] Cannot remove unfinished write .tmp-key-0001-00000002.json: Read-only file "
+        "system; it is removed at the next start",
+        "[ITS] Cannot write key file key-0001-00000002.json: No space left on device "
+        "-> PSA_ERROR_INSUFFICIENT_STORAGE",
+    ]
+    assert store.snapshot() == {}
+    leftover = tmp_path / "store" / ".tmp-key-0001-00000002.json"
+    assert leftover.exists()
+    lines.clear()
+    reopened = KeyStore(tmp_path / "store", warn=lines.append)
+    assert lines == ["[ITS] Removing unfinished write .tmp-key-0001-00000002.json"]
+    assert not leftover.exists() and reopened.snapshot() == {}
+
+
+def test_a_write_that_cannot_be_made_durable_is_taken_back(tmp_path: Path, faults: Faults) -> None:
+    lines: list[str] = []
+    store = KeyStore(tmp_path / "store", warn=lines.append)
+    faults.fsync(errno.EIO, directory=True)
+    expect_status(Status.STORAGE_FAILURE, lambda: store.add(1, p256_attrs(2), p256_material(2)))
+    faults.monkeypatch.undo()
+    assert lines[-1] == (
+        "[ITS] Cannot make key file key-0001-00000002.json durable: Input/output error "
+        "-> PSA_ERROR_STORAGE_FAILURE"
+    )
+    assert assert_table_is_disk(store) == set()
+
+
+def test_a_write_that_can_be_neither_made_durable_nor_taken_back_keeps_the_key(
+    tmp_path: Path, faults: Faults
+) -> None:
+    lines: list[str] = []
+    store = KeyStore(tmp_path / "store", warn=lines.append)
+    faults.fsync(errno.EIO, directory=True)
+    faults.unlink(errno.EROFS, "key-")
+    expect_status(Status.STORAGE_FAILURE, lambda: store.add(1, p256_attrs(2), p256_material(2)))
+    faults.monkeypatch.undo()
+    assert lines[-1] == (
+        "[ITS] Cannot take back key file key-0001-00000002.json: Read-only file system; "
+        "the key stays in the store"
+    )
+    assert store.get(1, 2).material.data == p256_material(2).data
+    assert assert_table_is_disk(store) == {(1, 2)}
+    expect_status(Status.ALREADY_EXISTS, lambda: store.add(1, p256_attrs(2), p256_material(2)))
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.EIO])
+def test_a_key_whose_file_cannot_be_removed_is_not_destroyed(
+    tmp_path: Path, faults: Faults, code: int
+) -> None:
+    lines: list[str] = []
+    store = KeyStore(tmp_path / "store", warn=lines.append)
+    store.add(3, p256_attrs(7), p256_material(7))
+    faults.unlink(code, "key-")
+    error = expect_status(Status.STORAGE_FAILURE, lambda: store.destroy(3, 7))
+    faults.monkeypatch.undo()
+    assert error.detail == f"cannot remove key file key-0003-00000007.json: {os.strerror(code)}"
+    assert lines[-1] == (
+        f"[ITS] Cannot remove key file key-0003-00000007.json: {os.strerror(code)} "
+        "-> PSA_ERROR_STORAGE_FAILURE"
+    )
+    assert store.get(3, 7).material.data == p256_material(7).data, (
+        "the key is still there and usable"
+    )
+    assert assert_table_is_disk(store) == {(3, 7)}
+    store.destroy(3, 7)
+    assert assert_table_is_disk(store) == set()
+
+
+def test_a_removal_that_cannot_be_made_durable_is_reported(tmp_path: Path, faults: Faults) -> None:
+    lines: list[str] = []
+    store = KeyStore(tmp_path / "store", warn=lines.append)
+    store.add(3, p256_attrs(7), p256_material(7))
+    faults.fsync(errno.EIO, directory=True)
+    expect_status(Status.STORAGE_FAILURE, lambda: store.destroy(3, 7))
+    faults.monkeypatch.undo()
+    assert lines[-1] == (
+        "[ITS] Cannot make the removal of key-0003-00000007.json durable: Input/output error "
+        "-> PSA_ERROR_STORAGE_FAILURE"
+    )
+    assert assert_table_is_disk(store) == set(), "the file is gone, so is the key"
+
+
+def test_a_key_whose_file_vanished_is_destroyed(tmp_path: Path) -> None:
+    lines: list[str] = []
+    store = KeyStore(tmp_path / "store", warn=lines.append)
+    store.add(3, p256_attrs(7), p256_material(7))
+    (tmp_path / "store" / "key-0003-00000007.json").unlink()
+    store.destroy(3, 7)
+    assert lines[-1] == "[ITS] Key file key-0003-00000007.json was already gone"
+    assert assert_table_is_disk(store) == set()
+
+
+def test_the_store_secret_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    lines: list[str] = []
+    store = KeyStore(tmp_path / "store", warn=lines.append)
+    secret_path = tmp_path / "store" / SECRET_NAME
+    secret = secret_path.read_bytes()
+    assert len(secret) == 32 and secret != bytes(32)
+    assert stat.S_IMODE(secret_path.stat().st_mode) == 0o600
+    assert lines == ["[ITS] Created the store secret store.key"]
+    store.add(1, p256_attrs(1), p256_material(1))
+    lines.clear()
+    KeyStore(tmp_path / "store", warn=lines.append)
+    assert secret_path.read_bytes() == secret and lines == []
+    assert KeyStore(tmp_path / "other").store_dir.joinpath(SECRET_NAME).read_bytes() != secret
+
+
+def test_a_bad_store_secret_stops_the_start(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    KeyStore(store_dir).add(1, p256_attrs(1), p256_material(1))
+    secret_path = store_dir / SECRET_NAME
+    secret = secret_path.read_bytes()
+    secret_path.write_bytes(secret[:31])
+    with pytest.raises(StoreError) as caught:
+        KeyStore(store_dir)
+    assert str(caught.value) == (
+        f"the store secret {secret_path} is damaged (31 bytes, not 32); "
+        "restore it, or move the store aside to start empty"
+    )
+    secret_path.unlink()
+    secret_path.mkdir()
+    with pytest.raises(StoreError, match=r"^cannot read the store secret .*: Is a directory$"):
+        KeyStore(store_dir)
+    secret_path.rmdir()
+    with pytest.raises(StoreError) as caught:
+        KeyStore(store_dir)
+    assert str(caught.value) == (
+        f"the store secret {secret_path} is missing but 1 key files need it; "
+        "restore it, or move the store aside to start empty"
+    )
+    assert not secret_path.exists(), "no new secret replaces the lost one"
+    secret_path.write_bytes(secret)
+    assert KeyStore(store_dir).get(1, 1).material.data == p256_material(1).data
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    record = json.loads(path.read_text())
+    assert isinstance(record, dict)
+    return record
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    path.write_text(json.dumps(record, sort_keys=True) + "\n")
+
+
+def authentic(record: dict[str, Any], secret: bytes) -> dict[str, Any]:
+    """The record with the MAC that only a holder of the store secret can compute."""
+    body = {name: value for name, value in record.items() if name != MAC_FIELD}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    mac = hmac.new(secret, MAC_CONTEXT + canonical, hashlib.sha256).hexdigest()
+    return {**body, MAC_FIELD: mac}
+
+
+def test_key_files_are_authenticated_by_the_store_secret(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    store = KeyStore(store_dir)
+    store.add(1, p256_attrs(1), p256_material(1))
+    path = store_dir / "key-0001-00000001.json"
+    record = read_record(path)
+    assert record["format"] == 2 and record["owner"] == 1 and record["id"] == 1
+    secret = (store_dir / SECRET_NAME).read_bytes()
+    assert authentic(record, secret) == record, "HMAC-SHA256 of the whole record"
+
+    lines: list[str] = []
+    for name, value in [
+        ("usage", psa.USAGE_EXPORT | SIGN_VERIFY),
+        ("alg", psa.ALG_ANY_HASH),
+        ("lifetime", 0),
+        ("data", p256_material(2).data.hex()),
+    ]:
+        write_record(path, {**record, name: value})
+        lines.clear()
+        assert KeyStore(store_dir, warn=lines.append).snapshot() == {}, name
+        assert lines == [
+            "[ITS] Ignoring damaged key file key-0001-00000001.json: authentication failed "
+            "(altered, or not made with this store's secret)"
+        ]
+    # Whoever holds the secret can make a record; without it nobody can.
+    write_record(path, authentic({**record, "usage": psa.USAGE_VERIFY_HASH}, secret))
+    assert KeyStore(store_dir).get(1, 1).attributes.usage == psa.USAGE_VERIFY_HASH
+    write_record(path, authentic(record, bytes(32)))
+    assert KeyStore(store_dir).snapshot() == {}
+    unsigned = {name: value for name, value in record.items() if name != MAC_FIELD}
+    write_record(path, unsigned)
+    assert KeyStore(store_dir).snapshot() == {}
+
+
+def test_a_destroyed_key_cannot_be_brought_back_by_copying_files(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    store = KeyStore(store_dir)
+    for owner, key_id in [(1, 5), (1, 6), (2, 9)]:
+        store.add(owner, p256_attrs(key_id), p256_material(key_id))
+    store.destroy(1, 5)
+    files = {ref: store_dir / f"key-{ref[0]:04x}-{ref[1]:08x}.json" for ref in [(1, 6), (2, 9)]}
+    shutil.copy(files[(1, 6)], store_dir / "key-0001-00000005.json")  # another id
+    shutil.copy(files[(2, 9)], store_dir / "key-0001-00000009.json")  # another client
+    os.rename(files[(1, 6)], store_dir / "key-0003-00000006.json")  # a rename
+    # An attacker without the secret edits owner and id to match, with a fresh plain digest.
+    forged = read_record(files[(2, 9)])
+    forged.update(owner=1, id=7)
+    del forged[MAC_FIELD]
+    forged[MAC_FIELD] = hashlib.sha256(
+        json.dumps(forged, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    write_record(store_dir / "key-0001-00000007.json", forged)
+
+    lines: list[str] = []
+    reopened = KeyStore(store_dir, warn=lines.append)
+    assert set(reopened.snapshot()) == {(2, 9)}
+    assert lines == [
+        "[ITS] Ignoring key file key-0001-00000005.json: it holds key 0x00000006 of client "
+        "0x0001, not the key its name says (a copied or renamed file)",
+        "[ITS] Ignoring damaged key file key-0001-00000007.json: authentication failed "
+        "(altered, or not made with this store's secret)",
+        "[ITS] Ignoring key file key-0001-00000009.json: it holds key 0x00000009 of client "
+        "0x0002, not the key its name says (a copied or renamed file)",
+        "[ITS] Ignoring key file key-0003-00000006.json: it holds key 0x00000006 of client "
+        "0x0001, not the key its name says (a copied or renamed file)",
+    ]
+
+
+def test_key_files_of_another_store_are_refused(tmp_path: Path) -> None:
+    mine, theirs = KeyStore(tmp_path / "mine"), KeyStore(tmp_path / "theirs")
+    theirs.add(1, p256_attrs(4), p256_material(4))
+    shutil.copy(tmp_path / "theirs" / "key-0001-00000004.json", tmp_path / "mine")
+    lines: list[str] = []
+    assert KeyStore(mine.store_dir, warn=lines.append).snapshot() == {}
+    assert lines == [
+        "[ITS] Ignoring damaged key file key-0001-00000004.json: authentication failed "
+        "(altered, or not made with this store's secret)"
+    ]
+
+
+def test_format_1_key_files_are_not_loaded(tmp_path: Path) -> None:
+    """The unauthenticated format of earlier versions: refused by name, never trusted."""
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    old: dict[str, Any] = {
+        "format": 1,
+        "owner": 1,
+        "id": 3,
+        "type": P256_PAIR,
+        "bits": 256,
+        "lifetime": psa.LIFETIME_PERSISTENT,
+        "usage": SIGN_VERIFY,
+        "alg": ECDSA_SHA256,
+        "alg2": 0,
+        "data": p256_material(3).data.hex(),
+    }
+    old["sha256"] = hashlib.sha256(
+        json.dumps(old, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    write_record(store_dir / "key-0001-00000003.json", old)
+    lines: list[str] = []
+    store = KeyStore(store_dir, warn=lines.append)
+    assert store.snapshot() == {}
+    assert lines == [
+        "[ITS] Created the store secret store.key",
+        "[ITS] Ignoring key file key-0001-00000003.json: store format 1 has no authentication "
+        "and is not loaded; import the key again",
+    ]
+    store.add(1, p256_attrs(3), p256_material(3))
+    assert read_record(store_dir / "key-0001-00000003.json")["format"] == 2
+    assert KeyStore(store_dir).get(1, 3).material.data == p256_material(3).data
 
 
 # --- random and malformed calls ---------------------------------------------------------------

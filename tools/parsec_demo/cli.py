@@ -23,6 +23,8 @@ def _rse_serve(args: argparse.Namespace) -> int:
         events_log=events,
         slots=args.slots,
         max_payload=args.max_payload,
+        max_keys=args.max_keys,
+        max_connections=args.max_connections,
     )
     try:
         return serve(config)
@@ -124,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=comms.DEFAULT_MAX_PAYLOAD,
         help=f"largest embed payload in bytes (default 0x{comms.DEFAULT_MAX_PAYLOAD:x})",
+    )
+    serve.add_argument(
+        "--max-keys",
+        type=_positive,
+        default=256,
+        help="persistent keys the store holds, all clients together (default 256)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=64,
+        help="links open at once; more are closed on arrival (default 64)",
     )
     serve.set_defaults(func=_rse_serve)
     walkthrough = rse_commands.add_parser(

@@ -123,8 +123,17 @@ def start_service(
     return service
 
 
-def start_rse_model(run_dir: Path, slots: int = 32, name: str = "rse") -> Service:
-    """The RSE model with its console, events and store in ``run_dir``."""
+def start_rse_model(
+    run_dir: Path,
+    slots: int = 32,
+    name: str = "rse",
+    max_keys: int | None = None,
+    max_connections: int | None = None,
+) -> Service:
+    """The RSE model with its console, events and store in ``run_dir``.
+
+    ``max_keys`` and ``max_connections`` are passed on when given, else the model's defaults hold.
+    """
     socket_path = run_dir / f"{name}.sock"
     command = python_command(
         "rse",
@@ -140,6 +149,10 @@ def start_rse_model(run_dir: Path, slots: int = 32, name: str = "rse") -> Servic
         "--slots",
         str(slots),
     )
+    if max_keys is not None:
+        command += ["--max-keys", str(max_keys)]
+    if max_connections is not None:
+        command += ["--max-connections", str(max_connections)]
     return start_service(name, command, run_dir / f"{name}-process.log", socket_path)
 
 

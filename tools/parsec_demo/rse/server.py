@@ -2,7 +2,9 @@
 
 One connection is one MHU link: a Parsec provider on the host, or a QEMU machine whose
 virtio-serial port is backed by a chardev socket connected here. Every connection gets a thread;
-the key store is shared and locked, so a slow client never blocks the others.
+the key store is shared and locked, so a slow client never blocks the others. The number of open
+connections is bounded (``--max-connections``): one over the limit is closed as soon as it is
+accepted, and the console says so, so that a flood of connections cannot exhaust the process.
 
 Whatever arrives, the model answers or closes cleanly: an undecodable message gets an error
 reply (``PSA_ERROR_INVALID_ARGUMENT``) echoing whatever header could be read, an oversized frame
@@ -30,8 +32,10 @@ from . import comms
 from .comms import Call, Header, MessageError, Reply
 from .console import RseLog
 from .crypto_service import CryptoService
-from .keystore import KeyStore
+from .keystore import DEFAULT_MAX_PERSISTENT, DEFAULT_SLOTS, KeyStore, StoreError
 from .tfm_crypto import CRYPTO_HANDLE
+
+DEFAULT_MAX_CONNECTIONS = 64
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,10 @@ class ServerConfig:
     store_dir: Path
     console_log: Path | None = None
     events_log: Path | None = None
-    slots: int = 32
+    slots: int = DEFAULT_SLOTS
     max_payload: int = comms.DEFAULT_MAX_PAYLOAD
+    max_keys: int = DEFAULT_MAX_PERSISTENT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
 class RseModel:
@@ -152,9 +158,21 @@ class RseServer:
     """Listener, per-connection threads, and a clean stop on SIGTERM/SIGINT."""
 
     def __init__(self, config: ServerConfig) -> None:
+        if config.max_connections < 1:
+            raise ValueError("the connection limit must be at least 1")
         self.config = config
         self.log = RseLog(config.console_log, config.events_log)
-        store = KeyStore(config.store_dir, slots=config.slots, warn=self.log.console)
+        try:
+            store = KeyStore(
+                config.store_dir,
+                slots=config.slots,
+                max_persistent=config.max_keys,
+                warn=self.log.console,
+            )
+        except (StoreError, ValueError, OSError) as exc:
+            self.log.console(f"[RSE] Cannot open the key store: {exc}")
+            self.log.close()
+            raise
         self.model = RseModel(store, self.log, config.max_payload)
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
@@ -173,6 +191,7 @@ class RseServer:
         self.log.console(
             f"[RSE] Crypto service model ready: handle=0x{CRYPTO_HANDLE:08x} "
             f"slots={store.slot_count} persistent_keys={store.persistent_count()} "
+            f"max_keys={store.max_persistent} max_connections={self.config.max_connections} "
             f"socket={self.config.socket_path}"
         )
         try:
@@ -186,11 +205,32 @@ class RseServer:
             self._shutdown()
 
     def _start_connection(self, conn: socket.socket) -> None:
+        limit = self.config.max_connections
         thread = threading.Thread(target=self._serve_connection, args=(conn,), daemon=True)
         with self._lock:
-            self._connections.add(conn)
-            self._threads.add(thread)
-        thread.start()
+            refused = len(self._connections) >= limit
+            if not refused:
+                self._connections.add(conn)
+                self._threads.add(thread)
+        if refused:
+            conn.close()
+            self.log.console(
+                f"[RSE-COMMS] Connection refused: {limit} links already open (--max-connections)"
+            )
+            self.log.event({"kind": "connection_refused", "max_connections": limit})
+            return
+        try:
+            thread.start()
+        except RuntimeError as exc:  # the system refuses another thread
+            with self._lock:
+                self._connections.discard(conn)
+                self._threads.discard(thread)
+            conn.close()
+            self.log.console(f"[RSE-COMMS] Connection dropped: {exc}")
+
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._connections)
 
     def _serve_connection(self, conn: socket.socket) -> None:
         try:
