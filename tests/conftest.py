@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from parsec_demo.native_build import HostBuild, build_host
 from parsec_demo.parsec.client import Auth, ParsecClient
 from parsec_demo.parsec.config import parse as parse_config
 from parsec_demo.parsec.service import ParsecServer, ParsecService, configure_logging
@@ -154,3 +155,11 @@ def parsec_factory(
 @pytest.fixture
 def parsec(parsec_factory: Callable[..., RunningParsec]) -> RunningParsec:
     return parsec_factory()
+
+
+# --- the demo's C programs, built once per session --------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def host_build() -> HostBuild:
+    return build_host()

@@ -103,8 +103,12 @@ class TlsDemo:
         build: HostBuild,
         server: str = "ssl_server",
         server_args: Sequence[str] = (),
+        services_of: TlsDemo | None = None,
     ) -> None:
+        """``services_of``: use that demo's RSE model and Parsec service (started and stopped
+        by it) instead of starting a pair; this demo brings its own namespace and server."""
         self.run_dir = run_dir
+        self._services_of = services_of
         self.build = build
         self.server_name = server
         self.server_args = list(server_args)
@@ -129,9 +133,13 @@ class TlsDemo:
         self.close()
 
     def start(self) -> None:
-        self.start_rse()
-        assert self.rse is not None
-        self.parsec = start_parsec_service(self.run_dir, self.rse.socket_path)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self._services_of is not None:
+            self.rse, self.parsec = self._services_of.rse, self._services_of.parsec
+        else:
+            self.start_rse()
+            assert self.rse is not None
+            self.parsec = start_parsec_service(self.run_dir, self.rse.socket_path)
         self._stack.enter_context(self.netns)
         if not self.netns.isolated and not port_free(TLS_PORT):
             raise ServiceError(
@@ -179,16 +187,17 @@ class TlsDemo:
 
     def close(self) -> None:
         self.stop_server()
-        for service in (self.parsec, self.rse):
-            if service is not None:
-                service.stop()
+        if self._services_of is None:
+            for service in (self.parsec, self.rse):
+                if service is not None:
+                    service.stop()
         self._stack.close()
 
     # --- the client ---------------------------------------------------------------------------
 
     @property
     def events_path(self) -> Path:
-        return self.run_dir / "rse-events.jsonl"
+        return (self._services_of or self).run_dir / "rse-events.jsonl"
 
     def client_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         assert self.parsec is not None

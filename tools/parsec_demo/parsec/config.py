@@ -9,6 +9,11 @@ Recognised (with upstream's defaults)::
     [[key_manager]]  name, manager_type = "SQLite", sqlite_db_path
     [[provider]]     provider_type = "TrustedService", key_info_manager, name
 
+and this service's own limits (not upstream keys; see the README)::
+
+    [core_settings]  max_keys_per_application = 64
+    [listener]       max_connections = 256, max_connections_per_peer = 32
+
 Anything else upstream accepts but this service cannot honour (another provider or key manager
 type, the JWT-SVID authenticator) is refused with a message that says so, rather than ignored.
 """
@@ -39,6 +44,9 @@ class ServiceConfig:
     log_error_details: bool = False
     thread_pool_size: int = 8
     listener_timeout_ms: int = 200
+    max_keys_per_application: int = 64
+    max_connections: int = 256
+    max_connections_per_peer: int = 32
     socket_path: Path = DEFAULT_SOCKET
     auth_type: AuthType = AuthType.UNIX_PEER_CREDENTIALS
     admins: frozenset[str] = frozenset()
@@ -97,6 +105,15 @@ def parse(data: dict[str, Any]) -> ServiceConfig:
         thread_pool_size=_positive(core, "thread_pool_size", defaults.thread_pool_size),
         listener_timeout_ms=_positive(
             listener, "timeout", defaults.listener_timeout_ms, "listener"
+        ),
+        max_keys_per_application=_positive(
+            core, "max_keys_per_application", defaults.max_keys_per_application
+        ),
+        max_connections=_positive(
+            listener, "max_connections", defaults.max_connections, "listener"
+        ),
+        max_connections_per_peer=_positive(
+            listener, "max_connections_per_peer", defaults.max_connections_per_peer, "listener"
         ),
         socket_path=Path(_get(listener, "socket_path", str, str(DEFAULT_SOCKET), "listener")),
         auth_type=AUTH_TYPE_NAMES[auth_name],

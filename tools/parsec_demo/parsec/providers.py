@@ -34,7 +34,7 @@ from .constants import (
     ProviderId,
     ResponseStatus,
 )
-from .kim import KeyEntry, KeyExists, KeyInfoManager
+from .kim import KeyEntry, KeyExists, KeyInfoManager, QuotaExceeded, StorageError
 from .wire import WireError
 
 log = logging.getLogger("parsec")
@@ -81,12 +81,14 @@ class TrustedServiceProvider:
         rse_socket: Path,
         kim: KeyInfoManager,
         response_limit: Callable[[], int],
+        key_quota: Callable[[], int | None] = lambda: None,
         pool_size: int = 4,
         rse_timeout: float = 3.0,
     ) -> None:
         self.kim = kim
         self.rse_socket = rse_socket
         self._response_limit = response_limit
+        self._key_quota = key_quota
         self._pool: queue.LifoQueue[RseClient] = queue.LifoQueue()
         if is_serial_port(rse_socket):
             pool_size = 1  # a serial port is one stream: calls take turns on it
@@ -126,22 +128,24 @@ class TrustedServiceProvider:
     # --- reconciliation -----------------------------------------------------------------------
 
     def reconcile(self) -> int:
-        """Finish creations and destructions a crash interrupted; returns how many were settled."""
+        """Settle the leftovers: pending rows no request holds (a crash, or an RSE call whose
+        outcome is unknown). Destroys their RSE keys if present; returns how many it settled."""
         settled = 0
-        for entry in self.kim.pending():
+        for entry in self.kim.claim_leftovers():
             try:
                 with self.rse() as rse:
                     _destroy_if_present(rse, entry.key_id)
-            except PsaError as exc:
+                self.kim.remove(entry)
+            except (PsaError, StorageError) as exc:
+                self.kim.abandon(entry)
                 log.warning("cannot settle key %r of %s yet: %s", entry.name, entry.app, exc)
                 continue
-            self.kim.remove(entry)
             log.info("settled interrupted %s of key %r of %s", entry.state, entry.name, entry.app)
             settled += 1
         return settled
 
-    def _settle_pending(self) -> None:
-        if self.kim.pending():
+    def _settle_leftovers(self) -> None:
+        if self.kim.has_leftovers():
             self.reconcile()
 
     # --- key management -----------------------------------------------------------------------
@@ -152,6 +156,26 @@ class TrustedServiceProvider:
             raise PsaError(Status.DOES_NOT_EXIST, f"no key {name!r} for {app.name}")
         return entry
 
+    def _reserve(self, app: Application, name: str, message: Any) -> KeyEntry:
+        try:
+            return self.kim.reserve(
+                app.auth_type,
+                app.name,
+                name,
+                int(self.id),
+                message.SerializeToString(),
+                quota=self._key_quota(),
+            )
+        except KeyExists:
+            raise PsaError(Status.ALREADY_EXISTS, f"key {name!r} exists") from None
+        except QuotaExceeded as exc:
+            log.warning(
+                "%s ([core_settings] max_keys_per_application): PsaErrorInsufficientStorage", exc
+            )
+            raise PsaError(Status.INSUFFICIENT_STORAGE, str(exc)) from None
+        except StorageError as exc:
+            raise PsaError(exc.status, str(exc)) from None
+
     def _create(
         self,
         app: Application,
@@ -160,43 +184,80 @@ class TrustedServiceProvider:
         rse_call: Callable[[RseClient, KeyAttributes], int],
     ) -> None:
         attributes = convert.attributes_to_psa(message)
-        self._settle_pending()
-        if self.kim.get(app.auth_type, app.name, name) is not None:
-            raise PsaError(Status.ALREADY_EXISTS, f"key {name!r} exists")
+        self._settle_leftovers()
+        entry = self._reserve(app, name, message)
         try:
-            key_id = self.kim.begin_create(
-                app.auth_type, app.name, name, int(self.id), message.SerializeToString()
-            )
-        except KeyExists:
-            raise PsaError(Status.ALREADY_EXISTS, f"key {name!r} exists") from None
-        rse_attributes = KeyAttributes(
-            type=attributes.type,
-            bits=attributes.bits,
-            lifetime=psa.LIFETIME_PERSISTENT,
-            usage=attributes.usage,
-            alg=attributes.alg,
-            id=key_id,
-        )
-        entry = self.kim.entry(app.auth_type, app.name, name)
-        assert entry is not None
-        created = False
-        with self.rse() as rse:
-            try:
-                rse_call(rse, rse_attributes)
-                created = True
-                bits = attributes.bits or rse.get_key_attributes(key_id).bits
-            except PsaError as exc:
-                if exc.status == Status.COMMUNICATION_FAILURE:
-                    raise  # outcome unknown: the pending row lets reconciliation settle it
-                if created:  # the key exists but its size could not be read back
-                    with contextlib.suppress(PsaError):
-                        _destroy_if_present(rse, key_id)
-                self.kim.remove(entry)
-                raise
+            with self.rse() as rse:
+                entry, bits = self._make_rse_key(rse, entry, attributes, rse_call)
+        except PsaError as exc:
+            if exc.status == Status.COMMUNICATION_FAILURE:
+                self.kim.abandon(entry)  # outcome unknown: settled as a leftover
+            else:
+                self._drop_reservation(entry)
+            raise
+        except BaseException:
+            self.kim.abandon(entry)
+            raise
         stored = type(message)()
         stored.CopyFrom(message)
         stored.key_bits = bits
-        self.kim.commit_create(app.auth_type, app.name, name, stored.SerializeToString())
+        try:
+            self.kim.activate(entry, stored.SerializeToString())
+        except StorageError as exc:
+            # The RSE key exists but its name could not be committed: take the key back.
+            try:
+                with self.rse() as rse:
+                    _destroy_if_present(rse, entry.key_id)
+            except PsaError:
+                self.kim.abandon(entry)
+            else:
+                self._drop_reservation(entry)
+            raise PsaError(exc.status, str(exc)) from None
+
+    def _make_rse_key(
+        self,
+        rse: RseClient,
+        entry: KeyEntry,
+        attributes: convert.PsaKeyAttributes,
+        rse_call: Callable[[RseClient, KeyAttributes], int],
+    ) -> tuple[KeyEntry, int]:
+        """Create the RSE key for a reserved row; returns the row and the key's size."""
+        for _attempt in range(2):
+            rse_attributes = KeyAttributes(
+                type=attributes.type,
+                bits=attributes.bits,
+                lifetime=psa.LIFETIME_PERSISTENT,
+                usage=attributes.usage,
+                alg=attributes.alg,
+                id=entry.key_id,
+            )
+            try:
+                rse_call(rse, rse_attributes)
+                break
+            except PsaError as exc:
+                if exc.status != Status.ALREADY_EXISTS:
+                    raise
+            # Ids are never handed out twice and every RSE key gets its row first, so an RSE
+            # key with a fresh id is an orphan (a key info database that was reset): remove it.
+            log.error("RSE key 0x%08x has no key info (an orphan); destroying it", entry.key_id)
+            _destroy_if_present(rse, entry.key_id)
+        else:
+            raise PsaError(Status.ALREADY_EXISTS, f"RSE key 0x{entry.key_id:08x} keeps existing")
+        try:
+            bits = attributes.bits or rse.get_key_attributes(entry.key_id).bits
+        except PsaError as exc:
+            if exc.status != Status.COMMUNICATION_FAILURE:
+                # The key exists but its size could not be read back: take it back.
+                with contextlib.suppress(PsaError):
+                    _destroy_if_present(rse, entry.key_id)
+            raise
+        return entry, bits
+
+    def _drop_reservation(self, entry: KeyEntry) -> None:
+        try:
+            self.kim.remove(entry)
+        except StorageError:
+            self.kim.abandon(entry)
 
     def import_key(self, app: Application | None, op: Any) -> Message:
         if not op.HasField("attributes"):
@@ -218,15 +279,29 @@ class TrustedServiceProvider:
 
     def destroy_key(self, app: Application | None, op: Any) -> Message:
         owner = require(app)
-        self._settle_pending()
+        self._settle_leftovers()
         self.destroy_entry(self._lookup(owner, op.key_name))
         return pb.psa_destroy_key.Result()
 
     def destroy_entry(self, entry: KeyEntry) -> None:
-        self.kim.begin_destroy(entry)
-        with self.rse() as rse:
-            _destroy_if_present(rse, entry.key_id)
-        self.kim.remove(entry)
+        """Destroy an active key; DOES_NOT_EXIST if another request destroyed it first."""
+        try:
+            claimed = self.kim.claim_destroy(entry)
+        except StorageError as exc:
+            raise PsaError(exc.status, str(exc)) from None
+        if claimed is None:
+            raise PsaError(Status.DOES_NOT_EXIST, f"key {entry.name!r} is being destroyed")
+        try:
+            with self.rse() as rse:
+                _destroy_if_present(rse, claimed.key_id)
+        except BaseException:
+            self.kim.abandon(claimed)
+            raise
+        try:
+            self.kim.remove(claimed)
+        except StorageError:
+            # The key is gone from the RSE; its row is deleted when leftovers are next settled.
+            self.kim.abandon(claimed)
 
     # --- using keys ---------------------------------------------------------------------------
 
@@ -360,5 +435,9 @@ class CoreProvider:
     def delete_client(self, app: Application | None, op: Any) -> Message:
         require(app)
         for entry in self.crypto.kim.keys_of(self._auth_type(), op.client):
-            self.crypto.destroy_entry(entry)
+            try:
+                self.crypto.destroy_entry(entry)
+            except PsaError as exc:
+                if exc.status != Status.DOES_NOT_EXIST:  # not destroyed by a request meanwhile
+                    raise
         return pb.delete_client.Result()

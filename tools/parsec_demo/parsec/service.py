@@ -7,9 +7,10 @@ opcode Ping. Then, with the request's own provider, session and opcode: authenti
 registration, authentication, provider registration, core/crypto opcode mismatch, admin rules,
 body decoding, mandatory fields, and finally the provider's own result.
 
-Every connection gets a thread; reads time out after ``[listener] timeout`` milliseconds, so a
-slow client costs a thread for a bounded time and never blocks the others. SIGHUP reloads the
-configuration; SIGTERM and SIGINT stop after in-flight requests finish.
+One event loop reads every request, within ``[listener] timeout`` milliseconds for the whole
+request, and a pool of ``thread_pool_size`` workers runs them (see ``ParsecServer``), so a slow
+client holds no worker and never blocks the others. SIGHUP reloads the configuration; SIGTERM and
+SIGINT stop after in-flight requests finish.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
+import selectors
 import signal
 import socket
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -50,8 +52,6 @@ from .providers import Application, CoreProvider, TrustedServiceProvider
 from .wire import HEADER, Header, WireError, check_fixed_fields, header_stage_error, response_header
 
 log = logging.getLogger("parsec")
-MAX_CONNECTIONS = 256
-WORKERS = 64
 
 Reader = Callable[[int], bytes]
 
@@ -73,7 +73,10 @@ class ParsecService:
         kim_path = config.kim_db_path or store_dir / "kim.sqlite3"
         self.kim = KeyInfoManager(kim_path)
         self.crypto = TrustedServiceProvider(
-            rse_socket, self.kim, lambda: self.config.buffer_size_limit
+            rse_socket,
+            self.kim,
+            lambda: self.config.buffer_size_limit,
+            key_quota=lambda: self.config.max_keys_per_application,
         )
         self.core = CoreProvider(self.crypto, lambda: self.config.auth_type)
         self.providers: dict[int, CoreProvider | TrustedServiceProvider] = {
@@ -109,6 +112,9 @@ class ParsecService:
             status, detail, payload = error.status, error.detail, b""
         except PsaError as error:
             status, detail, payload = status_from_psa(error.status), str(error), b""
+        except Exception as error:  # a bug must cost one request, not the connection
+            log.exception("internal error serving a request")
+            status, detail, payload = ResponseStatus.PSA_ERROR_GENERIC_ERROR, repr(error), b""
         self._log(header, caller[0] if caller else None, status, started, detail)
         return response_header(header, status, len(payload)).encode() + payload
 
@@ -200,6 +206,12 @@ class ParsecService:
         except config_module.ConfigError as exc:
             log.error("configuration not reloaded: %s", exc)
             return
+        if os.geteuid() == 0 and not new.allow_root:
+            log.error(
+                "configuration not reloaded: it sets allow_root = false and the service runs "
+                "as root"
+            )
+            return
         # Where the service listens and keeps its keys changes only on restart.
         self.config = replace(
             new, socket_path=self.config.socket_path, kim_db_path=self.config.kim_db_path
@@ -222,46 +234,105 @@ def configure_logging(config: ServiceConfig) -> None:
         root.addHandler(handler)
 
 
-def socket_reader(sock: socket.socket) -> Reader:
-    """Reads of exact sizes from ``sock``, buffered: a whole small request costs one recv."""
-    buffer = bytearray()
-    received = 0
+def buffer_reader(data: bytes | bytearray, short: str = "connection closed mid-request") -> Reader:
+    """Reads of exact sizes from what the listener received; running out is ``short``."""
+    view = memoryview(bytes(data))
+    position = 0
 
     def read(size: int) -> bytes:
-        nonlocal received
-        while len(buffer) < size:
-            try:
-                chunk = sock.recv(max(65536, size - len(buffer)))
-            except TimeoutError:
-                raise WireError(ResponseStatus.CONNECTION_ERROR, "timed out reading") from None
-            except OSError as exc:
-                raise WireError(ResponseStatus.CONNECTION_ERROR, str(exc)) from None
-            if not chunk:
-                if received == 0:
-                    raise EmptyConnection
-                raise WireError(ResponseStatus.CONNECTION_ERROR, "connection closed mid-request")
-            buffer.extend(chunk)
-            received += len(chunk)
-        data = bytes(buffer[:size])
-        del buffer[:size]
-        return data
+        nonlocal position
+        if position + size > len(view):
+            if not view:
+                raise EmptyConnection
+            raise WireError(ResponseStatus.CONNECTION_ERROR, short)
+        chunk = bytes(view[position : position + size])
+        position += size
+        return chunk
 
     return read
 
 
+def request_size(received: bytes | bytearray, body_len_limit: int) -> int:
+    """How many bytes the request that starts with ``received`` has: the header's size until
+    the header is in, then header, body and authentication; a header the service refuses
+    anyway needs nothing more."""
+    if len(received) < HEADER.size:
+        return HEADER.size
+    header = Header.decode(bytes(received[: HEADER.size]))
+    try:
+        check_fixed_fields(header, body_len_limit)
+    except WireError:
+        return HEADER.size
+    return HEADER.size + header.body_len + header.auth_len
+
+
+#: How long a response may take to leave, once computed.
+WRITE_DEADLINE_S = 5.0
+_LISTENER = "listener"
+_WAKE = "wake"
+
+
+class _Connection:
+    """One client connection: its peer, the request received so far, then the response."""
+
+    __slots__ = ("deadline", "outgoing", "peer", "received", "sock")
+
+    def __init__(self, sock: socket.socket, peer: Peer, deadline: float) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.deadline = deadline
+        self.received = bytearray()
+        self.outgoing: memoryview | None = None
+
+    def send_some(self) -> bool:
+        """Send what the socket takes now; True when done (sent, or the peer is gone)."""
+        try:
+            while self.outgoing:
+                sent = self.sock.send(self.outgoing)
+                self.outgoing = self.outgoing[sent:]
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        return True
+
+
 class ParsecServer:
+    """The listener: one event loop does all socket I/O, a pool of workers runs the requests.
+
+    The loop accepts, reads each request (non-blocking, within ``[listener] timeout`` for the
+    whole request counted from the accept) and hands complete requests to
+    ``[core_settings] thread_pool_size`` workers; a worker sends its response if the socket
+    takes it at once, else the loop finishes sending within ``WRITE_DEADLINE_S``. Slow or idle
+    clients therefore hold no worker, and accepting never waits for them. Open connections are
+    bounded in all (``[listener] max_connections``) and per peer uid
+    (``max_connections_per_peer``): one local user cannot take the others' share.
+    """
+
     def __init__(self, service: ParsecService) -> None:
         self.service = service
         self.socket_path = service.config.socket_path
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        # Idle workers are reused, and more are started while all are busy, so a slow client
-        # holds one worker for at most the listener timeout and never holds up the others.
-        self._workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="parsec")
+        os.set_blocking(self._wake_r, False)
+        self._workers = ThreadPoolExecutor(
+            max_workers=service.config.thread_pool_size, thread_name_prefix="parsec"
+        )
         # Any local user may connect (mode 0666); authentication decides the rest.
-        self._listener = listen_unix(self.socket_path, "service", 128, mode=0o666)
+        self._listener: socket.socket | None = listen_unix(
+            self.socket_path, "service", 128, mode=0o666
+        )
+        self._listener.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, _LISTENER)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        self._lock = threading.Lock()  # the counters and the hand-back queue
+        self._open = 0
+        self._per_peer: Counter[int] = Counter()
+        self._in_workers = 0
+        self._handed_back: deque[_Connection] = deque()
+        self._last_refusal_log = 0.0
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -283,18 +354,27 @@ class ParsecServer:
             ProviderId.TRUSTED_SERVICE.label,
             settled,
         )
-        listener = self._listener.fileno()
         try:
-            while not self._stop.is_set():
-                readable, _, _ = select.select([listener, self._wake_r], [], [])
-                if self._wake_r in readable:
-                    os.read(self._wake_r, 64)
+            while True:
+                if self._stop.is_set():
+                    self._close_listener()
+                    if self._idle():
+                        break
+                for key, _ in self._selector.select(self._next_timeout()):
+                    if key.data == _LISTENER:
+                        self._accept()
+                    elif key.data == _WAKE:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 4096)
+                    elif key.data.outgoing is None:
+                        self._read(key.data)
+                    elif key.data.send_some():
+                        self._close(key.data)
+                self._take_handed_back()
                 if self._reload.is_set():
                     self._reload.clear()
                     self.service.reload()
-                if listener in readable and not self._stop.is_set():
-                    conn, _ = self._listener.accept()
-                    self._start(conn)
+                self._expire()
         finally:
             self._shutdown()
 
@@ -305,31 +385,172 @@ class ParsecServer:
             log.warning("RSE not reachable at start (%s); will settle pending keys later", exc)
             return 0
 
-    def _start(self, conn: socket.socket) -> None:
-        if not self._slots.acquire(blocking=False):
-            log.error("too many connections; refusing one")
-            conn.close()
-            return
-        self._workers.submit(self._serve, conn)
+    # --- the loop's parts ---------------------------------------------------------------------
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _connections(self) -> list[_Connection]:
+        return [
+            key.data
+            for key in self._selector.get_map().values()
+            if isinstance(key.data, _Connection)
+        ]
+
+    def _idle(self) -> bool:
+        with self._lock:
+            busy = self._in_workers or self._handed_back
+        return not busy and not self._connections()
+
+    def _next_timeout(self) -> float | None:
+        deadlines = [c.deadline for c in self._connections()]
+        if self._stop.is_set():
+            deadlines.append(time.monotonic() + 0.05)  # look again for workers finishing
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        for _ in range(64):  # a burst at a time; the loop comes back for more
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors, say: the client waits
+                log.error("cannot accept a connection: %s", exc)
+                return
+            self._admit(sock)
+
+    def _admit(self, sock: socket.socket) -> None:
+        config = self.service.config
         try:
-            conn.settimeout(self.service.config.listener_timeout_ms / 1000)
-            response = self.service.serve_request(socket_reader(conn), peer_of(conn))
-            conn.settimeout(5)
-            conn.sendall(response)
-        except (EmptyConnection, OSError):
-            pass
-        finally:
-            conn.close()
-            self._slots.release()
+            peer = peer_of(sock)
+        except OSError:
+            sock.close()
+            return
+        with self._lock:
+            full = self._open >= config.max_connections
+            too_many = self._per_peer[peer.uid] >= config.max_connections_per_peer
+            if not (full or too_many):
+                self._open += 1
+                self._per_peer[peer.uid] += 1
+        if full or too_many:
+            sock.close()
+            self._log_refusal(peer, full)
+            return
+        sock.setblocking(False)
+        conn = _Connection(sock, peer, time.monotonic() + config.listener_timeout_ms / 1000)
+        self._selector.register(sock, selectors.EVENT_READ, conn)
+        self._read(conn)  # the request is often there already
 
-    def _shutdown(self) -> None:
+    def _log_refusal(self, peer: Peer, full: bool) -> None:
+        now = time.monotonic()
+        if now - self._last_refusal_log < 1.0:
+            return
+        self._last_refusal_log = now
+        config = self.service.config
+        if full:
+            log.error("refusing connections: %d open ([listener] max_connections)", self._open)
+        else:
+            log.error(
+                "refusing connections from uid %d: %d open ([listener] max_connections_per_peer)",
+                peer.uid,
+                config.max_connections_per_peer,
+            )
+
+    def _read(self, conn: _Connection) -> None:
+        try:
+            chunk = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._answer_incomplete(conn, str(exc))
+            return
+        if not chunk:
+            self._answer_incomplete(conn, "connection closed mid-request")
+            return
+        conn.received += chunk
+        if len(conn.received) >= request_size(conn.received, self.service.config.body_len_limit):
+            self._selector.unregister(conn.sock)
+            with self._lock:
+                self._in_workers += 1
+            self._workers.submit(self._work, conn)
+
+    def _answer_incomplete(self, conn: _Connection, why: str) -> None:
+        """The request will not be completed: answer ConnectionError (nothing, if empty)."""
+        self._selector.unregister(conn.sock)
+        if not conn.received:
+            self._close(conn)
+            return
+        response = self.service.serve_request(buffer_reader(conn.received, why), conn.peer)
+        conn.outgoing = memoryview(response)
+        if conn.send_some():
+            self._close(conn)
+        else:
+            conn.deadline = time.monotonic() + WRITE_DEADLINE_S
+            self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+
+    def _work(self, conn: _Connection) -> None:
+        """In a worker: run the request, send the response or hand it back to the loop."""
+        try:
+            response = self.service.serve_request(buffer_reader(conn.received), conn.peer)
+            conn.outgoing = memoryview(response)
+            if conn.send_some():
+                self._close(conn)
+            else:
+                with self._lock:
+                    self._handed_back.append(conn)
+                self._wake()
+        finally:
+            with self._lock:
+                self._in_workers -= 1
+            if self._stop.is_set():
+                self._wake()
+
+    def _take_handed_back(self) -> None:
+        with self._lock:
+            handed_back = list(self._handed_back)
+            self._handed_back.clear()
+        for conn in handed_back:
+            conn.deadline = time.monotonic() + WRITE_DEADLINE_S
+            self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for conn in self._connections():
+            if conn.deadline > now:
+                continue
+            if conn.outgoing is None:
+                self._answer_incomplete(conn, "timed out reading")
+            else:  # the client does not read its response
+                self._selector.unregister(conn.sock)
+                self._close(conn)
+
+    def _close(self, conn: _Connection) -> None:
+        conn.sock.close()
+        with self._lock:
+            self._open -= 1
+            self._per_peer[conn.peer.uid] -= 1
+            if not self._per_peer[conn.peer.uid]:
+                del self._per_peer[conn.peer.uid]
+
+    def _close_listener(self) -> None:
+        if self._listener is None:
+            return
+        self._selector.unregister(self._listener)
         self._listener.close()
+        self._listener = None
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+
+    def _shutdown(self) -> None:
+        self._close_listener()
+        for conn in self._connections():
+            self._selector.unregister(conn.sock)
+            self._close(conn)
         self._workers.shutdown(wait=True)  # in-flight requests finish
+        for conn in self._handed_back:
+            self._close(conn)
         self.service.close()
+        self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
         log.warning("Parsec service stopped")

@@ -1,0 +1,226 @@
+"""Load for the Parsec service from many processes and users, and what its stores hold after.
+
+Clients of other uids cannot import the toolkit (its generated contracts are the build's), so
+the requests are made here, written one hex line each to a file, and sent by a small standard
+library script run as the wanted uid: one connection per request, as the protocol has it, one
+output line per request with its response status (-1: no answer) and how long it took.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+from google.protobuf.message import Message
+
+from keyhelpers import ec_point
+from parsec_demo.parsec import contracts as pb
+from parsec_demo.parsec.client import SECP_R1, SHA_256, Auth, key_attributes, sign_alg
+from parsec_demo.parsec.constants import Opcode, ProviderId
+from parsec_demo.parsec.wire import Header, encode_request
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+SENDER = r"""
+import socket, sys, time
+path = sys.argv[1]
+for line in open(sys.argv[2]):
+    request = bytes.fromhex(line.strip())
+    started = time.monotonic()
+    reply = b""
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(15)
+            for _ in range(100):  # a service restarting: nothing was sent yet, so try again
+                try:
+                    s.connect(path)
+                    break
+                except (ConnectionRefusedError, FileNotFoundError):
+                    time.sleep(0.05)
+            s.sendall(request)
+            while len(reply) < 36 or len(reply) < 36 + int.from_bytes(reply[22:26], "little"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError:
+        pass
+    status = int.from_bytes(reply[32:34], "little") if len(reply) >= 36 else -1
+    print(status, round(time.monotonic() - started, 4), flush=True)
+"""
+
+#: Keeps ``count`` connections open for ``seconds``, each sending a Ping one byte every 150 ms;
+#: prints how many connections were closed without an answer and how many were answered.
+TRICKLE = r"""
+import socket, sys, time
+path, count, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+ping = bytes.fromhex("10a7c05e1e000100000000000000000000000000000000000000000001000000000000")
+conns = {}
+silent = answered = 0
+print("attacking", flush=True)
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    while len(conns) < count:  # keep `count` connections open, whatever the service does
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        s.setblocking(False)
+        conns[s] = 0
+    for s, sent in list(conns.items()):
+        try:
+            data = s.recv(4096)
+        except BlockingIOError:
+            try:
+                s.send(ping[sent : sent + 1])
+                conns[s] = sent + 1
+                continue
+            except OSError:
+                data = b""
+        except OSError:
+            data = b""
+        if data:
+            answered += 1
+        else:
+            silent += 1
+        del conns[s]
+        s.close()
+    time.sleep(0.15)
+print(silent, answered, flush=True)
+"""
+
+
+ECDSA_P256 = key_attributes(
+    "ecc_public_key", 256, sign_alg("ecdsa", SHA_256), curve_family=SECP_R1, verify_hash=True
+)
+DIGEST = bytes(range(32))
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A P-256 key's public point and a raw (r || s) signature of ``DIGEST``."""
+
+    point: bytes
+    signature: bytes
+
+    @classmethod
+    def make(cls) -> Signer:
+        key = ec.generate_private_key(ec.SECP256R1())
+        der = key.sign(DIGEST, ec.ECDSA(Prehashed(hashes.SHA256())))
+        r, s = decode_dss_signature(der)
+        return cls(ec_point(key), r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+def crypto_request(opcode: Opcode, operation: Message, auth: Auth) -> bytes:
+    header = Header(
+        provider=int(ProviderId.TRUSTED_SERVICE), auth_type=auth.auth_type, opcode=opcode
+    )
+    return encode_request(header, operation.SerializeToString(), auth.data)
+
+
+def import_request(name: str, signer: Signer, auth: Auth) -> bytes:
+    op = pb.psa_import_key.Operation(key_name=name, attributes=ECDSA_P256, data=signer.point)
+    return crypto_request(Opcode.PSA_IMPORT_KEY, op, auth)
+
+
+def verify_request(name: str, signer: Signer, auth: Auth) -> bytes:
+    op = pb.psa_verify_hash.Operation(
+        key_name=name, alg=sign_alg("ecdsa", SHA_256), hash=DIGEST, signature=signer.signature
+    )
+    return crypto_request(Opcode.PSA_VERIFY_HASH, op, auth)
+
+
+def destroy_request(name: str, auth: Auth) -> bytes:
+    op = pb.psa_destroy_key.Operation(key_name=name)
+    return crypto_request(Opcode.PSA_DESTROY_KEY, op, auth)
+
+
+@dataclass
+class Sender:
+    """One process of uid ``uid`` sending ``requests`` in order."""
+
+    uid: int
+    requests: list[bytes]
+    process: subprocess.Popen[str] | None = None
+
+    def start(self, socket_path: Path, script: Path, index: int) -> None:
+        requests = script.parent / f"requests-{index}.hex"
+        requests.write_text("".join(r.hex() + "\n" for r in self.requests))
+        os.chmod(requests, 0o644)
+        self.process = subprocess.Popen(
+            [str(SYSTEM_PYTHON), "-I", str(script), str(socket_path), str(requests)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            user=self.uid,
+            group=self.uid,
+        )
+
+    def results(self, timeout: float) -> list[tuple[int, float]]:
+        assert self.process is not None
+        out, err = self.process.communicate(timeout=timeout)
+        assert self.process.returncode == 0, err
+        results = [(int(s), float(t)) for s, t in (line.split() for line in out.splitlines())]
+        assert len(results) == len(self.requests)
+        return results
+
+
+def run_senders(
+    socket_path: Path, work_dir: Path, senders: Sequence[Sender], timeout: float = 120
+) -> list[list[tuple[int, float]]]:
+    """Start every sender at once, then collect each one's results."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(work_dir, 0o755)
+    script = work_dir / "sender.py"  # written once: a running sender reads it
+    script.write_text(SENDER)
+    os.chmod(script, 0o644)
+    for index, sender in enumerate(senders):
+        sender.start(socket_path, script, index)
+    return [sender.results(timeout) for sender in senders]
+
+
+def kim_rows(db_path: Path) -> list[tuple[str, str, int, str]]:
+    """(application, key name, key id, state) of every row of the key info database."""
+    with sqlite3.connect(db_path) as db:
+        return db.execute(
+            "SELECT app, key_name, key_id, state FROM keys ORDER BY key_id"
+        ).fetchall()
+
+
+def rse_key_ids(store: Path) -> set[int]:
+    """The persistent key ids the RSE model holds on disk (``key-<owner>-<id>.json``)."""
+    return {int(p.name.split("-")[2].split(".")[0], 16) for p in store.glob("key-*.json")}
+
+
+def assert_stores_agree(db_path: Path, rse_store: Path) -> list[tuple[str, str, int, str]]:
+    """Every key info row is settled and names an RSE key, and every RSE key has a row."""
+    rows = kim_rows(db_path)
+    assert {state for *_, state in rows} <= {"active"}, f"unsettled rows: {rows}"
+    ids = [key_id for _, _, key_id, _ in rows]
+    assert len(ids) == len(set(ids)), "two names for one RSE key"
+    assert rse_key_ids(rse_store) == set(ids), "an RSE key without a name, or a name without one"
+    return rows
+
+
+def start_trickle_attack(
+    socket_path: Path, work_dir: Path, uid: int, seconds: float, count: int = 96
+) -> subprocess.Popen[str]:
+    """The slow-client attack, as ``uid``; returns once its connections are open."""
+    script = work_dir / "trickle.py"
+    script.write_text(TRICKLE)
+    os.chmod(script, 0o644)
+    attacker = subprocess.Popen(
+        [str(SYSTEM_PYTHON), "-I", str(script), str(socket_path), str(count), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        user=uid,
+        group=uid,
+    )
+    assert attacker.stdout is not None
+    assert attacker.stdout.readline().strip() == "attacking"
+    return attacker
