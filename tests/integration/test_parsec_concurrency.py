@@ -45,6 +45,7 @@ from parsec_load import (
     start_trickle_attack,
     verify_request,
 )
+from tmpfs import tmpfs
 
 OK = ResponseStatus.SUCCESS
 EXISTS = ResponseStatus.PSA_ERROR_ALREADY_EXISTS
@@ -397,20 +398,8 @@ def test_reload_refuses_to_drop_allow_root_while_root(tmp_path: Path, rse: Servi
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
-        capture_output=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "256k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_a_full_disk_under_the_key_info_database(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import random
 import shutil
 import signal
@@ -28,6 +27,7 @@ from parsec_demo.psa import PsaError, Status
 from parsec_demo.rse.client import RseClient, RseUnavailable
 from parsec_demo.rse.tfm_crypto import KeyAttributes
 from parsec_demo.services import Service, python_command, start_rse_model, toolkit_env
+from tmpfs import tmpfs
 
 ECDSA_SHA256 = psa.ecdsa(psa.ALG_SHA_256)
 
@@ -187,19 +187,8 @@ def test_damaged_and_unfinished_key_files_are_never_loaded(tmp_path: Path) -> No
 
 @pytest.fixture
 def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount_point)], capture_output=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "48k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_a_really_full_disk_is_reported_and_loses_nothing(
@@ -353,21 +342,9 @@ def test_limits_reach_the_model_and_bad_ones_are_refused(tmp_path: Path) -> None
 
 @pytest.fixture
 def own_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A small tmpfs of the test's own, which the test can remount read-only (root is no
-    exception to a read-only mount, unlike to file modes)."""
-    mount_point = tmp_path / "fs"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    try:
+    """A tmpfs the test can remount read-only."""
+    with tmpfs(tmp_path / "fs", "1m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def remount(mount_point: Path, mode: str) -> None:
