@@ -14,18 +14,13 @@ from pathlib import Path
 import pytest
 
 from handshake_checks import assert_handshake_ok, assert_rse_evidence
-from parsec_demo.native_build import HostBuild, build_host
+from parsec_demo.native_build import HostBuild
 from parsec_demo.parsec import contracts as pb
 from parsec_demo.parsec.client import Auth, ParsecClient
 from parsec_demo.parsec.constants import Opcode
 from parsec_demo.parsec.wire import HEADER, Header, encode_request
 from parsec_demo.tls_demo import ClientRun, TlsDemo
 from pki import make_pki
-
-
-@pytest.fixture(scope="session")
-def host_build() -> HostBuild:
-    return build_host()
 
 
 @pytest.fixture
@@ -252,12 +247,16 @@ def test_clients_side_by_side_do_not_collide(demo: TlsDemo) -> None:
     assert rse_key_files(demo) == []
 
 
-def test_driver_unit_tests(host_build: HostBuild) -> None:
+@pytest.mark.parametrize("sanitized", [False, True], ids=["plain", "asan-ubsan"])
+def test_driver_unit_tests(host_build: HostBuild, sanitized: bool) -> None:
+    """The driver's unit tests, as built for the demo and under ASan and UBSan (any sanitizer
+    report ends the program with a non-zero status; leaks are checked at exit)."""
     import subprocess
 
-    result = subprocess.run(
-        [str(host_build.driver_tests)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout
+    program = host_build.driver_tests_sanitized if sanitized else host_build.driver_tests
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1", UBSAN_OPTIONS="print_stacktrace=1")
+    result = subprocess.run([str(program)], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Sanitizer" not in result.stderr and "runtime error" not in result.stderr
     passed, failed = result.stdout.strip().splitlines()[-1].split(", ")
-    assert failed == "0 failed" and int(passed.split()[0]) >= 70
+    assert failed == "0 failed" and int(passed.split()[0]) >= 200

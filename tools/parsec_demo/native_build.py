@@ -9,6 +9,11 @@ from its recipe's ``files/``. The source comes from Debian's source package of t
 ``build/apt`` (the system's apt configuration is never touched), and its tarball must match the
 recipe's checksum.
 
+The driver is built twice: as the demo links it, and, for the tests only, with AddressSanitizer
+and UndefinedBehaviorSanitizer (``PARSEC_SE_DRIVER_SANITIZE``) in ``build/host/driver-sanitize``:
+its unit tests and the harness that drives its entry points
+(``bin/parsec-se-driver-tests-sanitized``, ``bin/parsec-se-driver-harness``).
+
 Every step logs to ``build/host/logs/<step>.log``; a failed step says which and prints the tail
 of its log. A finished build records the hash of all its inputs, so nothing is rebuilt until an
 input changes.
@@ -16,6 +21,7 @@ input changes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -106,6 +112,20 @@ class HostBuild:
     @property
     def driver_tests(self) -> Path:
         return self.bin_dir / "parsec-se-driver-tests"
+
+    @property
+    def driver_tests_sanitized(self) -> Path:
+        """The driver's unit tests built with ASan and UBSan."""
+        return self.bin_dir / "parsec-se-driver-tests-sanitized"
+
+    @property
+    def driver_harness(self) -> Path:
+        """The driver's entry points driven from stdin, built with ASan and UBSan."""
+        return self.bin_dir / "parsec-se-driver-harness"
+
+    @property
+    def test_programs(self) -> tuple[Path, ...]:
+        return (self.driver_tests, self.driver_tests_sanitized, self.driver_harness)
 
     @property
     def source_dir(self) -> Path:
@@ -237,8 +257,34 @@ def inputs_fingerprint(recipe: MbedtlsRecipe) -> str:
     return digest.hexdigest()
 
 
+def _cmake(
+    step: str,
+    source: Path,
+    build_dir: Path,
+    options: Sequence[str],
+    log_dir: Path,
+    targets: Sequence[str] = (),
+) -> None:
+    """Configure and build one CMake project; its output goes to ``<step>.log``."""
+    _run(step, ["cmake", "-S", source, "-B", build_dir, *options], log_dir)
+    build: list[str | Path] = ["cmake", "--build", build_dir, f"-j{os.cpu_count() or 2}"]
+    if targets:
+        build += ["--target", *targets]
+    _run(step, build, log_dir)
+
+
 def build_host(force: bool = False) -> HostBuild:
-    """Build (if any input changed) and return the host build of the demo programs."""
+    """Build (if any input changed) and return the host build of the demo programs.
+
+    One build at a time: a second caller (another test session, the demo) waits for the first
+    one's lock and then finds the build done."""
+    HOST_BUILD.mkdir(parents=True, exist_ok=True)
+    with open(HOST_BUILD / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_host_locked(force)
+
+
+def _build_host_locked(force: bool) -> HostBuild:
     recipe = MbedtlsRecipe.load()
     result = HostBuild(HOST_BUILD)
     stamp = HOST_BUILD / "inputs.sha256"
@@ -248,47 +294,50 @@ def build_host(force: bool = False) -> HostBuild:
         and stamp.exists()
         and stamp.read_text().strip() == fingerprint
         and all(result.program(p).exists() for p in PROGRAMS)
+        and all(p.exists() for p in result.test_programs)
     ):
         return result
     started = time.monotonic()
     log_dir = HOST_BUILD / "logs"
-    for stale in (log_dir, HOST_BUILD / "driver", HOST_BUILD / "mbedtls"):
+    driver_build = HOST_BUILD / "driver"
+    sanitized_build = HOST_BUILD / "driver-sanitize"
+    mbedtls_build = HOST_BUILD / "mbedtls"
+    for stale in (log_dir, driver_build, sanitized_build, mbedtls_build):
         if stale.exists():  # a CMake cache remembers its source paths: start clean
             shutil.rmtree(stale)
     stamp.unlink(missing_ok=True)
     tarball = fetch_source(recipe, log_dir)
     _say(f"preparing Mbed TLS {recipe.version} with {len(recipe.patches)} patches")
     source = prepare_tree(recipe, tarball, result.source_dir, log_dir)
+    driver_options = [f"-DMBEDTLS_INCLUDE_DIR={source / 'include'}", "-DPARSEC_SE_DRIVER_WERROR=ON"]
 
-    driver_build = HOST_BUILD / "driver"
     _say("building the Parsec SE driver")
-    _run(
+    _cmake(
         "driver",
-        ["cmake", "-S", DRIVER_DIR, "-B", driver_build,
-         f"-DMBEDTLS_INCLUDE_DIR={source / 'include'}", "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
-        log_dir,
-    )  # fmt: skip
-    _run("driver", ["cmake", "--build", driver_build, f"-j{os.cpu_count() or 2}"], log_dir)
-
-    mbedtls_build = HOST_BUILD / "mbedtls"
-    _say("building Mbed TLS ssl_client1, ssl_server, ssl_server2 (warnings are errors)")
-    driver_libraries = f"{driver_build / 'libparsec-se-driver.a'};protobuf-c"
-    _run(
-        "mbedtls",
-        ["cmake", "-S", source, "-B", mbedtls_build, "-DENABLE_TESTING=OFF",
-         "-DMBEDTLS_FATAL_WARNINGS=ON", "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-         f"-DPARSEC_SE_DRIVER_LIBRARIES={driver_libraries}"],
-        log_dir,
-    )  # fmt: skip
-    _run(
-        "mbedtls",
-        ["cmake", "--build", mbedtls_build, f"-j{os.cpu_count() or 2}", "--target", *PROGRAMS],
+        DRIVER_DIR,
+        driver_build,
+        [*driver_options, "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
         log_dir,
     )
+    _say("building the Parsec SE driver's tests with ASan and UBSan")
+    sanitize = ["-DCMAKE_BUILD_TYPE=Debug", "-DPARSEC_SE_DRIVER_SANITIZE=ON"]
+    _cmake("driver-sanitize", DRIVER_DIR, sanitized_build, [*driver_options, *sanitize], log_dir)
+    _say("building Mbed TLS ssl_client1, ssl_server, ssl_server2 (warnings are errors)")
+    driver_libraries = f"{driver_build / 'libparsec-se-driver.a'};protobuf-c"
+    mbedtls_options = [
+        "-DENABLE_TESTING=OFF",
+        "-DMBEDTLS_FATAL_WARNINGS=ON",
+        "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+        f"-DPARSEC_SE_DRIVER_LIBRARIES={driver_libraries}",
+    ]
+    _cmake("mbedtls", source, mbedtls_build, mbedtls_options, log_dir, targets=PROGRAMS)
+
     result.bin_dir.mkdir(parents=True, exist_ok=True)
     for program in PROGRAMS:
         shutil.copy2(mbedtls_build / "programs/ssl" / program, result.program(program))
     shutil.copy2(driver_build / "parsec-se-driver-tests", result.driver_tests)
+    shutil.copy2(sanitized_build / "parsec-se-driver-tests", result.driver_tests_sanitized)
+    shutil.copy2(sanitized_build / "parsec-se-driver-harness", result.driver_harness)
     stamp.write_text(fingerprint + "\n")
     _say(f"built in {time.monotonic() - started:.0f} s: {result.bin_dir}")
     return result

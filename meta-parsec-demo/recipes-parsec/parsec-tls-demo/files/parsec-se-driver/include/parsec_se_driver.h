@@ -6,14 +6,18 @@
  *     psa_register_se_driver(PARSEC_SE_DRIVER_LOCATION, &PARSEC_SE_DRIVER);
  *
  * Keys created in that location live in the Parsec service, named
- * "parsec-se-driver-key<slot>". Configuration comes from the environment:
+ * "parsec-se-driver-key<slot>", where the slot number is a random per-process 64-bit nonce
+ * plus a per-process counter (see src/parsec_se_driver.c). Configuration comes from the
+ * environment:
  *
  *   PARSEC_SERVICE_ENDPOINT      unix:/path of the service (default /run/parsec/parsec.sock)
  *   PARSEC_SE_DRIVER_AUTH        "peer" (Unix peer credentials, default) or "direct"
  *   PARSEC_SE_DRIVER_APP_NAME    application name for direct authentication
  *                                (default "Parsec SE Driver")
  *   PARSEC_SE_DRIVER_PROVIDER    provider id (default: the first one the service lists)
- *   PARSEC_SE_DRIVER_TIMEOUT_MS  bound on every exchange with the service (default 5000)
+ *   PARSEC_SE_DRIVER_TIMEOUT_MS  deadline of each whole exchange with the service: connect,
+ *                                request and complete response (default 5000)
+ *   PARSEC_SE_DRIVER_QUIET       "1": write nothing to stderr
  *
  * SPDX-License-Identifier: MIT
  */

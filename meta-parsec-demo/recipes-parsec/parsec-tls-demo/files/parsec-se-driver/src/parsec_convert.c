@@ -103,21 +103,45 @@ psa_status_t parsec_sign_alg_from_psa(psa_algorithm_t alg, parsec_sign_alg_t *ou
     return PSA_SUCCESS;
 }
 
-/* PSA ECC family -> Parsec KeyType.EccFamily. */
+/* PSA ECC families and their Parsec KeyType.EccFamily. */
+static const struct {
+    psa_ecc_family_t psa;
+    PsaKeyAttributes__KeyType__EccFamily parsec;
+} ecc_families[] = {
+    {0x17, PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECP_K1},
+    {0x12, PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECP_R1},
+    {0x1B, PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECP_R2},
+    {0x27, PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECT_K1},
+    {0x22, PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECT_R1},
+    {0x2B, PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECT_R2},
+    {0x30, PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__BRAINPOOL_P_R1},
+    {0x33, PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__FRP},
+    {0x41, PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__MONTGOMERY},
+};
+#define ECC_FAMILY_COUNT (sizeof(ecc_families) / sizeof(ecc_families[0]))
+
 static int ecc_family_from_psa(psa_ecc_family_t family, PsaKeyAttributes__KeyType__EccFamily *out)
 {
-    switch (family) {
-        case 0x17: *out = PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECP_K1; return 0;
-        case 0x12: *out = PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECP_R1; return 0;
-        case 0x1B: *out = PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECP_R2; return 0;
-        case 0x27: *out = PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECT_K1; return 0;
-        case 0x22: *out = PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECT_R1; return 0;
-        case 0x2B: *out = PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__SECT_R2; return 0;
-        case 0x30: *out = PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__BRAINPOOL_P_R1; return 0;
-        case 0x33: *out = PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__FRP; return 0;
-        case 0x41: *out = PSA_KEY_ATTRIBUTES__KEY_TYPE__ECC_FAMILY__MONTGOMERY; return 0;
-        default: return -1;
+    size_t i;
+    for (i = 0; i < ECC_FAMILY_COUNT; i++) {
+        if (ecc_families[i].psa == family) {
+            *out = ecc_families[i].parsec;
+            return 0;
+        }
     }
+    return -1;
+}
+
+static int ecc_family_to_psa(PsaKeyAttributes__KeyType__EccFamily family, psa_ecc_family_t *out)
+{
+    size_t i;
+    for (i = 0; i < ECC_FAMILY_COUNT; i++) {
+        if (ecc_families[i].parsec == family) {
+            *out = ecc_families[i].psa;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 psa_status_t parsec_key_attributes_from_psa(const psa_key_attributes_t *attributes, size_t bits,
@@ -254,13 +278,30 @@ static int der_header(const uint8_t **p, const uint8_t *end, uint8_t tag, size_t
     return 0;
 }
 
+/* The size in bits of the unsigned big-endian integer in data[0..len), 0 if it is zero. */
+static size_t integer_bits(const uint8_t *p, size_t len)
+{
+    size_t bits;
+    while (len > 0 && *p == 0) {
+        p++;
+        len--;
+    }
+    if (len == 0) {
+        return 0;
+    }
+    bits = len * 8;
+    for (uint8_t top = *p; (top & 0x80) == 0; top <<= 1) {
+        bits--;
+    }
+    return bits;
+}
+
 /* Bits of the first INTEGER of a SEQUENCE, after skipping `skip` INTEGERs (the version). */
 static size_t rsa_modulus_bits(const uint8_t *data, size_t length, int skip)
 {
     const uint8_t *p = data;
     const uint8_t *end = data + length;
     size_t len;
-    size_t bits;
 
     if (der_header(&p, end, 0x30, &len) != 0) {
         return 0;
@@ -274,18 +315,115 @@ static size_t rsa_modulus_bits(const uint8_t *data, size_t length, int skip)
     if (der_header(&p, end, 0x02, &len) != 0) {
         return 0;
     }
-    while (len > 0 && *p == 0) {
-        p++;
-        len--;
-    }
-    if (len == 0) {
+    return integer_bits(p, len);
+}
+
+/* A positive DER INTEGER in minimal form: not empty, no sign bit, no redundant zero. */
+static int positive_integer(const uint8_t *p, size_t len)
+{
+    if (len == 0 || (p[0] & 0x80) != 0) {
         return 0;
     }
-    bits = len * 8;
-    for (uint8_t top = *p; (top & 0x80) == 0; top <<= 1) {
-        bits--;
+    return len == 1 || p[0] != 0 || (p[1] & 0x80) != 0;
+}
+
+/* RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }, DER, filling
+ * exactly `length` bytes; returns the modulus size in bits, 0 if it is anything else. */
+static size_t rsa_public_key_bits_strict(const uint8_t *data, size_t length)
+{
+    const uint8_t *p = data;
+    const uint8_t *end = data + length;
+    const uint8_t *modulus;
+    size_t len;
+    size_t modulus_len;
+
+    if (der_header(&p, end, 0x30, &len) != 0 || (size_t) (end - p) != len) {
+        return 0;
     }
-    return bits;
+    if (der_header(&p, end, 0x02, &modulus_len) != 0 || !positive_integer(p, modulus_len)) {
+        return 0;
+    }
+    modulus = p;
+    p += modulus_len;
+    if (der_header(&p, end, 0x02, &len) != 0 || !positive_integer(p, len) || p + len != end) {
+        return 0;
+    }
+    return integer_bits(modulus, modulus_len);
+}
+
+int parsec_check_public_key(psa_key_type_t type, size_t bits, const uint8_t *data,
+                            size_t length)
+{
+    psa_key_type_t public_type = PSA_KEY_TYPE_PUBLIC_KEY_OF_KEY_PAIR(type);
+
+    if (bits == 0 || data == NULL || length == 0) {
+        return -1;
+    }
+    if (public_type == PSA_KEY_TYPE_RSA_PUBLIC_KEY) {
+        return length <= PSA_KEY_EXPORT_RSA_PUBLIC_KEY_MAX_SIZE(bits) &&
+                       rsa_public_key_bits_strict(data, length) == bits
+                   ? 0
+                   : -1;
+    }
+    if (PSA_KEY_TYPE_IS_ECC_PUBLIC_KEY(public_type)) {
+        if (PSA_KEY_TYPE_ECC_GET_FAMILY(public_type) == PSA_ECC_FAMILY_MONTGOMERY) {
+            return length == PSA_BITS_TO_BYTES(bits) ? 0 : -1;  /* RFC 7748 u-coordinate */
+        }
+        /* Weierstrass curves: the uncompressed point 0x04 || X || Y. */
+        return length == 2 * PSA_BITS_TO_BYTES(bits) + 1 && data[0] == 0x04 ? 0 : -1;
+    }
+    return -1;
+}
+
+size_t parsec_signature_length(psa_key_type_t type, size_t bits, psa_algorithm_t alg)
+{
+    if (bits == 0) {
+        return 0;
+    }
+    if (PSA_KEY_TYPE_IS_RSA(type) && PSA_ALG_IS_RSA_PKCS1V15_SIGN(alg)) {
+        return PSA_BITS_TO_BYTES(bits);
+    }
+    if (PSA_KEY_TYPE_IS_RSA(type) && PSA_ALG_IS_RSA_PSS(alg)) {
+        return PSA_BITS_TO_BYTES(bits);
+    }
+    if (PSA_KEY_TYPE_IS_ECC(type) && PSA_ALG_IS_ECDSA(alg)) {
+        return PSA_ECDSA_SIGNATURE_SIZE(bits);  /* r || s, each the size of the order */
+    }
+    return 0;
+}
+
+psa_status_t parsec_key_type_to_psa(const PsaKeyAttributes__KeyType *key_type,
+                                    psa_key_type_t *out)
+{
+    psa_ecc_family_t family;
+
+    if (key_type == NULL) {
+        return PSA_ERROR_NOT_SUPPORTED;
+    }
+    switch (key_type->variant_case) {
+        case PSA_KEY_ATTRIBUTES__KEY_TYPE__VARIANT_RSA_PUBLIC_KEY:
+            *out = PSA_KEY_TYPE_RSA_PUBLIC_KEY;
+            return PSA_SUCCESS;
+        case PSA_KEY_ATTRIBUTES__KEY_TYPE__VARIANT_RSA_KEY_PAIR:
+            *out = PSA_KEY_TYPE_RSA_KEY_PAIR;
+            return PSA_SUCCESS;
+        case PSA_KEY_ATTRIBUTES__KEY_TYPE__VARIANT_ECC_PUBLIC_KEY:
+            if (key_type->ecc_public_key == NULL ||
+                ecc_family_to_psa(key_type->ecc_public_key->curve_family, &family) != 0) {
+                return PSA_ERROR_NOT_SUPPORTED;
+            }
+            *out = PSA_KEY_TYPE_ECC_PUBLIC_KEY(family);
+            return PSA_SUCCESS;
+        case PSA_KEY_ATTRIBUTES__KEY_TYPE__VARIANT_ECC_KEY_PAIR:
+            if (key_type->ecc_key_pair == NULL ||
+                ecc_family_to_psa(key_type->ecc_key_pair->curve_family, &family) != 0) {
+                return PSA_ERROR_NOT_SUPPORTED;
+            }
+            *out = PSA_KEY_TYPE_ECC_KEY_PAIR(family);
+            return PSA_SUCCESS;
+        default:
+            return PSA_ERROR_NOT_SUPPORTED;
+    }
 }
 
 size_t parsec_key_bits_from_data(psa_key_type_t type, const uint8_t *data, size_t length)

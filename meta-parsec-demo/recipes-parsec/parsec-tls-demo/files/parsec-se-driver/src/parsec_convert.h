@@ -1,6 +1,6 @@
 /*
- * PSA values to Parsec protobuf messages, Parsec statuses to PSA statuses, and key sizes
- * read from PSA key data.
+ * PSA values to Parsec protobuf messages and back, Parsec statuses to PSA statuses, key sizes
+ * read from PSA key data, and the exact sizes of what the service returns.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -59,5 +59,22 @@ psa_status_t parsec_status_to_psa(int parsec_status);
 
 /* The size in bits of a key given in its PSA import format; 0 if it cannot be read. */
 size_t parsec_key_bits_from_data(psa_key_type_t type, const uint8_t *data, size_t length);
+
+/* A Parsec key type as the PSA key type; PSA_ERROR_NOT_SUPPORTED for one the driver does not
+ * handle. */
+psa_status_t parsec_key_type_to_psa(const PsaKeyAttributes__KeyType *key_type,
+                                    psa_key_type_t *out);
+
+/* 0 if `data` is exactly what psa_export_public_key gives for a key of this type and size:
+ * for an RSA key a DER RSAPublicKey whose modulus has `bits` bits and that fills `length`;
+ * for a Weierstrass ECC key the uncompressed point 0x04 || X || Y (65 bytes for P-256); for a
+ * Montgomery key the u-coordinate. -1 otherwise, an empty export included. */
+int parsec_check_public_key(psa_key_type_t type, size_t bits, const uint8_t *data,
+                            size_t length);
+
+/* The exact size of a signature by a key of this type and size with `alg` (the modulus size
+ * for RSA PKCS#1 v1.5 and PSS, r || s for ECDSA: 64 bytes for P-256); 0 if the driver knows
+ * no size for the combination. */
+size_t parsec_signature_length(psa_key_type_t type, size_t bits, psa_algorithm_t alg);
 
 #endif /* PARSEC_CONVERT_H */

@@ -4,10 +4,36 @@
  *
  * Mbed TLS calls p_allocate for a new key in location PARSEC_SE_DRIVER_LOCATION, then
  * p_import or p_generate with the slot number it got; later operations name the key by that
- * slot. The driver names the Parsec key "parsec-se-driver-key<slot>" and forwards each call as
- * one Parsec request (PsaImportKey, PsaGenerateKey, PsaDestroyKey, PsaExportPublicKey,
- * PsaSignHash, PsaVerifyHash). Slot numbers carry the process id in their upper half, so
- * clients running side by side under the same identity never pick the same name.
+ * slot alone. The driver forwards each call as one Parsec request (PsaImportKey,
+ * PsaGenerateKey, PsaDestroyKey, PsaExportPublicKey, PsaSignHash, PsaVerifyHash).
+ *
+ * Key names. The Parsec key of slot N is "parsec-se-driver-key<N>" (N in decimal), so the
+ * name follows from the slot, which is all a later call (or, for a persistent key, a later
+ * process) has. Parsec keeps one key namespace per application, and the processes of one
+ * application (same uid with peer credentials) may run in different containers and PID
+ * namespaces, so the slot cannot come from the process id: p_allocate returns
+ * nonce + counter (mod 2^64), where the nonce is 64 random bits drawn once per process from
+ * getrandom(2) (/dev/urandom only where getrandom does not exist or is forbidden; with
+ * neither, p_allocate fails with PSA_ERROR_INSUFFICIENT_ENTROPY) and the counter counts the
+ * process's allocations. Slots are thus distinct within a process and, across processes,
+ * collide only if two random 64-bit starting points fall within each other's allocation
+ * counts. A forked child draws a nonce of its own before its first allocation
+ * (pthread_atfork, and a change of getpid() for children made without fork()).
+ *
+ * The driver never destroys a key it did not create. If the service already holds a key of
+ * the name (AlreadyExists on import or generate), the call fails with
+ * PSA_ERROR_ALREADY_EXISTS and the existing key is left alone. A fresh name cannot be tried
+ * from there: the slot, hence the name, was fixed by p_allocate before p_import or
+ * p_generate runs, and the core stores it with the key.
+ *
+ * Replies are checked before anything reaches the caller: a public key must be exactly what
+ * psa_export_public_key gives for the key's type and size (65 bytes for P-256, a DER
+ * RSAPublicKey of the key's modulus size), a signature exactly PSA_SIGN_OUTPUT_SIZE bytes;
+ * anything else, an empty body included, is PSA_ERROR_COMMUNICATION_FAILURE with one line on
+ * stderr. p_sign and p_export_public get only the slot, so the driver keeps each key's type
+ * and size in a small per-process table filled at import and generate time; a key it has not
+ * seen in this process (a persistent key, or one evicted from the full table) is looked up
+ * once with ListKeys.
  *
  * The driver is not thread-safe: one PSA crypto instance per process uses it, as Mbed TLS's
  * SE interface is driven.
@@ -20,11 +46,19 @@
 
 #include "parsec_se_driver.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
+#if defined(PARSEC_SE_DRIVER_HAVE_GETRANDOM)
+#include <sys/random.h>
+#endif
 
+#include "list_keys.pb-c.h"
 #include "list_providers.pb-c.h"
 #include "parsec_convert.h"
 #include "parsec_wire.h"
@@ -39,13 +73,28 @@
 #define KEY_NAME_SIZE 48
 #define PROVIDER_UNKNOWN 0xFFFFu
 #define PARSEC_STATUS_ALREADY_EXISTS 1139
+#define PARSEC_STATUS_PSA_COMMUNICATION_FAILURE 1145
+#define KEY_TABLE_SIZE 64
+
+/* What p_sign and p_export_public need to know about a key the driver holds. */
+typedef struct {
+    int used;
+    psa_key_slot_number_t slot;
+    psa_key_type_t type;
+    size_t bits;
+} key_info_t;
 
 static struct {
     int configured;
     parsec_endpoint_t endpoint;
     unsigned int provider;
-    uint32_t next_slot;
-} driver_state = {0, {{0}, 0, {0}, 0, 0}, PROVIDER_UNKNOWN, 0};
+    int atfork_registered;
+    pid_t nonce_pid;  /* the process the nonce was drawn in; 0: draw one first */
+    uint64_t nonce;
+    uint64_t counter;
+    key_info_t keys[KEY_TABLE_SIZE];
+    size_t next_victim;  /* the entry a full table gives up next */
+} driver_state;
 
 static psa_status_t configure(void)
 {
@@ -53,6 +102,7 @@ static psa_status_t configure(void)
     if (driver_state.configured) {
         return PSA_SUCCESS;
     }
+    driver_state.provider = PROVIDER_UNKNOWN;
     status = parsec_endpoint_from_env(&driver_state.endpoint);
     if (status != PSA_SUCCESS) {
         return status;
@@ -76,6 +126,122 @@ static void key_name(psa_key_slot_number_t slot, char name[KEY_NAME_SIZE])
 {
     snprintf(name, KEY_NAME_SIZE, KEY_NAME_PREFIX "%llu", (unsigned long long) slot);
 }
+
+/* --- slot numbers ------------------------------------------------------------------------- */
+
+/* Fill `buffer` with random bytes from the kernel: 0, or -1 if no source works. */
+static int random_bytes(uint8_t *buffer, size_t size)
+{
+    size_t filled = 0;
+    int fd;
+
+#if defined(PARSEC_SE_DRIVER_HAVE_GETRANDOM)
+    while (filled < size) {
+        ssize_t got = getrandom(buffer + filled, size - filled, 0);
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+        filled += (size_t) got;
+    }
+    if (filled == size) {
+        return 0;
+    }
+    if (errno != ENOSYS && errno != EPERM) {
+        return -1;  /* getrandom is there and failed: fail closed */
+    }
+    /* A kernel without getrandom, or a sandbox that forbids it: read the device instead. */
+    filled = 0;
+#endif
+    fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    while (filled < size) {
+        ssize_t got = read(fd, buffer + filled, size - filled);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            break;
+        }
+        filled += (size_t) got;
+    }
+    close(fd);
+    return filled == size ? 0 : -1;
+}
+
+/* In the child of a fork: draw a new nonce before the next allocation. */
+static void forget_nonce_in_child(void)
+{
+    driver_state.nonce_pid = 0;
+}
+
+static psa_status_t next_slot(psa_key_slot_number_t *slot)
+{
+    pid_t pid = getpid();
+    if (driver_state.nonce_pid != pid) {
+        uint8_t random[8];
+        uint64_t nonce = 0;
+        size_t i;
+        if (random_bytes(random, sizeof(random)) != 0) {
+            parsec_log("no random numbers for key names (getrandom and /dev/urandom failed)");
+            return PSA_ERROR_INSUFFICIENT_ENTROPY;
+        }
+        for (i = 0; i < sizeof(random); i++) {
+            nonce = (nonce << 8) | random[i];
+        }
+        driver_state.nonce = nonce;
+        driver_state.counter = 0;
+        driver_state.nonce_pid = pid;
+    }
+    *slot = (psa_key_slot_number_t) (driver_state.nonce + driver_state.counter++);
+    return PSA_SUCCESS;
+}
+
+/* --- what the driver knows of its keys ---------------------------------------------------- */
+
+static key_info_t *known_key(psa_key_slot_number_t slot)
+{
+    size_t i;
+    for (i = 0; i < KEY_TABLE_SIZE; i++) {
+        if (driver_state.keys[i].used && driver_state.keys[i].slot == slot) {
+            return &driver_state.keys[i];
+        }
+    }
+    return NULL;
+}
+
+static void remember_key(psa_key_slot_number_t slot, psa_key_type_t type, size_t bits)
+{
+    key_info_t *entry = known_key(slot);
+    size_t i;
+    for (i = 0; entry == NULL && i < KEY_TABLE_SIZE; i++) {
+        if (!driver_state.keys[i].used) {
+            entry = &driver_state.keys[i];
+        }
+    }
+    if (entry == NULL) {  /* full: give up an entry; ListKeys finds that key again */
+        entry = &driver_state.keys[driver_state.next_victim];
+        driver_state.next_victim = (driver_state.next_victim + 1) % KEY_TABLE_SIZE;
+    }
+    entry->used = 1;
+    entry->slot = slot;
+    entry->type = type;
+    entry->bits = bits;
+}
+
+static void forget_key(psa_key_slot_number_t slot)
+{
+    key_info_t *entry = known_key(slot);
+    if (entry != NULL) {
+        memset(entry, 0, sizeof(*entry));
+    }
+}
+
+/* --- requests ----------------------------------------------------------------------------- */
 
 /* The provider to send crypto requests to: the first one the service lists (as Parsec's
  * clients do), found once per process. */
@@ -107,6 +273,8 @@ static psa_status_t crypto_provider(uint8_t *provider)
     result = list_providers__result__unpack(NULL, response_len, response);
     free(response);
     if (result == NULL) {
+        parsec_log("malformed ListProviders result from the Parsec service at %s",
+                   driver_state.endpoint.socket_path);
         return PSA_ERROR_COMMUNICATION_FAILURE;
     }
     status = PSA_ERROR_NOT_SUPPORTED;
@@ -122,10 +290,11 @@ static psa_status_t crypto_provider(uint8_t *provider)
     return status;
 }
 
-/* Pack `message`, send it as `opcode` to the crypto provider, return the PSA status of the
- * outcome and, on success, the response body (the caller frees it). */
-static psa_status_t request(uint32_t opcode, const ProtobufCMessage *message,
-                            uint8_t **response, size_t *response_len, int *parsec_status)
+/* Pack `message`, send it as `opcode` (to the crypto provider, or to the core provider if
+ * `core`), return the PSA status of the outcome and, on success, the response body (the
+ * caller frees it; NULL when it is empty). */
+static psa_status_t send_request(int core, uint32_t opcode, const ProtobufCMessage *message,
+                                 uint8_t **response, size_t *response_len, int *parsec_status)
 {
     size_t size = protobuf_c_message_get_packed_size(message);
     uint8_t *body = malloc(size > 0 ? size : 1);
@@ -140,7 +309,7 @@ static psa_status_t request(uint32_t opcode, const ProtobufCMessage *message,
     }
     protobuf_c_message_pack(message, body);
     status = configure();
-    if (status == PSA_SUCCESS) {
+    if (status == PSA_SUCCESS && !core) {
         status = crypto_provider(&provider);
     }
     if (status == PSA_SUCCESS) {
@@ -151,9 +320,9 @@ static psa_status_t request(uint32_t opcode, const ProtobufCMessage *message,
     if (status != PSA_SUCCESS) {
         return status;
     }
-    if (*parsec_status == 1145 && getenv("PARSEC_SE_DRIVER_QUIET") == NULL) {
-        fprintf(stderr, "parsec-se-driver: the Parsec service cannot reach its crypto backend "
-                        "(PsaErrorCommunicationFailure)\n");
+    if (*parsec_status == PARSEC_STATUS_PSA_COMMUNICATION_FAILURE) {
+        parsec_log("the Parsec service cannot reach its crypto backend "
+                   "(PsaErrorCommunicationFailure)");
     }
     status = parsec_status_to_psa(*parsec_status);
     if (status != PSA_SUCCESS) {
@@ -162,6 +331,12 @@ static psa_status_t request(uint32_t opcode, const ProtobufCMessage *message,
         *response_len = 0;
     }
     return status;
+}
+
+static psa_status_t request(uint32_t opcode, const ProtobufCMessage *message,
+                            uint8_t **response, size_t *response_len, int *parsec_status)
+{
+    return send_request(0, opcode, message, response, response_len, parsec_status);
 }
 
 static psa_status_t simple_request(uint32_t opcode, const ProtobufCMessage *message)
@@ -174,16 +349,84 @@ static psa_status_t simple_request(uint32_t opcode, const ProtobufCMessage *mess
     return status;
 }
 
+/* A reply the driver refuses: one line on stderr, and the failure to return. */
+static psa_status_t bad_reply(const char *operation, const char *name, const char *what,
+                              size_t length)
+{
+    parsec_log("malformed %s result from the Parsec service at %s for %s: %s (%zu bytes)",
+               operation, driver_state.endpoint.socket_path, name, what, length);
+    return PSA_ERROR_COMMUNICATION_FAILURE;
+}
+
+/* The type and size of the key in `slot`: from this process's table, or asked of the
+ * service (ListKeys) for a key created elsewhere. */
+static psa_status_t key_info(psa_key_slot_number_t slot, const char *name, key_info_t *info)
+{
+    ListKeys__Operation operation = LIST_KEYS__OPERATION__INIT;
+    ListKeys__Result *result;
+    const key_info_t *known = known_key(slot);
+    uint8_t *response;
+    size_t response_len;
+    int parsec_status;
+    uint8_t provider = 0;
+    psa_status_t status;
+    size_t i;
+
+    if (known != NULL) {
+        *info = *known;
+        return PSA_SUCCESS;
+    }
+    status = configure();
+    if (status == PSA_SUCCESS) {
+        status = crypto_provider(&provider);
+    }
+    if (status == PSA_SUCCESS) {
+        status = send_request(1, PARSEC_OPCODE_LIST_KEYS, &operation.base, &response,
+                              &response_len, &parsec_status);
+    }
+    if (status != PSA_SUCCESS) {
+        return status;
+    }
+    result = list_keys__result__unpack(NULL, response_len, response);
+    free(response);
+    if (result == NULL) {
+        return bad_reply("ListKeys", name, "not a ListKeys result", response_len);
+    }
+    status = PSA_ERROR_DOES_NOT_EXIST;
+    for (i = 0; i < result->n_keys; i++) {
+        const ListKeys__KeyInfo *entry = result->keys[i];
+        psa_key_type_t type;
+        if (entry->name == NULL || strcmp(entry->name, name) != 0 ||
+            entry->provider_id != provider) {
+            continue;
+        }
+        if (entry->attributes == NULL || entry->attributes->key_bits == 0 ||
+            parsec_key_type_to_psa(entry->attributes->key_type, &type) != PSA_SUCCESS) {
+            status = bad_reply("ListKeys", name, "no usable attributes", response_len);
+            break;
+        }
+        remember_key(slot, type, entry->attributes->key_bits);
+        *info = *known_key(slot);
+        status = PSA_SUCCESS;
+        break;
+    }
+    list_keys__result__free_unpacked(result, NULL);
+    return status;
+}
+
 /* --- driver entry points ------------------------------------------------------------------ */
 
-/* Copies a byte field of a reply into the core's buffer, or says that it does not fit. */
+/* Copies a checked byte field of a reply into the core's buffer, or says that it does not
+ * fit. */
 static psa_status_t copy_out(const ProtobufCBinaryData *field, uint8_t *buffer, size_t size,
                              size_t *length)
 {
     if (field->len > size) {
         return PSA_ERROR_BUFFER_TOO_SMALL;
     }
-    memcpy(buffer, field->data, field->len);
+    if (field->len > 0) {
+        memcpy(buffer, field->data, field->len);
+    }
     *length = field->len;
     return PSA_SUCCESS;
 }
@@ -196,8 +439,15 @@ static psa_status_t parsec_init(psa_drv_se_context_t *drv_context, void *persist
     if (location != PARSEC_SE_DRIVER_LOCATION) {
         return PSA_ERROR_INVALID_ARGUMENT;
     }
+    if (!driver_state.atfork_registered) {
+        if (pthread_atfork(NULL, NULL, forget_nonce_in_child) != 0) {
+            return PSA_ERROR_INSUFFICIENT_MEMORY;
+        }
+        driver_state.atfork_registered = 1;
+    }
     driver_state.configured = 0;
-    driver_state.provider = PROVIDER_UNKNOWN;
+    memset(driver_state.keys, 0, sizeof(driver_state.keys));
+    driver_state.next_victim = 0;
     return configure();
 }
 
@@ -212,8 +462,7 @@ static psa_status_t parsec_allocate(psa_drv_se_context_t *drv_context, void *per
     if (method == PSA_KEY_CREATION_REGISTER) {
         return PSA_ERROR_NOT_SUPPORTED;  /* keys must be created through the driver */
     }
-    *key_slot = ((psa_key_slot_number_t) (uint32_t) getpid() << 32) | driver_state.next_slot++;
-    return PSA_SUCCESS;
+    return next_slot(key_slot);
 }
 
 static psa_status_t parsec_validate_slot_number(psa_drv_se_context_t *drv_context,
@@ -238,7 +487,18 @@ static psa_status_t parsec_destroy(psa_drv_se_context_t *drv_context, void *pers
     (void) persistent_data;
     key_name(key_slot, name);
     operation.key_name = name;
+    forget_key(key_slot);
     return simple_request(PARSEC_OPCODE_PSA_DESTROY_KEY, &operation.base);
+}
+
+/* The outcome of creating the key `name`: AlreadyExists says that the name is taken by a key
+ * the driver did not create in this slot, which it leaves alone. */
+static psa_status_t created(psa_status_t status, int parsec_status, const char *name)
+{
+    if (parsec_status == PARSEC_STATUS_ALREADY_EXISTS) {
+        parsec_log("the Parsec service already holds a key named %s; leaving it alone", name);
+    }
+    return status;
 }
 
 static psa_status_t parsec_import(psa_drv_se_context_t *drv_context,
@@ -273,19 +533,10 @@ static psa_status_t parsec_import(psa_drv_se_context_t *drv_context,
     operation.data.len = data_length;
     status = request(PARSEC_OPCODE_PSA_IMPORT_KEY, &operation.base, &response, &response_len,
                      &parsec_status);
-    if (parsec_status == PARSEC_STATUS_ALREADY_EXISTS) {
-        /* The name holds this process's id: the key was left by a process that died with
-         * the same id. It is stale; replace it. */
-        PsaDestroyKey__Operation destroy = PSA_DESTROY_KEY__OPERATION__INIT;
-        destroy.key_name = name;
-        status = simple_request(PARSEC_OPCODE_PSA_DESTROY_KEY, &destroy.base);
-        if (status == PSA_SUCCESS) {
-            status = request(PARSEC_OPCODE_PSA_IMPORT_KEY, &operation.base, &response,
-                             &response_len, &parsec_status);
-        }
-    }
     free(response);
+    status = created(status, parsec_status, name);
     if (status == PSA_SUCCESS) {
+        remember_key(key_slot, psa_get_key_type(attributes), key_bits);
         *bits = key_bits;
     }
     return status;
@@ -299,6 +550,9 @@ static psa_status_t parsec_generate(psa_drv_se_context_t *drv_context,
     PsaGenerateKey__Operation operation = PSA_GENERATE_KEY__OPERATION__INIT;
     parsec_key_attributes_t converted;
     char name[KEY_NAME_SIZE];
+    uint8_t *response;
+    size_t response_len;
+    int parsec_status;
     psa_status_t status;
     (void) drv_context;
     (void) pubkey;
@@ -317,7 +571,14 @@ static psa_status_t parsec_generate(psa_drv_se_context_t *drv_context,
     if (pubkey_length != NULL) {
         *pubkey_length = 0;  /* the core asks for the public key with p_export_public */
     }
-    return simple_request(PARSEC_OPCODE_PSA_GENERATE_KEY, &operation.base);
+    status = request(PARSEC_OPCODE_PSA_GENERATE_KEY, &operation.base, &response, &response_len,
+                     &parsec_status);
+    free(response);
+    status = created(status, parsec_status, name);
+    if (status == PSA_SUCCESS) {
+        remember_key(key_slot, psa_get_key_type(attributes), psa_get_key_bits(attributes));
+    }
+    return status;
 }
 
 static psa_status_t parsec_export_public(psa_drv_se_context_t *drv_context,
@@ -327,6 +588,7 @@ static psa_status_t parsec_export_public(psa_drv_se_context_t *drv_context,
     PsaExportPublicKey__Operation operation = PSA_EXPORT_PUBLIC_KEY__OPERATION__INIT;
     PsaExportPublicKey__Result *result;
     char name[KEY_NAME_SIZE];
+    key_info_t info;
     uint8_t *response;
     size_t response_len;
     int parsec_status;
@@ -334,6 +596,10 @@ static psa_status_t parsec_export_public(psa_drv_se_context_t *drv_context,
     (void) drv_context;
 
     key_name(key_slot, name);
+    status = key_info(key_slot, name, &info);
+    if (status != PSA_SUCCESS) {
+        return status;
+    }
     operation.key_name = name;
     status = request(PARSEC_OPCODE_PSA_EXPORT_PUBLIC_KEY, &operation.base, &response,
                      &response_len, &parsec_status);
@@ -343,9 +609,16 @@ static psa_status_t parsec_export_public(psa_drv_se_context_t *drv_context,
     result = psa_export_public_key__result__unpack(NULL, response_len, response);
     free(response);
     if (result == NULL) {
-        return PSA_ERROR_COMMUNICATION_FAILURE;
+        return bad_reply("PsaExportPublicKey", name, "not a PsaExportPublicKey result",
+                         response_len);
     }
-    status = copy_out(&result->data, p_data, data_size, p_data_length);
+    if (parsec_check_public_key(info.type, info.bits, result->data.data, result->data.len) !=
+        0) {
+        status = bad_reply("PsaExportPublicKey", name,
+                           "not a public key of the key's type and size", result->data.len);
+    } else {
+        status = copy_out(&result->data, p_data, data_size, p_data_length);
+    }
     psa_export_public_key__result__free_unpacked(result, NULL);
     return status;
 }
@@ -359,6 +632,8 @@ static psa_status_t parsec_sign(psa_drv_se_context_t *drv_context,
     PsaSignHash__Result *result;
     parsec_sign_alg_t converted;
     char name[KEY_NAME_SIZE];
+    key_info_t info;
+    size_t expected;
     uint8_t *response;
     size_t response_len;
     int parsec_status;
@@ -370,6 +645,17 @@ static psa_status_t parsec_sign(psa_drv_se_context_t *drv_context,
         return status;
     }
     key_name(key_slot, name);
+    status = key_info(key_slot, name, &info);
+    if (status != PSA_SUCCESS) {
+        return status;
+    }
+    expected = parsec_signature_length(info.type, info.bits, alg);
+    if (expected == 0) {
+        return PSA_ERROR_INVALID_ARGUMENT;  /* the algorithm does not go with the key type */
+    }
+    if (signature_size < expected) {
+        return PSA_ERROR_BUFFER_TOO_SMALL;
+    }
     operation.key_name = name;
     operation.alg = &converted.signature;
     operation.hash.data = (uint8_t *) p_hash;
@@ -382,9 +668,14 @@ static psa_status_t parsec_sign(psa_drv_se_context_t *drv_context,
     result = psa_sign_hash__result__unpack(NULL, response_len, response);
     free(response);
     if (result == NULL) {
-        return PSA_ERROR_COMMUNICATION_FAILURE;
+        return bad_reply("PsaSignHash", name, "not a PsaSignHash result", response_len);
     }
-    status = copy_out(&result->signature, p_signature, signature_size, p_signature_length);
+    if (result->signature.len != expected) {
+        status = bad_reply("PsaSignHash", name, "not a signature of the key's size",
+                           result->signature.len);
+    } else {
+        status = copy_out(&result->signature, p_signature, signature_size, p_signature_length);
+    }
     psa_sign_hash__result__free_unpacked(result, NULL);
     return status;
 }

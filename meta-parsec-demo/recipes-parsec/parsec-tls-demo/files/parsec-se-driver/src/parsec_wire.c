@@ -1,9 +1,13 @@
 /*
  * Parsec wire protocol 1.0, client side.
  *
- * Every exchange is bounded: the socket has send and receive timeouts, so a service that
- * stops answering costs at most PARSEC_SE_DRIVER_TIMEOUT_MS, and any failure to talk to it
- * is reported as PSA_ERROR_COMMUNICATION_FAILURE (the driver fails closed).
+ * Every exchange has one deadline: PARSEC_SE_DRIVER_TIMEOUT_MS after it starts (on
+ * CLOCK_MONOTONIC), connecting, sending the request and receiving the whole response must
+ * be done. The connect waits at most the time left (SO_SNDTIMEO, set to it just before);
+ * every later send and receive is preceded by poll() with the time left and does not block
+ * (MSG_DONTWAIT), so a service that trickles its answer a byte at a time cannot stretch the
+ * exchange beyond the deadline. Any failure to talk to the service is reported as
+ * PSA_ERROR_COMMUNICATION_FAILURE (the driver fails closed).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -13,12 +17,15 @@
 #include "parsec_wire.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/parsec/parsec.sock"
@@ -171,25 +178,108 @@ psa_status_t parsec_request_bytes(const parsec_endpoint_t *endpoint, uint8_t pro
     return PSA_SUCCESS;
 }
 
-/* One line on stderr when the service cannot be reached, so that a failed handshake says
- * why. PARSEC_SE_DRIVER_QUIET=1 silences it. */
-static void report(const parsec_endpoint_t *endpoint, const char *what, int error)
+int parsec_quiet(void)
 {
     const char *quiet = getenv("PARSEC_SE_DRIVER_QUIET");
-    if (quiet != NULL && strcmp(quiet, "1") == 0) {
-        return;
-    }
-    fprintf(stderr, "parsec-se-driver: %s the Parsec service at %s: %s\n", what,
-            endpoint->socket_path,
-            error == EAGAIN || error == EWOULDBLOCK ? "timed out" : strerror(error));
+    return quiet != NULL && strcmp(quiet, "1") == 0;
 }
 
-static int send_all(int fd, const uint8_t *data, size_t len)
+void parsec_log(const char *format, ...)
+{
+    char line[512];
+    va_list args;
+
+    if (parsec_quiet()) {
+        return;
+    }
+    va_start(args, format);
+    vsnprintf(line, sizeof(line), format, args);
+    va_end(args);
+    fprintf(stderr, "parsec-se-driver: %s\n", line);
+}
+
+/* One line on stderr when the service cannot be reached or answers badly, so that a failed
+ * handshake says why. PARSEC_SE_DRIVER_QUIET=1 silences it. */
+static void report(const parsec_endpoint_t *endpoint, const char *what, int error)
+{
+    parsec_log("%s the Parsec service at %s: %s", what, endpoint->socket_path,
+               error == EAGAIN || error == EWOULDBLOCK || error == ETIMEDOUT
+                   ? "timed out"
+                   : strerror(error));
+}
+
+/* --- the deadline of one exchange --------------------------------------------------------- */
+
+typedef struct {
+    struct timespec end;
+} deadline_t;
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) {
+        return -1;
+    }
+    return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+static int deadline_start(deadline_t *deadline, int timeout_ms)
+{
+    int64_t now = monotonic_ns();
+    int64_t end;
+    if (now < 0) {
+        return -1;
+    }
+    end = now + (int64_t) timeout_ms * 1000000;
+    deadline->end.tv_sec = (time_t) (end / 1000000000);
+    deadline->end.tv_nsec = (long) (end % 1000000000);
+    return 0;
+}
+
+/* Nanoseconds left before the deadline; 0 once it has passed (or the clock fails). */
+static int64_t deadline_left_ns(const deadline_t *deadline)
+{
+    int64_t now = monotonic_ns();
+    int64_t end = (int64_t) deadline->end.tv_sec * 1000000000 + deadline->end.tv_nsec;
+    return now < 0 || now >= end ? 0 : end - now;
+}
+
+/* Wait until fd is ready for `events` or the deadline passes: 0 when ready, -1 with errno
+ * ETIMEDOUT (or poll's error) otherwise. poll() gets the time left rounded up to the
+ * millisecond, so it never wakes before the deadline; waking after it ends the loop. */
+static int wait_ready(int fd, short events, const deadline_t *deadline)
+{
+    for (;;) {
+        struct pollfd pfd;
+        int64_t left = deadline_left_ns(deadline);
+        int ready;
+        if (left == 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        pfd.fd = fd;
+        pfd.events = events;
+        pfd.revents = 0;
+        ready = poll(&pfd, 1, (int) ((left + 999999) / 1000000));
+        if (ready > 0) {
+            return 0;  /* readable, writable, or an error/hang-up the next call reports */
+        }
+        if (ready < 0 && errno != EINTR) {
+            return -1;
+        }
+    }
+}
+
+static int send_all(int fd, const uint8_t *data, size_t len, const deadline_t *deadline)
 {
     while (len > 0) {
-        ssize_t sent = send(fd, data, len, MSG_NOSIGNAL);
+        ssize_t sent;
+        if (wait_ready(fd, POLLOUT, deadline) != 0) {
+            return -1;
+        }
+        sent = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (sent < 0) {
-            if (errno == EINTR) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
                 continue;
             }
             return -1;
@@ -200,19 +290,23 @@ static int send_all(int fd, const uint8_t *data, size_t len)
     return 0;
 }
 
-static int recv_all(int fd, uint8_t *data, size_t len)
+static int recv_all(int fd, uint8_t *data, size_t len, const deadline_t *deadline)
 {
     while (len > 0) {
-        ssize_t got = recv(fd, data, len, 0);
-        if (got < 0 && errno == EINTR) {
-            continue;
+        ssize_t got;
+        if (wait_ready(fd, POLLIN, deadline) != 0) {
+            return -1;
         }
+        got = recv(fd, data, len, MSG_DONTWAIT);
         if (got == 0) {
             errno = ECONNRESET;  /* the service closed the connection early */
             return -1;
         }
         if (got < 0) {
-            return -1;  /* an error, or the receive timeout (EAGAIN) */
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+                continue;
+            }
+            return -1;
         }
         data += got;
         len -= (size_t) got;
@@ -220,30 +314,47 @@ static int recv_all(int fd, uint8_t *data, size_t len)
     return 0;
 }
 
-static int connect_with_timeout(const parsec_endpoint_t *endpoint)
+/* A connected socket, or -1 with errno set. A Unix stream connect blocks only while the
+ * service's backlog is full; SO_SNDTIMEO bounds that wait by the time left. */
+static int connect_before(const parsec_endpoint_t *endpoint, const deadline_t *deadline)
 {
     struct sockaddr_un address;
-    struct timeval tv;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
     if (fd < 0) {
         return -1;
     }
-    tv.tv_sec = endpoint->timeout_ms / 1000;
-    tv.tv_usec = (endpoint->timeout_ms % 1000) * 1000;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
-        close(fd);
-        return -1;
-    }
     memset(&address, 0, sizeof(address));
     address.sun_family = AF_UNIX;
     memcpy(address.sun_path, endpoint->socket_path, strlen(endpoint->socket_path) + 1);
-    if (connect(fd, (const struct sockaddr *) &address, sizeof(address)) != 0) {
-        close(fd);
-        return -1;
+    for (;;) {
+        int64_t left = deadline_left_ns(deadline);
+        int64_t left_us = (left + 999) / 1000;
+        struct timeval tv;
+        if (left == 0) {
+            errno = ETIMEDOUT;
+            break;
+        }
+        /* A zero timeval would mean "no timeout": left_us is at least 1 here. */
+        tv.tv_sec = (time_t) (left_us / 1000000);
+        tv.tv_usec = (suseconds_t) (left_us % 1000000);
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+            break;
+        }
+        if (connect(fd, (const struct sockaddr *) &address, sizeof(address)) == 0) {
+            return fd;
+        }
+        if (errno != EINTR) {
+            break;  /* EAGAIN: the backlog stayed full until the deadline */
+        }
+        /* Interrupted before the connection was made: try again with the time left. */
     }
-    return fd;
+    {
+        int error = errno;
+        close(fd);
+        errno = error;
+    }
+    return -1;
 }
 
 psa_status_t parsec_exchange(const parsec_endpoint_t *endpoint, uint8_t provider, uint32_t opcode,
@@ -255,26 +366,29 @@ psa_status_t parsec_exchange(const parsec_endpoint_t *endpoint, uint8_t provider
     uint8_t raw_header[PARSEC_WIRE_HEADER_SIZE];
     parsec_header_t header;
     uint8_t *reply = NULL;
+    deadline_t deadline;
     psa_status_t status;
     int fd;
 
     *response = NULL;
     *response_len = 0;
+    if (deadline_start(&deadline, endpoint->timeout_ms) != 0) {
+        return PSA_ERROR_COMMUNICATION_FAILURE;
+    }
     status = parsec_request_bytes(endpoint, provider, opcode, body, body_len, with_auth,
                                   &request, &request_len);
     if (status != PSA_SUCCESS) {
         return status;
     }
-    fd = connect_with_timeout(endpoint);
+    fd = connect_before(endpoint, &deadline);
     if (fd < 0) {
         report(endpoint, "cannot reach", errno);
         free(request);
         return PSA_ERROR_COMMUNICATION_FAILURE;
     }
     status = PSA_ERROR_COMMUNICATION_FAILURE;
-    errno = EPROTO;
-    if (send_all(fd, request, request_len) != 0 ||
-        recv_all(fd, raw_header, sizeof(raw_header)) != 0) {
+    if (send_all(fd, request, request_len, &deadline) != 0 ||
+        recv_all(fd, raw_header, sizeof(raw_header), &deadline) != 0) {
         report(endpoint, "no answer from", errno);
         goto exit;
     }
@@ -290,7 +404,8 @@ psa_status_t parsec_exchange(const parsec_endpoint_t *endpoint, uint8_t provider
             status = PSA_ERROR_INSUFFICIENT_MEMORY;
             goto exit;
         }
-        if (recv_all(fd, reply, header.body_len) != 0) {
+        if (recv_all(fd, reply, header.body_len, &deadline) != 0) {
+            report(endpoint, "incomplete response from", errno);
             free(reply);
             reply = NULL;
             goto exit;

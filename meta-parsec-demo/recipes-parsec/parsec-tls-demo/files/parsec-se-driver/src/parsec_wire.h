@@ -28,7 +28,8 @@ enum parsec_opcode {
     PARSEC_OPCODE_PSA_VERIFY_HASH = 0x05,
     PARSEC_OPCODE_PSA_IMPORT_KEY = 0x06,
     PARSEC_OPCODE_PSA_EXPORT_PUBLIC_KEY = 0x07,
-    PARSEC_OPCODE_LIST_PROVIDERS = 0x08
+    PARSEC_OPCODE_LIST_PROVIDERS = 0x08,
+    PARSEC_OPCODE_LIST_KEYS = 0x1A
 };
 
 /* Parsec response statuses the driver treats specially. */
@@ -62,13 +63,26 @@ void parsec_header_encode(const parsec_header_t *header, uint8_t out[PARSEC_WIRE
  * wrong. */
 int parsec_header_decode(const uint8_t in[PARSEC_WIRE_HEADER_SIZE], parsec_header_t *header);
 
+/* True when PARSEC_SE_DRIVER_QUIET=1: the driver then writes nothing to stderr. */
+int parsec_quiet(void);
+
+/* One line on stderr, "parsec-se-driver: " and the formatted message, unless quiet. */
+void parsec_log(const char *format, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
 /* Read the endpoint configuration from the environment (see parsec_se_driver.h). */
 psa_status_t parsec_endpoint_from_env(parsec_endpoint_t *endpoint);
 
 /*
  * Send one request and receive its response. On PSA_SUCCESS, *parsec_status holds the
- * service's status and *response (malloc'd, owned by the caller) its body. A failure to
- * reach the service, a timeout or a malformed response is PSA_ERROR_COMMUNICATION_FAILURE.
+ * service's status and *response (malloc'd, owned by the caller; NULL for an empty body) its
+ * body. The whole exchange (connect, send the request, receive the full response) ends
+ * within endpoint->timeout_ms, measured on CLOCK_MONOTONIC from the call. A failure to reach
+ * the service, a deadline that passes or a malformed response is
+ * PSA_ERROR_COMMUNICATION_FAILURE.
  */
 psa_status_t parsec_exchange(const parsec_endpoint_t *endpoint, uint8_t provider, uint32_t opcode,
                              const uint8_t *body, size_t body_len, int with_auth,
