@@ -7,17 +7,19 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from parsec_demo import services
 from parsec_demo.native_build import HostBuild, build_host
-from parsec_demo.parsec.client import Auth, ParsecClient
-from parsec_demo.parsec.config import parse as parse_config
-from parsec_demo.parsec.service import ParsecServer, ParsecService, configure_logging
-from parsec_demo.rse.client import RseClient
 from parsec_demo.rse.server import RseServer, ServerConfig
 from parsec_demo.services import parsec_config_text
+from parsec_service.client import Auth, ParsecClient
+from parsec_service.config import parse as parse_config
+from parsec_service.rse_link.client import RseClient
+from parsec_service.server import ParsecServer, ParsecService, configure_logging
 
 
 @dataclass
@@ -163,3 +165,21 @@ def parsec(parsec_factory: Callable[..., RunningParsec]) -> RunningParsec:
 @pytest.fixture(scope="session")
 def host_build() -> HostBuild:
     return build_host()
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every service a test starts as a process is stopped when the test ends, failed or not."""
+    started: list[services.Service] = []
+    start = services.start_service
+
+    def start_and_track(*args: Any, **kwargs: Any) -> services.Service:
+        service = start(*args, **kwargs)
+        started.append(service)
+        return service
+
+    monkeypatch.setattr(services, "start_service", start_and_track)
+    yield
+    for service in started:
+        if service.alive():
+            service.stop(grace=5)

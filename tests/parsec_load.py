@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_ds
 from google.protobuf.message import Message
 
 from keyhelpers import ec_point
-from parsec_demo.parsec import contracts as pb
-from parsec_demo.parsec.client import SECP_R1, SHA_256, Auth, key_attributes, sign_alg
-from parsec_demo.parsec.constants import Opcode, ProviderId
-from parsec_demo.parsec.wire import Header, encode_request
+from parsec_service import contracts as pb
+from parsec_service.client import SECP_R1, SHA_256, Auth, key_attributes, sign_alg
+from parsec_service.constants import Opcode, ProviderId
+from parsec_service.wire import Header, encode_request
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 

@@ -37,9 +37,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from parsec_demo.parsec import contracts as pb
-from parsec_demo.parsec.constants import Opcode, ResponseStatus
-from parsec_demo.parsec.wire import HEADER, Header
+from parsec_service import contracts as pb
+from parsec_service.constants import Opcode, ResponseStatus
+from parsec_service.wire import HEADER, Header
 
 # --- PSA values the tests use -----------------------------------------------------------------
 

@@ -22,9 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from parsec_demo.parsec.client import SHA_256, Auth, ParsecClient, ParsecError, sign_alg
-from parsec_demo.parsec.constants import Opcode, ResponseStatus
-from parsec_demo.parsec.wire import HEADER, Header, encode_request
 from parsec_demo.services import (
     Service,
     parsec_config_text,
@@ -45,6 +42,9 @@ from parsec_load import (
     start_trickle_attack,
     verify_request,
 )
+from parsec_service.client import SHA_256, Auth, ParsecClient, ParsecError, sign_alg
+from parsec_service.constants import Opcode, ResponseStatus
+from parsec_service.wire import HEADER, Header, encode_request
 from tmpfs import tmpfs
 
 OK = ResponseStatus.SUCCESS
@@ -469,7 +469,7 @@ def test_an_orphaned_rse_key_does_not_block_creations(tmp_path: Path, rse: Servi
 
 
 def test_a_regular_file_at_the_socket_path_is_never_removed(tmp_path: Path) -> None:
-    from parsec_demo.unix_socket import listen_unix
+    from parsec_service.unix_socket import listen_unix
 
     path = tmp_path / "parsec.sock"
     path.write_text("precious")

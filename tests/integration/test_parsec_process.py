@@ -20,23 +20,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyhelpers import ec_point
-from parsec_demo import psa
-from parsec_demo.parsec import contracts as pb
-from parsec_demo.parsec.client import (
-    SECP_R1,
-    SHA_256,
-    Auth,
-    ParsecClient,
-    ParsecError,
-    key_attributes,
-    sign_alg,
-)
-from parsec_demo.parsec.constants import Opcode, ResponseStatus
-from parsec_demo.parsec.providers import RSE_CLIENT_ID
-from parsec_demo.parsec.wire import HEADER, Header, encode_request
-from parsec_demo.psa import PsaError, Status
-from parsec_demo.rse.client import RseClient
-from parsec_demo.rse.tfm_crypto import KeyAttributes
 from parsec_demo.services import (
     Service,
     parsec_config_text,
@@ -45,6 +28,23 @@ from parsec_demo.services import (
     start_rse_model,
     toolkit_env,
 )
+from parsec_service import contracts as pb
+from parsec_service import psa
+from parsec_service.client import (
+    SECP_R1,
+    SHA_256,
+    Auth,
+    ParsecClient,
+    ParsecError,
+    key_attributes,
+    sign_alg,
+)
+from parsec_service.constants import Opcode, ResponseStatus
+from parsec_service.providers import RSE_CLIENT_ID
+from parsec_service.psa import PsaError, Status
+from parsec_service.rse_link.client import RseClient
+from parsec_service.rse_link.tfm_crypto import KeyAttributes
+from parsec_service.wire import HEADER, Header, encode_request
 
 ATTRS = key_attributes(
     "ecc_public_key", 256, sign_alg("ecdsa", SHA_256), curve_family=SECP_R1, verify_hash=True
@@ -339,18 +339,20 @@ def test_the_cli_speaks_like_parsec_tool(tmp_path: Path, rse: Service) -> None:
 
 def test_a_hung_rse_costs_a_bounded_wait_not_a_hang(tmp_path: Path, rse: Service) -> None:
     parsec = start_parsec_service(tmp_path, rse.socket_path)
-    point = ec_point(ec.generate_private_key(ec.SECP256R1()))
-    client = ParsecClient(parsec.socket_path)
-    client.import_key("k", ATTRS, point)
-    os.kill(rse.pid, signal.SIGSTOP)
     try:
-        started = time.monotonic()
-        with pytest.raises(ParsecError) as caught:
-            client.export_public_key("k")
-        assert caught.value.status == ResponseStatus.PSA_ERROR_COMMUNICATION_FAILURE
-        assert time.monotonic() - started < 6
-        assert client.ping() == (1, 0)
+        point = ec_point(ec.generate_private_key(ec.SECP256R1()))
+        client = ParsecClient(parsec.socket_path)
+        client.import_key("k", ATTRS, point)
+        os.kill(rse.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(ParsecError) as caught:
+                client.export_public_key("k")
+            assert caught.value.status == ResponseStatus.PSA_ERROR_COMMUNICATION_FAILURE
+            assert time.monotonic() - started < 6
+            assert client.ping() == (1, 0)
+        finally:
+            os.kill(rse.pid, signal.SIGCONT)
+        assert client.export_public_key("k") == point
     finally:
-        os.kill(rse.pid, signal.SIGCONT)
-    assert client.export_public_key("k") == point
-    parsec.stop()
+        parsec.stop()

@@ -19,10 +19,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from parsec_demo.native_build import HostBuild
-from parsec_demo.parsec.client import ParsecClient
-from parsec_demo.parsec.constants import Opcode
 from parsec_demo.services import Service, start_parsec_service, start_rse_model
 from parsec_demo.tls_demo import ClientRun, TlsDemo, read_events
+from parsec_service.client import ParsecClient
+from parsec_service.constants import Opcode
 from se_driver_harness import (
     ALG_ECDSA_SHA256,
     KEY_NAME,

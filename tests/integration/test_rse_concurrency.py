@@ -30,12 +30,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from parsec_demo import psa
-from parsec_demo.psa import PsaError, Status
-from parsec_demo.rse.client import RseClient, RseUnavailable
 from parsec_demo.rse.keystore import SECRET_NAME, KeyStore
-from parsec_demo.rse.tfm_crypto import KeyAttributes
 from parsec_demo.services import start_rse_model
+from parsec_service import psa
+from parsec_service.psa import PsaError, Status
+from parsec_service.rse_link.client import RseClient, RseUnavailable
+from parsec_service.rse_link.tfm_crypto import KeyAttributes
 
 if TYPE_CHECKING:
     from multiprocessing.pool import Pool

@@ -22,9 +22,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from parsec_demo.native_build import HostBuild
-from parsec_demo.parsec import contracts as pb
-from parsec_demo.parsec.constants import Opcode, ResponseStatus
-from parsec_demo.parsec.wire import HEADER, Header
+from parsec_service import contracts as pb
+from parsec_service.constants import Opcode, ResponseStatus
+from parsec_service.wire import HEADER, Header
 from se_driver_harness import (
     ALG_ECDSA_SHA256,
     ALG_RSA_PKCS1V15_SHA256,

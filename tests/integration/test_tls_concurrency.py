@@ -18,9 +18,9 @@ import pytest
 from handshake_checks import assert_handshake_ok
 from parsec_demo.native_build import HostBuild
 from parsec_demo.netns import NetworkNamespace
-from parsec_demo.parsec.client import ParsecClient
 from parsec_demo.tls_demo import ClientRun, TlsDemo, read_events
 from parsec_load import SYSTEM_PYTHON, start_trickle_attack
+from parsec_service.client import ParsecClient
 
 CIPHER_SUITE = "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256"
 

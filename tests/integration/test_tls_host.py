@@ -15,11 +15,11 @@ import pytest
 
 from handshake_checks import assert_handshake_ok, assert_rse_evidence
 from parsec_demo.native_build import HostBuild
-from parsec_demo.parsec import contracts as pb
-from parsec_demo.parsec.client import Auth, ParsecClient
-from parsec_demo.parsec.constants import Opcode
-from parsec_demo.parsec.wire import HEADER, Header, encode_request
 from parsec_demo.tls_demo import ClientRun, TlsDemo
+from parsec_service import contracts as pb
+from parsec_service.client import Auth, ParsecClient
+from parsec_service.constants import Opcode
+from parsec_service.wire import HEADER, Header, encode_request
 from pki import make_pki
 
 

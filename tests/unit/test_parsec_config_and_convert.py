@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from parsec_demo import psa
-from parsec_demo.parsec import contracts as pb
-from parsec_demo.parsec import convert
-from parsec_demo.parsec.client import SECP_R1, SHA_256, SHA_384, key_attributes, sign_alg
-from parsec_demo.parsec.config import DEFAULT_SOCKET, ConfigError, load, parse
-from parsec_demo.parsec.constants import AuthType, ResponseStatus, status_from_psa
-from parsec_demo.parsec.wire import WireError
 from parsec_demo.services import parsec_config_text
+from parsec_service import contracts as pb
+from parsec_service import convert, psa
+from parsec_service.client import SECP_R1, SHA_256, SHA_384, key_attributes, sign_alg
+from parsec_service.config import DEFAULT_SOCKET, ConfigError, load, parse
+from parsec_service.constants import AuthType, ResponseStatus, status_from_psa
+from parsec_service.wire import WireError
 
 
 def test_defaults_are_upstreams() -> None:

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from conftest import RunningParsec, RunningRse
 from keyhelpers import ec_point, rsa_public_der
-from parsec_demo.parsec.auth import Peer
-from parsec_demo.parsec.client import (
+from parsec_demo.services import parsec_config_text
+from parsec_service.auth import Peer
+from parsec_service.client import (
     SECP_R1,
     SHA_256,
     SHA_384,
@@ -29,9 +30,8 @@ from parsec_demo.parsec.client import (
     key_attributes,
     sign_alg,
 )
-from parsec_demo.parsec.constants import Opcode, ProviderId, ResponseStatus
-from parsec_demo.parsec.wire import HEADER, Header, WireError
-from parsec_demo.services import parsec_config_text
+from parsec_service.constants import Opcode, ProviderId, ResponseStatus
+from parsec_service.wire import HEADER, Header, WireError
 
 DIGEST = hashlib.sha256(b"parsec").digest()
 
@@ -342,7 +342,7 @@ def test_unknown_opcodes_are_refused_by_the_client_library_too(parsec: RunningPa
 
 
 def client_request_body() -> Any:
-    from parsec_demo.parsec import contracts as pb
+    from parsec_service import contracts as pb
 
     return pb.ping.Operation()
 

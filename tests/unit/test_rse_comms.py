@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from parsec_demo.rse import comms
-from parsec_demo.rse.comms import Call, Header, MessageError, Reply
+from parsec_service.rse_link import comms
+from parsec_service.rse_link.comms import Call, Header, MessageError, Reply
 
 
 def test_ctrl_param_puts_type_and_lengths_in_their_bits() -> None:

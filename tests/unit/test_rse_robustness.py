@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import RunningRse
-from parsec_demo.psa import Status
-from parsec_demo.rse import comms
-from parsec_demo.rse.comms import Header
 from parsec_demo.rse.console import RseLog
 from parsec_demo.rse.keystore import KeyStore
 from parsec_demo.rse.server import RseModel
-from parsec_demo.rse.tfm_crypto import CRYPTO_HANDLE, FunctionId, KeyAttributes, PackIovec
+from parsec_service.psa import Status
+from parsec_service.rse_link import comms
+from parsec_service.rse_link.comms import Header
+from parsec_service.rse_link.tfm_crypto import CRYPTO_HANDLE, FunctionId, KeyAttributes, PackIovec
 
 
 def raw_exchange(sock: socket.socket, message: bytes) -> comms.Reply:
@@ -250,7 +250,7 @@ def test_the_client_speaks_over_a_serial_port(tmp_path: Path) -> None:
     import pty
     import tty
 
-    from parsec_demo.rse.client import RseClient, is_serial_port
+    from parsec_service.rse_link.client import RseClient, is_serial_port
 
     controller, port = pty.openpty()
     tty.setraw(port)

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from parsec_demo import psa
-from parsec_demo.rse.tfm_crypto import FunctionId, KeyAttributes, PackIovec, function_name
+from parsec_service import psa
+from parsec_service.rse_link.tfm_crypto import FunctionId, KeyAttributes, PackIovec, function_name
 
 
 def test_pack_iovec_has_the_tfm_2_1_layout() -> None:

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # Sourced by the tools/ entry points. Makes everything they need exist, idempotently:
 # Debian packages (installed as root when missing), and .venv with the pinned Python
-# dependencies listed in pyproject.toml (reinstalled only when pyproject.toml or the
-# constraints file change). Progress goes to stderr so that command output stays clean.
+# dependencies listed in pyproject.toml and the project itself installed editable (redone only
+# when pyproject.toml or the constraints file change). Progress goes to stderr so that command
+# output stays clean.
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=packages.sh
@@ -50,8 +51,7 @@ ensure_venv() {
     want="$(cat "$PROJECT_ROOT/pyproject.toml" "$PROJECT_ROOT/tools/constraints.txt" | sha256sum | cut -d' ' -f1)"
     stamp="$VENV/.parsec-demo-deps"
     if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-        _write_pth
-        _generate_protobuf
+        _generate_contracts
         return 0
     fi
     python="$(_find_python)" || { ensure_apt python3 python3-venv; python="$(_find_python)"; } \
@@ -75,21 +75,16 @@ PY
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
         -r "$VENV/requirements.txt" -c "$PROJECT_ROOT/tools/constraints.txt" >&2 \
         || die "pip install failed (see above)"
-    _write_pth
+    _generate_contracts
+    # The project itself, editable: its console scripts run this checkout's code.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+        --no-build-isolation -e "$PROJECT_ROOT" >&2 || die "installing the project failed"
+    rm -f "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/parsec_demo.pth"
     echo "$want" > "$stamp"
-    _generate_protobuf
 }
 
-# Python modules of the Parsec protobuf contracts, regenerated when a .proto changes.
-_generate_protobuf() {
-    "$VENV/bin/python" -m parsec_demo.protogen >/dev/null || die "generating protobuf code failed"
-}
-
-# The toolkit is not installed as a distribution: a .pth file puts tools/ and the generated
-# protobuf modules on the venv's path, so the package always runs from this checkout.
-_write_pth() {
-    local site want
-    site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    want="$(printf '%s\n%s' "$PROJECT_ROOT/tools" "$PROJECT_ROOT/build/python-protobuf")"
-    [ "$(cat "$site/parsec_demo.pth" 2>/dev/null)" = "$want" ] || echo "$want" > "$site/parsec_demo.pth"
+# The Python modules of the Parsec contracts, regenerated when a .proto changes.
+_generate_contracts() {
+    "$VENV/bin/python" "$PROJECT_ROOT/target/build_contracts.py" >/dev/null \
+        || die "generating the contracts' Python modules failed"
 }

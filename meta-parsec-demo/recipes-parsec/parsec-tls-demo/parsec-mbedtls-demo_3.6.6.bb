@@ -16,7 +16,7 @@ DEPENDS += "parsec-se-driver protobuf-c"
 require parsec-mbedtls-source.inc
 
 # The patches (in this order) and mbedtls-demo.config are also what the host and dev-image
-# builds apply: tools/parsec_demo/native_build.py reads them from this recipe.
+# builds apply: host/parsec_demo/native_build.py reads them from this recipe.
 SRC_URI = "${MBEDTLS_SRC_URI} \
            file://0001-psa-define-the-primary-secure-element-key-location.patch \
            file://0002-pk-verify-RSA-and-ECDSA-signatures-with-temporary-ke.patch \

@@ -16,6 +16,7 @@ require parsec-mbedtls-source.inc
 # The driver's sources and the Parsec .proto contracts; Mbed TLS only for its headers with the
 # demo configuration (the driver must see the same psa_key_attributes_t as the programs).
 SRC_URI = "file://parsec-se-driver/ \
+           file://parsec-contracts/ \
            file://mbedtls-demo.config \
            ${MBEDTLS_SRC_URI};destsuffix=mbedtls;name=mbedtls \
            "
@@ -25,7 +26,8 @@ S = "${WORKDIR}/parsec-se-driver"
 
 inherit cmake pkgconfig python3native
 
-EXTRA_OECMAKE = "-DMBEDTLS_INCLUDE_DIR=${WORKDIR}/mbedtls/include -DBUILD_TESTING=OFF"
+EXTRA_OECMAKE = "-DMBEDTLS_INCLUDE_DIR=${WORKDIR}/mbedtls/include -DBUILD_TESTING=OFF \
+                 -DPARSEC_CONTRACTS_DIR=${WORKDIR}/parsec-contracts"
 
 do_configure:prepend() {
     apply_mbedtls_demo_config ${WORKDIR}/mbedtls

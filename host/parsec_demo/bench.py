@@ -1,0 +1,324 @@
+"""``./tools/bench``: throughput measured against a baseline taken in the same run.
+
+These machines are noisy, so no figure is compared with a constant: each benchmark measures
+the project's path and a reference path back to back and prints both and their ratio.
+
+- ``rse``: psa_verify_hash calls per second through the RSE model over its socket, against
+  ``cryptography`` verifying the same signature in-process (RSA-2048 PKCS#1 v1.5 and P-256 ECDSA).
+- ``parsec``: PsaVerifyHash requests per second and p50/p99 latency through the Parsec service
+  and the RSE model, with 1 and 8 concurrent client processes, against the same in-process
+  verification. Goal: at least 10% of the in-process rate with 8 clients, p99 under 5 ms.
+- ``boot``: the dev image: build time cold and cached, image size, and seconds from QEMU's
+  start to SSH answering (median of 3 boots).
+- ``handshake``: full TLS handshakes per second (one ssl_client1 process each) with the
+  asymmetric operations delegated to Parsec and the RSE model, against the same client with
+  delegation switched off (PSA in-process), alternating. Goal: a ratio of at least 0.7.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from parsec_service import psa
+from parsec_service.rse_link.client import RseClient
+from parsec_service.rse_link.tfm_crypto import KeyAttributes
+
+from .paths import new_run_dir
+from .services import parsec_config_text, start_rse_model
+
+
+def rate(operation: Callable[[], object], seconds: float) -> float:
+    """Calls per second of ``operation`` over about ``seconds`` (after a short warm-up)."""
+    for _ in range(20):
+        operation()
+    count = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    while True:
+        for _ in range(50):
+            operation()
+        count += 50
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - started)
+
+
+@dataclass
+class VerifyCase:
+    name: str
+    key_type: int
+    bits: int
+    alg: int
+    public_data: bytes
+    digest: bytes
+    signature: bytes
+    local_verify: Callable[[], None]
+
+
+def _cases() -> list[VerifyCase]:
+    digest = hashlib.sha256(b"benchmark").digest()
+    prehashed = utils.Prehashed(hashes.SHA256())
+    rsa_key = rsa.generate_private_key(65537, 2048)
+    rsa_sig = rsa_key.sign(digest, padding.PKCS1v15(), prehashed)
+    rsa_pub = rsa_key.public_key()
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    ec_der = ec_key.sign(digest, ec.ECDSA(prehashed))
+    r, s = utils.decode_dss_signature(ec_der)
+    ec_pub = ec_key.public_key()
+    return [
+        VerifyCase(
+            "RSA-2048 PKCS#1 v1.5",
+            psa.KEY_TYPE_RSA_PUBLIC_KEY,
+            2048,
+            psa.rsa_pkcs1v15_sign(psa.ALG_SHA_256),
+            rsa_pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1),
+            digest,
+            rsa_sig,
+            lambda: rsa_pub.verify(rsa_sig, digest, padding.PKCS1v15(), prehashed),
+        ),
+        VerifyCase(
+            "P-256 ECDSA",
+            psa.KEY_TYPE_ECC_PUBLIC_KEY_SECP_R1,
+            256,
+            psa.ecdsa(psa.ALG_SHA_256),
+            ec_pub.public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            ),
+            digest,
+            r.to_bytes(32, "big") + s.to_bytes(32, "big"),
+            lambda: ec_pub.verify(ec_der, digest, ec.ECDSA(prehashed)),
+        ),
+    ]
+
+
+def bench_rse(seconds: float) -> None:
+    run_dir = new_run_dir("bench-rse")
+    rse = start_rse_model(run_dir)
+    print(f"RSE model: {run_dir}")
+    print(f"{'psa_verify_hash':<22} {'RSE model /s':>14} {'in-process /s':>14} {'ratio':>8}")
+    try:
+        with RseClient(rse.socket_path) as client:
+            for case in _cases():
+                attributes = KeyAttributes(
+                    type=case.key_type, bits=case.bits, usage=psa.USAGE_VERIFY_HASH, alg=case.alg
+                )
+                key_id = client.import_key(attributes, case.public_data)
+                bound_id, bound_case = key_id, case
+
+                def through_model(k: int = bound_id, c: VerifyCase = bound_case) -> None:
+                    client.verify_hash(k, c.alg, c.digest, c.signature)
+
+                model_rate = rate(through_model, seconds)
+                local_rate = rate(case.local_verify, seconds)
+                client.destroy_key(key_id)
+                print(
+                    f"{case.name:<22} {model_rate:>14,.0f} {local_rate:>14,.0f} "
+                    f"{model_rate / local_rate:>8.3f}"
+                )
+    finally:
+        rse.stop()
+
+
+def _parsec_worker(
+    socket_path: str, request: bytes, seconds: float, out: Queue[list[float]]
+) -> None:
+    """One client process: the same PsaVerifyHash request, each on a new connection."""
+    import socket
+
+    from parsec_service.wire import HEADER, Header
+
+    def one() -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(socket_path)
+            sock.sendall(request)
+            reply = sock.recv(65536)
+        if len(reply) < HEADER.size or Header.decode(reply[: HEADER.size]).status != 0:
+            raise RuntimeError("verification failed during the benchmark")
+
+    for _ in range(10):
+        one()
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    while (started := time.perf_counter()) < deadline:
+        one()
+        latencies.append(time.perf_counter() - started)
+    out.put(latencies)
+
+
+def _parsec_rate(
+    socket_path: Path, request: bytes, clients: int, seconds: float
+) -> tuple[float, float, float]:
+    """Requests per second, p50 and p99 latency (ms) with ``clients`` client processes."""
+    context = multiprocessing.get_context("fork")
+    results: Queue[list[float]] = context.Queue()
+    workers = [
+        context.Process(target=_parsec_worker, args=(str(socket_path), request, seconds, results))
+        for _ in range(clients)
+    ]
+    for worker in workers:
+        worker.start()
+    latencies: list[float] = []
+    for _ in workers:
+        latencies.extend(results.get(timeout=seconds + 60))
+    for worker in workers:
+        worker.join()
+    latencies.sort()
+    rate_per_s = len(latencies) / seconds
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    return rate_per_s, p50, p99
+
+
+def _verify_request(client: object, case: VerifyCase, alg: object) -> bytes:
+    """The wire bytes of one PsaVerifyHash request, as the client library encodes them."""
+    from parsec_service import contracts as pb
+    from parsec_service.client import ParsecClient
+    from parsec_service.constants import Opcode
+    from parsec_service.wire import Header, encode_request
+
+    assert isinstance(client, ParsecClient)
+    auth = client.auth()
+    operation = pb.psa_verify_hash.Operation(
+        key_name=case.name, alg=alg, hash=case.digest, signature=case.signature
+    )
+    header = Header(
+        provider=client.crypto_provider(), auth_type=auth.auth_type, opcode=Opcode.PSA_VERIFY_HASH
+    )
+    return encode_request(header, operation.SerializeToString(), auth.data)
+
+
+def bench_parsec(seconds: float) -> None:
+    from parsec_service.client import SECP_R1, SHA_256, ParsecClient, key_attributes, sign_alg
+
+    from .services import start_parsec_service
+
+    run_dir = new_run_dir("bench-parsec")
+    rse = start_rse_model(run_dir)
+    parsec = start_parsec_service(run_dir, rse.socket_path, parsec_config_text(log_level="warn"))
+    print(f"Parsec service and RSE model: {run_dir}")
+    print(
+        f"{'PsaVerifyHash':<22} {'clients':>7} {'Parsec /s':>10} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'in-process /s':>14} {'ratio':>7}"
+    )
+    try:
+        client = ParsecClient(parsec.socket_path)
+        for case in _cases():
+            rsa_case = case.key_type == psa.KEY_TYPE_RSA_PUBLIC_KEY
+            alg = sign_alg("rsa_pkcs1v15_sign" if rsa_case else "ecdsa", SHA_256)
+            if rsa_case:
+                attributes = key_attributes("rsa_public_key", 2048, alg, verify_hash=True)
+            else:
+                attributes = key_attributes(
+                    "ecc_public_key", 256, alg, curve_family=SECP_R1, verify_hash=True
+                )
+            client.import_key(case.name, attributes, case.public_data)
+            client.verify_hash(case.name, alg, case.digest, case.signature)
+            request = _verify_request(client, case, alg)
+            local_rate = rate(case.local_verify, seconds)
+            for clients in (1, 8):
+                service_rate, p50, p99 = _parsec_rate(parsec.socket_path, request, clients, seconds)
+                print(
+                    f"{case.name:<22} {clients:>7} {service_rate:>10,.0f} {p50:>7.2f} {p99:>7.2f} "
+                    f"{local_rate:>14,.0f} {service_rate / local_rate:>7.3f}"
+                )
+            client.destroy_key(case.name)
+    finally:
+        parsec.stop()
+        rse.stop()
+
+
+def bench_handshake(seconds: float) -> None:
+    from .native_build import build_host
+    from .tls_demo import TlsDemo
+
+    build = build_host()
+    run_dir = new_run_dir("bench-handshake")
+    print(f"TLS demo: {run_dir}")
+    durations: dict[str, list[float]] = {"delegated": [], "local": []}
+    environments = {"delegated": {}, "local": {"PARSEC_DEMO_LOCAL_VERIFY": "1"}}
+    with TlsDemo(run_dir, build) as demo:
+        for mode, env in environments.items():  # warm-up, and a check that both work
+            run = demo.run_client(env=env, log_name="warm-up.log")
+            if not run.ok:
+                raise RuntimeError(f"the {mode} handshake failed:\n{run.output}")
+        deadline = time.perf_counter() + 2 * seconds
+        while time.perf_counter() < deadline:
+            for mode, env in environments.items():  # alternate, so noise hits both alike
+                started = time.perf_counter()
+                run = demo.run_client(env=env, log_name=f"{mode}.log")
+                durations[mode].append(time.perf_counter() - started)
+                if not run.ok:
+                    raise RuntimeError(f"a {mode} handshake failed:\n{run.output}")
+    rates = {mode: len(d) / sum(d) for mode, d in durations.items()}
+    print(f"{'handshakes':<34} {'count':>6} {'per second':>11} {'median ms':>10}")
+    for mode, label in (
+        ("delegated", "delegated (Parsec + RSE model)"),
+        ("local", "local (PSA in-process)"),
+    ):
+        values = sorted(durations[mode])
+        median_ms = values[len(values) // 2] * 1000
+        print(f"{label:<34} {len(values):>6} {rates[mode]:>11.1f} {median_ms:>10.1f}")
+    print(f"ratio delegated/local: {rates['delegated'] / rates['local']:.3f}")
+
+
+def bench_boot(seconds: float) -> None:
+    from .image_build import build_image
+    from .machine.qemu import QemuMachine, load_config
+
+    del seconds  # boots take what they take
+    started = time.perf_counter()
+    image = build_image("amd64")
+    cached_or_cold = time.perf_counter() - started
+    started = time.perf_counter()
+    build_image("amd64")
+    cached = time.perf_counter() - started
+    built = json_load(image / "manifest.json")["built"]
+    print(f"image: {image}")
+    print(f"build: cold {built} (this run: {cached_or_cold:.1f} s), cached {cached:.2f} s")
+    for name in ("rootfs.ext4", "vmlinuz", "initrd.img"):
+        path = image / name
+        used = path.stat().st_blocks * 512  # the disk image is sparse
+        print(f"{name}: {path.stat().st_size / 1e6:.0f} MB apparent, {used / 1e6:.0f} MB used")
+    boots = []
+    for n in range(3):
+        run_dir = new_run_dir(f"bench-boot-{n}")
+        started = time.perf_counter()
+        with QemuMachine(load_config(image), run_dir) as machine, machine.target() as target:
+            boots.append(time.perf_counter() - started)
+            target.run("true")
+    boots.sort()
+    print(
+        "boot to SSH-ready: "
+        + ", ".join(f"{b:.1f}" for b in boots)
+        + f" s; median {boots[1]:.1f} s"
+    )
+
+
+def json_load(path: Path) -> dict[str, object]:
+    import json
+
+    data: dict[str, object] = json.loads(path.read_text())
+    return data
+
+
+def run_bench(what: str, seconds: float) -> int:
+    if what == "rse":
+        bench_rse(seconds)
+    elif what == "parsec":
+        bench_parsec(seconds)
+    elif what == "handshake":
+        bench_handshake(seconds)
+    elif what == "boot":
+        bench_boot(seconds)
+    else:
+        raise ValueError(f"unknown benchmark {what}")
+    return 0

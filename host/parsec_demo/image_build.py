@@ -1,0 +1,316 @@
+"""The dev image: a bootable Debian machine with the demo, made from Debian packages.
+
+``mmdebstrap`` builds the root file system into a directory (no loop mounts), with Debian's
+cloud kernel and an initramfs of just the virtio modules. Its customize hook
+(``image_files/customize.sh``) builds ``ssl_client1``, ``ssl_server`` and the Parsec SE driver
+inside the image from the same patched and configured sources as the host build
+(``native_build.prepare_tree``, reading the layer), installs the project's Parsec service with
+the layer's systemd unit and configuration, and the SSH key of this build directory. The kernel
+and initrd are copied out for direct ``-kernel`` boot, and ``mkfs.ext4 -d`` makes the disk.
+
+Images are cached by a hash of every input: a rebuild happens only when one changes. Progress
+shows step by step; a failed step says which and keeps its log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import native_build
+from .native_build import BUILD_ROOT, CONTRACTS_DIR, DRIVER_DIR, LAYER, BuildError, MbedtlsRecipe
+from .paths import PROJECT_ROOT
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+IMAGES_ROOT = BUILD_ROOT / "images"
+IMAGE_FILES = Path(__file__).with_name("image_files")
+SERVICE_DIR = LAYER / "recipes-parsec/parsec-tls-demo/files/parsec-demo-service"
+#: What runs on the machine: the target package only (its contracts are generated in the image).
+TARGET_PACKAGE = PROJECT_ROOT / "target/parsec_service"
+DISK_SIZE = "2G"
+PACKAGES = (
+    "systemd-sysv",
+    "udev",
+    "openssh-server",
+    "python3",
+    "python3-protobuf",
+    "python3-cryptography",
+    "libprotobuf-c1",
+    "iproute2",
+    "procps",
+    "podman",
+    "dbus",  # podman's OCI runtime reaches systemd over D-Bus for cgroups
+    "initramfs-tools",
+    "zstd",
+)
+#: Needed to build the demo programs and the protobuf modules in the image; removed after.
+BUILD_ONLY = (
+    "cmake",
+    "gcc",
+    "make",
+    "libc6-dev",
+    "pkg-config",
+    "libprotobuf-c-dev",
+    "protobuf-c-compiler",
+    "protobuf-compiler",
+)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    kernel_package: str
+    qemu: str
+    machine: str
+    cpu: str
+    console: str
+
+
+ARCHITECTURES = {
+    "amd64": Architecture(
+        "amd64", "linux-image-cloud-amd64", "qemu-system-x86_64", "pc", "max", "ttyS0"
+    ),
+    "arm64": Architecture(
+        "arm64", "linux-image-cloud-arm64", "qemu-system-aarch64", "virt", "cortex-a57", "ttyAMA0"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ImageManifest:
+    """What a machine runner needs to boot the image; written next to it as manifest.json."""
+
+    arch: str
+    kernel: str
+    initrd: str
+    rootfs: str
+    cmdline: str
+    qemu: str
+    machine: str
+    cpu: str
+    console: str
+    ssh_key: str
+    ssh_host_key: str
+    inputs: str
+    built: str
+
+    @classmethod
+    def load(cls, path: Path) -> ImageManifest:
+        manifest = path / "manifest.json" if path.is_dir() else path
+        return cls(**json.loads(manifest.read_text()))
+
+    def resolve(self, directory: Path, name: str) -> Path:
+        return directory / str(getattr(self, name))
+
+
+def _say(message: str) -> None:
+    print(f"[image] {message}", file=sys.stderr, flush=True)
+
+
+def ssh_key() -> Path:
+    """The SSH key of this build directory (made once), for root logins into its images."""
+    key = BUILD_ROOT / "ssh" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "parsec-demo", "-f", str(key)],
+            check=True,
+        )
+    return key
+
+
+def inputs_fingerprint(arch: str, recipe: MbedtlsRecipe) -> str:
+    digest = hashlib.sha256(json.dumps([arch, SUITE, PACKAGES, BUILD_ONLY, DISK_SIZE]).encode())
+    digest.update(native_build.inputs_fingerprint(recipe).encode())
+    files = sorted(p for d in (IMAGE_FILES, SERVICE_DIR) for p in d.rglob("*") if p.is_file())
+    files += sorted(p for p in TARGET_PACKAGE.rglob("*.py") if not p.name.endswith("_pb2.py"))
+    files += sorted(CONTRACTS_DIR.glob("*.proto"))
+    files += [Path(__file__), ssh_key().with_suffix(".pub")]
+    for path in files:
+        digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def image_dir(arch: str, fingerprint: str) -> Path:
+    return IMAGES_ROOT / f"{arch}-{fingerprint[:16]}"
+
+
+def _run(step: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None) -> None:
+    log = log_dir / f"{step}.log"
+    _say(f"{step} (log {log})")
+    started = time.monotonic()
+    with open(log, "w") as out:
+        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise BuildError(
+            f"image step '{step}' failed (exit {result.returncode}); log {log}:\n{tail}"
+        )
+    _say(f"{step}: done in {time.monotonic() - started:.0f} s")
+
+
+def build_image(arch: str = "amd64", force: bool = False) -> Path:
+    """Build the dev image for ``arch`` unless an identical one exists; returns its directory."""
+    if os.geteuid() != 0:
+        raise BuildError("building the dev image needs root (mmdebstrap --mode=root)")
+    if arch not in ARCHITECTURES:
+        raise BuildError(f"unknown architecture {arch}; choose from {', '.join(ARCHITECTURES)}")
+    spec = ARCHITECTURES[arch]
+    recipe = MbedtlsRecipe.load()
+    fingerprint = inputs_fingerprint(arch, recipe)
+    output = image_dir(arch, fingerprint)
+    if (output / "manifest.json").exists() and not force:
+        return output
+    started = time.monotonic()
+    work = IMAGES_ROOT / f".work-{arch}-{os.getpid()}"
+    if work.exists():
+        shutil.rmtree(work)
+    log_dir = work / "logs"
+    log_dir.mkdir(parents=True)
+    try:
+        _build(spec, recipe, work, log_dir)
+        manifest = _finish(spec, work, fingerprint, started)
+    except BaseException:
+        failed = IMAGES_ROOT / f"failed-{arch}-logs"
+        if failed.exists():
+            shutil.rmtree(failed)
+        shutil.copytree(log_dir, failed)
+        shutil.rmtree(work, ignore_errors=True)
+        _say(f"the build failed; its logs are kept in {failed}")
+        raise
+    if output.exists():
+        shutil.rmtree(output)
+    for scratch in ("rootfs", "mbedtls"):  # the disk image holds them now
+        if (work / scratch).exists():
+            shutil.rmtree(work / scratch)
+    work.rename(output)
+    prune_images(arch, keep=2)
+    _say(f"image ready in {time.monotonic() - started:.0f} s: {output} ({manifest.rootfs})")
+    return output
+
+
+def prune_images(arch: str, keep: int) -> None:
+    """Images are large: keep the ``keep`` newest of an architecture, delete older ones."""
+    images = sorted(
+        (p for p in IMAGES_ROOT.glob(f"{arch}-*") if (p / "manifest.json").exists()),
+        key=lambda p: (p / "manifest.json").stat().st_mtime,
+        reverse=True,
+    )
+    for old in images[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _host_arch() -> str:
+    return subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def ensure_foreign_arch(arch: str) -> None:
+    """A foreign architecture builds under qemu-user through binfmt_misc: make it usable."""
+    if (
+        arch == _host_arch()
+        or subprocess.run(["arch-test", arch], capture_output=True).returncode == 0
+    ):
+        return
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
+    if not (binfmt / "status").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)], check=False)
+    subprocess.run(["update-binfmts", "--enable", f"qemu-{ARCH_QEMU_USER[arch]}"], check=False)
+    if subprocess.run(["arch-test", arch], capture_output=True).returncode != 0:
+        raise BuildError(
+            f"this machine cannot run {arch} programs (arch-test {arch} fails): install "
+            "qemu-user-static and binfmt-support, and mount binfmt_misc"
+        )
+
+
+ARCH_QEMU_USER = {"arm64": "aarch64", "amd64": "x86_64"}
+
+
+def _build(spec: Architecture, recipe: MbedtlsRecipe, work: Path, log_dir: Path) -> None:
+    ensure_foreign_arch(spec.name)
+    tarball = native_build.fetch_source(recipe, log_dir)
+    _say(f"preparing Mbed TLS {recipe.version} with the layer's {len(recipe.patches)} patches")
+    sources = native_build.prepare_tree(recipe, tarball, work / "mbedtls", log_dir)
+    rootfs = work / "rootfs"
+    env = dict(os.environ)
+    env.update(
+        PD_MBEDTLS_SRC=str(sources),
+        PD_DRIVER_SRC=str(DRIVER_DIR),
+        PD_SERVICE_SRC=str(SERVICE_DIR),
+        PD_TARGET_PACKAGE=str(TARGET_PACKAGE),
+        PD_CONTRACTS=str(CONTRACTS_DIR),
+        PD_SSH_PUBKEY=str(ssh_key().with_suffix(".pub")),
+        PD_BUILD_ONLY=" ".join(BUILD_ONLY),
+        PD_JOBS=str(os.cpu_count() or 2),
+    )
+    command = [
+        "mmdebstrap",
+        "--mode=root",
+        "--variant=apt",
+        f"--architectures={spec.name}",
+        "--components=main",
+        f"--include={','.join((spec.kernel_package, *PACKAGES, *BUILD_ONLY))}",
+        "--hook-dir=/usr/share/mmdebstrap/hooks/eatmydata",
+        f'--essential-hook=sh {IMAGE_FILES / "essential.sh"} "$1"',
+        f'--customize-hook=sh {IMAGE_FILES / "customize.sh"} "$1"',
+        SUITE,
+        str(rootfs),
+        MIRROR,
+    ]
+    _run("mmdebstrap", command, log_dir, env)
+
+
+def _finish(spec: Architecture, work: Path, fingerprint: str, started: float) -> ImageManifest:
+    rootfs = work / "rootfs"
+    boot = rootfs / "boot"
+    kernels = sorted(boot.glob("vmlinuz-*"))
+    initrds = sorted(boot.glob("initrd.img-*"))
+    if not kernels or not initrds:
+        raise BuildError(f"no kernel or initrd in {boot}")
+    shutil.copy2(kernels[-1], work / "vmlinuz")
+    shutil.copy2(initrds[-1], work / "initrd.img")
+    host_key = (rootfs / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
+    _run("mkfs", ["mkfs.ext4", "-q", "-F", "-L", "parsec-demo", "-d", str(rootfs),
+                  str(work / "rootfs.ext4"), DISK_SIZE], work / "logs")  # fmt: skip
+    key = ssh_key()
+    manifest = ImageManifest(
+        arch=spec.name,
+        kernel="vmlinuz",
+        initrd="initrd.img",
+        rootfs="rootfs.ext4",
+        cmdline=f"root=/dev/vda rw console={spec.console} quiet",
+        qemu=spec.qemu,
+        machine=spec.machine,
+        cpu=spec.cpu,
+        console=spec.console,
+        ssh_key=str(key),
+        ssh_host_key=" ".join(host_key),
+        inputs=fingerprint,
+        built=f"{time.monotonic() - started:.0f} s",
+    )
+    (work / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2) + "\n")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="parsec-demo image build")
+    parser.add_argument("--arch", default="amd64", choices=sorted(ARCHITECTURES))
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        print(build_image(args.arch, args.force))
+    except BuildError as exc:
+        print(f"image build failed: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,74 @@
+#!/bin/sh
+# mmdebstrap customize hook of the dev image ($1 = the root directory). The environment names
+# the inputs, prepared by parsec_demo.image_build:
+#   PD_MBEDTLS_SRC  Mbed TLS sources with the layer's patches and configuration applied
+#   PD_DRIVER_SRC   the Parsec SE driver (the layer's parsec-se-driver/files)
+#   PD_SERVICE_SRC  the layer's parsec-demo-service/files (unit, config, parsec-tool)
+#   PD_TARGET_PACKAGE  the parsec_service Python package (the service, its RSE link, parsec-tool)
+#   PD_CONTRACTS    the Parsec .proto contracts
+#   PD_SSH_PUBKEY   the public key that may log in as root
+#   PD_BUILD_ONLY   packages needed only to build, removed at the end
+#   PD_JOBS         parallel build jobs
+set -eu
+root="$1"
+src=/usr/src/parsec-demo
+step() { echo "[image] $*"; }
+
+step "building ssl_client1, ssl_server, ssl_server2 and the Parsec SE driver in the image"
+mkdir -p "$root$src"
+cp -a "$PD_MBEDTLS_SRC" "$root$src/mbedtls"
+cp -a "$PD_DRIVER_SRC" "$root$src/parsec-se-driver"
+cp -a "$PD_CONTRACTS" "$root$src/parsec-contracts"
+chroot "$root" sh -eu -c "
+    cd $src
+    cmake -S parsec-se-driver -B build/driver -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
+        -DMBEDTLS_INCLUDE_DIR=$src/mbedtls/include >/dev/null
+    cmake --build build/driver -j$PD_JOBS >/dev/null
+    cmake -S mbedtls -B build/mbedtls -DENABLE_TESTING=OFF -DMBEDTLS_FATAL_WARNINGS=ON \
+        -DCMAKE_BUILD_TYPE=Release \
+        '-DPARSEC_SE_DRIVER_LIBRARIES=$src/build/driver/libparsec-se-driver.a;protobuf-c' >/dev/null
+    cmake --build build/mbedtls -j$PD_JOBS --target ssl_client1 ssl_server ssl_server2 >/dev/null
+    install -m 0755 build/mbedtls/programs/ssl/ssl_client1 build/mbedtls/programs/ssl/ssl_server \
+        build/mbedtls/programs/ssl/ssl_server2 /usr/bin/
+"
+
+step "installing the parsec-demo service"
+site=/usr/lib/python3/dist-packages
+mkdir -p "$root/etc/parsec"
+cp -a "$PD_TARGET_PACKAGE" "$root$site/parsec_service"
+find "$root$site/parsec_service" \( -name __pycache__ -o -name '*_pb2.py' -o -name '.*' \) \
+    -prune -exec rm -rf {} +
+# The contracts' modules, by the image's protoc; inside the package they import each other
+# relatively (the same rewrite as target/build_contracts.py).
+chroot "$root" sh -eu -c "
+    cd $src/parsec-contracts && protoc -I. --python_out=$site/parsec_service/contracts *.proto
+    sed -i -E 's/^import ([a-z_]+_pb2) as /from . import \\1 as /' $site/parsec_service/contracts/*_pb2.py
+"
+install -m 0644 "$PD_SERVICE_SRC/parsec-demo.service" "$root/etc/systemd/system/parsec-demo.service"
+install -m 0644 "$PD_SERVICE_SRC/config.toml" "$root/etc/parsec/config.toml"
+install -m 0755 "$PD_SERVICE_SRC/parsec-tool" "$root/usr/bin/parsec-tool"
+
+step "removing the build tools"
+# shellcheck disable=SC2086
+chroot "$root" apt-get purge -y -qq --auto-remove $PD_BUILD_ONLY >/dev/null
+chroot "$root" apt-get clean
+rm -rf "$root$src" "$root/var/lib/apt/lists/"*
+chroot "$root" python3 -m compileall -q "$site/parsec_service" >/dev/null
+
+step "configuring the machine"
+echo parsec-demo > "$root/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 parsec-demo\n::1 localhost ip6-localhost\n' > "$root/etc/hosts"
+printf '/dev/vda / ext4 defaults,noatime 0 1\n' > "$root/etc/fstab"
+mkdir -p "$root/etc/systemd/network"
+printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n' \
+    > "$root/etc/systemd/network/20-wired.network"
+install -d -m 0700 "$root/root/.ssh"
+install -m 0600 "$PD_SSH_PUBKEY" "$root/root/.ssh/authorized_keys"
+# Seconds matter under TCG: no timers, no VT gettys, no waiting for the network.
+chroot "$root" systemctl enable -q systemd-networkd parsec-demo.service
+chroot "$root" systemctl mask -q apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
+    fstrim.timer man-db.timer systemd-networkd-wait-online.service getty@tty1.service \
+    systemd-random-seed.service dpkg-db-backup.timer 2>/dev/null || true
+ln -sf /dev/null "$root/etc/systemd/system/getty.target.wants/getty@tty1.service" 2>/dev/null || true
+rm -f "$root/etc/machine-id" "$root/var/lib/dbus/machine-id"
+touch "$root/etc/machine-id"

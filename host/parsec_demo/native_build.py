@@ -1,0 +1,366 @@
+"""Building the demo's C programs on this machine: Mbed TLS 3.6 with the layer's patches, and
+the Parsec secure-element driver.
+
+The layer is the single source of truth. The Mbed TLS version and the patch order are read from
+the recipe (``parsec-mbedtls-demo_<PV>.bb``), the SHA-256 of Debian's tarball of that release
+from ``parsec-mbedtls-source.inc``, the configuration from ``mbedtls-demo.config``; the driver
+from its recipe's ``files/``. The source comes from Debian's source package of that version
+(trixie carries 3.6.6), fetched with ``apt-get source`` through a private sources list under
+``build/apt`` (the system's apt configuration is never touched), and its tarball must match the
+recipe's checksum.
+
+The driver is built twice: as the demo links it, and, for the tests only, with AddressSanitizer
+and UndefinedBehaviorSanitizer (``PARSEC_SE_DRIVER_SANITIZE``) in ``build/host/driver-sanitize``:
+its unit tests and the harness that drives its entry points
+(``bin/parsec-se-driver-tests-sanitized``, ``bin/parsec-se-driver-harness``).
+
+Every step logs to ``build/host/logs/<step>.log``; a failed step says which and prints the tail
+of its log. A finished build records the hash of all its inputs, so nothing is rebuilt until an
+input changes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import PROJECT_ROOT
+
+LAYER = PROJECT_ROOT / "meta-parsec-demo"
+DEMO_RECIPE_DIR = LAYER / "recipes-parsec/parsec-tls-demo"
+DRIVER_DIR = DEMO_RECIPE_DIR / "files/parsec-se-driver"
+#: The Parsec contracts (one copy for the driver, the service and the recipes).
+CONTRACTS_DIR = PROJECT_ROOT / "contracts/parsec"
+BUILD_ROOT = PROJECT_ROOT / "build"
+HOST_BUILD = BUILD_ROOT / "host"
+DEBIAN_SOURCE_PACKAGE = "mbedtls"
+DEBIAN_SUITE = "trixie"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+PROGRAMS = ("ssl_client1", "ssl_server", "ssl_server2")
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class MbedtlsRecipe:
+    """What the layer's recipe pins: version, tarball checksum, patches, configuration."""
+
+    version: str
+    sha256: str
+    patches: tuple[Path, ...]
+    config: Path
+
+    @classmethod
+    def load(cls, recipe_dir: Path = DEMO_RECIPE_DIR) -> MbedtlsRecipe:
+        recipes = sorted(recipe_dir.glob("parsec-mbedtls-demo_*.bb"))
+        if len(recipes) != 1:
+            raise BuildError(f"expected one parsec-mbedtls-demo recipe in {recipe_dir}")
+        recipe = recipes[0]
+        version = recipe.stem.split("_", 1)[1]
+        source_inc = recipe_dir / "parsec-mbedtls-source.inc"
+        checksum = re.search(
+            r'^PARSEC_DEMO_DEBIAN_ORIG_SHA256\s*=\s*"([0-9a-f]{64})"', source_inc.read_text(), re.M
+        )
+        if checksum is None:
+            raise BuildError(f"{source_inc.name} pins no PARSEC_DEMO_DEBIAN_ORIG_SHA256")
+        files = re.findall(r"file://([^\s;\"\\]+)", recipe.read_text())
+        patches = tuple(recipe_dir / "files" / f for f in files if f.endswith(".patch"))
+        configs = [recipe_dir / "files" / f for f in files if f.endswith(".config")]
+        if len(configs) != 1:
+            raise BuildError(f"{recipe.name} must name one .config file")
+        for path in (*patches, *configs):
+            if not path.is_file():
+                raise BuildError(f"{recipe.name} names {path.name}, which is missing")
+        return cls(version, checksum.group(1), patches, configs[0])
+
+    def config_actions(self) -> list[tuple[str, str]]:
+        actions = []
+        for line in self.config.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            action, _, option = line.partition(" ")
+            if action not in ("set", "unset") or not option:
+                raise BuildError(f"{self.config.name}: cannot read {line!r}")
+            actions.append((action, option.strip()))
+        return actions
+
+
+@dataclass(frozen=True)
+class HostBuild:
+    """Where a finished host build put its programs."""
+
+    root: Path
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.root / "bin"
+
+    def program(self, name: str) -> Path:
+        return self.bin_dir / name
+
+    @property
+    def driver_tests(self) -> Path:
+        return self.bin_dir / "parsec-se-driver-tests"
+
+    @property
+    def driver_tests_sanitized(self) -> Path:
+        """The driver's unit tests built with ASan and UBSan."""
+        return self.bin_dir / "parsec-se-driver-tests-sanitized"
+
+    @property
+    def driver_harness(self) -> Path:
+        """The driver's entry points driven from stdin, built with ASan and UBSan."""
+        return self.bin_dir / "parsec-se-driver-harness"
+
+    @property
+    def test_programs(self) -> tuple[Path, ...]:
+        return (self.driver_tests, self.driver_tests_sanitized, self.driver_harness)
+
+    @property
+    def source_dir(self) -> Path:
+        return self.root / "mbedtls-src"
+
+
+def _say(message: str) -> None:
+    print(f"[build] {message}", file=sys.stderr, flush=True)
+
+
+def _run(step: str, command: Sequence[str | Path], log_dir: Path, cwd: Path | None = None) -> None:
+    """Run one build command, its output appended to the step's log; explain a failure."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{step}.log"
+    with open(log, "a") as out:
+        out.write(f"$ {' '.join(str(c) for c in command)}\n")
+        out.flush()
+        result = subprocess.run(
+            [str(c) for c in command], cwd=cwd, stdout=out, stderr=subprocess.STDOUT
+        )
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        raise BuildError(f"step '{step}' failed (exit {result.returncode}); log {log}:\n{tail}")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- the source -------------------------------------------------------------------------------
+
+
+def _apt_options(apt_dir: Path) -> list[str]:
+    return [
+        "-o", f"Dir::Etc::SourceList={apt_dir / 'sources.list'}",
+        "-o", "Dir::Etc::SourceParts=/dev/null",
+        "-o", f"Dir::State::Lists={apt_dir / 'lists'}",
+        "-o", f"Dir::Cache={apt_dir / 'cache'}",
+        "-o", "Debug::NoLocking=1",
+        "-o", "APT::Sandbox::User=root",
+    ]  # fmt: skip
+
+
+def fetch_source(recipe: MbedtlsRecipe, log_dir: Path) -> Path:
+    """The Mbed TLS tarball of the recipe's version, from Debian, checked against the pin."""
+    sources = BUILD_ROOT / "sources"
+    tarball = sources / f"{DEBIAN_SOURCE_PACKAGE}_{recipe.version}.orig.tar.bz2"
+    if tarball.exists() and sha256_of(tarball) == recipe.sha256:
+        return tarball
+    apt_dir = BUILD_ROOT / "apt"
+    for sub in ("lists/partial", "cache/archives/partial"):
+        (apt_dir / sub).mkdir(parents=True, exist_ok=True)
+    (apt_dir / "sources.list").write_text(f"deb-src {DEBIAN_MIRROR} {DEBIAN_SUITE} main\n")
+    options = _apt_options(apt_dir)
+    _say(f"fetching the Debian source package of Mbed TLS {recipe.version} ({DEBIAN_SUITE})")
+    _run("fetch-source", ["apt-get", *options, "update"], log_dir)
+    listing = subprocess.run(
+        ["apt-cache", *options, "showsrc", DEBIAN_SOURCE_PACKAGE],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    versions = re.findall(r"^Version: (\S+)$", listing.stdout, re.M)
+    wanted = [v for v in versions if v.split("-")[0].split(":")[-1] == recipe.version]
+    if not wanted:
+        raise BuildError(
+            f"Debian {DEBIAN_SUITE} has no {DEBIAN_SOURCE_PACKAGE} {recipe.version} "
+            f"(it has {', '.join(versions) or 'none'})"
+        )
+    sources.mkdir(parents=True, exist_ok=True)
+    _run(
+        "fetch-source",
+        ["apt-get", *options, "source", "--download-only", f"{DEBIAN_SOURCE_PACKAGE}={wanted[0]}"],
+        log_dir,
+        cwd=sources,
+    )
+    actual = sha256_of(tarball)
+    if actual != recipe.sha256:
+        tarball.rename(tarball.with_suffix(".rejected"))
+        raise BuildError(
+            f"{tarball.name} has SHA-256 {actual}, the recipe pins {recipe.sha256}: refusing it"
+        )
+    return tarball
+
+
+def prepare_tree(recipe: MbedtlsRecipe, tarball: Path, destination: Path, log_dir: Path) -> Path:
+    """Unpack, apply the layer's patches in recipe order, apply the demo configuration."""
+    if destination.exists():
+        shutil.rmtree(destination)
+    staging = destination.with_name(destination.name + ".tmp")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    with tarfile.open(tarball) as archive:
+        archive.extractall(staging, filter="data")
+    [top] = list(staging.iterdir())
+    for patch in recipe.patches:
+        _say(f"applying {patch.name}")
+        _run("patch", ["patch", "-p1", "--forward", "--batch", "-i", patch], log_dir, cwd=top)
+    for action, option in recipe.config_actions():
+        _run("configure", [sys.executable, "scripts/config.py", action, option], log_dir, cwd=top)
+    top.rename(destination)
+    shutil.rmtree(staging)
+    return destination
+
+
+def check_patches_apply(recipe: MbedtlsRecipe | None = None) -> list[str]:
+    """Apply the patches to a scratch copy of the pinned source; returns the patch names."""
+    recipe = recipe or MbedtlsRecipe.load()
+    log_dir = HOST_BUILD / "logs"
+    tarball = fetch_source(recipe, log_dir)
+    scratch = BUILD_ROOT / "patch-check"
+    prepare_tree(recipe, tarball, scratch / "tree", log_dir)
+    shutil.rmtree(scratch)
+    return [p.name for p in recipe.patches]
+
+
+# --- the build --------------------------------------------------------------------------------
+
+
+def inputs_fingerprint(recipe: MbedtlsRecipe) -> str:
+    digest = hashlib.sha256(recipe.sha256.encode())
+    files = [*recipe.patches, recipe.config, Path(__file__)]
+    files += sorted(p for d in (DRIVER_DIR, CONTRACTS_DIR) for p in d.rglob("*") if p.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _cmake(
+    step: str,
+    source: Path,
+    build_dir: Path,
+    options: Sequence[str],
+    log_dir: Path,
+    targets: Sequence[str] = (),
+) -> None:
+    """Configure and build one CMake project; its output goes to ``<step>.log``."""
+    _run(step, ["cmake", "-S", source, "-B", build_dir, *options], log_dir)
+    build: list[str | Path] = ["cmake", "--build", build_dir, f"-j{os.cpu_count() or 2}"]
+    if targets:
+        build += ["--target", *targets]
+    _run(step, build, log_dir)
+
+
+def build_host(force: bool = False) -> HostBuild:
+    """Build (if any input changed) and return the host build of the demo programs.
+
+    One build at a time: a second caller (another test session, the demo) waits for the first
+    one's lock and then finds the build done."""
+    HOST_BUILD.mkdir(parents=True, exist_ok=True)
+    with open(HOST_BUILD / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_host_locked(force)
+
+
+def _build_host_locked(force: bool) -> HostBuild:
+    recipe = MbedtlsRecipe.load()
+    result = HostBuild(HOST_BUILD)
+    stamp = HOST_BUILD / "inputs.sha256"
+    fingerprint = inputs_fingerprint(recipe)
+    if (
+        not force
+        and stamp.exists()
+        and stamp.read_text().strip() == fingerprint
+        and all(result.program(p).exists() for p in PROGRAMS)
+        and all(p.exists() for p in result.test_programs)
+    ):
+        return result
+    started = time.monotonic()
+    log_dir = HOST_BUILD / "logs"
+    driver_build = HOST_BUILD / "driver"
+    sanitized_build = HOST_BUILD / "driver-sanitize"
+    mbedtls_build = HOST_BUILD / "mbedtls"
+    for stale in (log_dir, driver_build, sanitized_build, mbedtls_build):
+        if stale.exists():  # a CMake cache remembers its source paths: start clean
+            shutil.rmtree(stale)
+    stamp.unlink(missing_ok=True)
+    tarball = fetch_source(recipe, log_dir)
+    _say(f"preparing Mbed TLS {recipe.version} with {len(recipe.patches)} patches")
+    source = prepare_tree(recipe, tarball, result.source_dir, log_dir)
+    driver_options = [
+        f"-DMBEDTLS_INCLUDE_DIR={source / 'include'}",
+        f"-DPARSEC_CONTRACTS_DIR={CONTRACTS_DIR}",
+        "-DPARSEC_SE_DRIVER_WERROR=ON",
+    ]
+
+    _say("building the Parsec SE driver")
+    _cmake(
+        "driver",
+        DRIVER_DIR,
+        driver_build,
+        [*driver_options, "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
+        log_dir,
+    )
+    _say("building the Parsec SE driver's tests with ASan and UBSan")
+    sanitize = ["-DCMAKE_BUILD_TYPE=Debug", "-DPARSEC_SE_DRIVER_SANITIZE=ON"]
+    _cmake("driver-sanitize", DRIVER_DIR, sanitized_build, [*driver_options, *sanitize], log_dir)
+    _say("building Mbed TLS ssl_client1, ssl_server, ssl_server2 (warnings are errors)")
+    driver_libraries = f"{driver_build / 'libparsec-se-driver.a'};protobuf-c"
+    mbedtls_options = [
+        "-DENABLE_TESTING=OFF",
+        "-DMBEDTLS_FATAL_WARNINGS=ON",
+        "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+        f"-DPARSEC_SE_DRIVER_LIBRARIES={driver_libraries}",
+    ]
+    _cmake("mbedtls", source, mbedtls_build, mbedtls_options, log_dir, targets=PROGRAMS)
+
+    result.bin_dir.mkdir(parents=True, exist_ok=True)
+    for program in PROGRAMS:
+        shutil.copy2(mbedtls_build / "programs/ssl" / program, result.program(program))
+    shutil.copy2(driver_build / "parsec-se-driver-tests", result.driver_tests)
+    shutil.copy2(sanitized_build / "parsec-se-driver-tests", result.driver_tests_sanitized)
+    shutil.copy2(sanitized_build / "parsec-se-driver-harness", result.driver_harness)
+    stamp.write_text(fingerprint + "\n")
+    _say(f"built in {time.monotonic() - started:.0f} s: {result.bin_dir}")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args == ["--check-patches"]:
+            print("patches apply cleanly:", ", ".join(check_patches_apply()))
+        else:
+            print(build_host(force="--force" in args).bin_dir)
+    except BuildError as exc:
+        print(f"build failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

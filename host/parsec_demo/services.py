@@ -1,0 +1,208 @@
+"""Starting and stopping the project's daemons as real processes, for the demo, benchmarks, tests.
+
+A service is started with its output going to its own log file in a run directory, is ready
+when its socket accepts a connection, and is stopped with SIGTERM (then SIGKILL if it does not
+go within a grace period). A service that dies during start-up is reported with the tail of
+its log, so the failure explains itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def socket_accepts(path: Path) -> bool:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def python_command(*args: str) -> list[str]:
+    """The command line of this toolkit's CLI, run by the current interpreter."""
+    return [sys.executable, "-m", "parsec_demo", *args]
+
+
+def toolkit_env() -> dict[str, str]:
+    """The environment the toolkit's own processes run in (the project is installed in the
+    interpreter's environment, so nothing needs adding)."""
+    return dict(os.environ)
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    socket_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, grace: float = 10.0) -> int:
+        """SIGTERM, wait, SIGKILL if needed; returns the exit status."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: the abrupt death that durability tests need."""
+        if self.alive():
+            self.process.kill()
+        self.process.wait()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def start_service(
+    name: str, command: Sequence[str], log_path: Path, socket_path: Path, timeout: float = 20.0
+) -> Service:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=toolkit_env(),
+            start_new_session=True,
+        )
+    service = Service(name, process, log_path, socket_path)
+    deadline = time.monotonic() + timeout
+    while not socket_accepts(socket_path):
+        if not service.alive():
+            raise ServiceError(
+                f"{name} exited with status {process.returncode} during start-up; "
+                f"log {log_path}:\n{tail(log_path)}"
+            )
+        if time.monotonic() > deadline:
+            service.stop()
+            raise ServiceError(
+                f"{name} not ready after {timeout:.0f} s; log {log_path}:\n{tail(log_path)}"
+            )
+        time.sleep(0.02)
+    return service
+
+
+def start_rse_model(
+    run_dir: Path,
+    slots: int = 32,
+    name: str = "rse",
+    max_keys: int | None = None,
+    max_connections: int | None = None,
+) -> Service:
+    """The RSE model with its console, events and store in ``run_dir``.
+
+    ``max_keys`` and ``max_connections`` are passed on when given, else the model's defaults hold.
+    """
+    socket_path = run_dir / f"{name}.sock"
+    command = python_command(
+        "rse",
+        "serve",
+        "--socket",
+        str(socket_path),
+        "--store",
+        str(run_dir / f"{name}-store"),
+        "--log",
+        str(run_dir / f"{name}-console.log"),
+        "--events",
+        str(run_dir / f"{name}-events.jsonl"),
+        "--slots",
+        str(slots),
+    )
+    if max_keys is not None:
+        command += ["--max-keys", str(max_keys)]
+    if max_connections is not None:
+        command += ["--max-connections", str(max_connections)]
+    return start_service(name, command, run_dir / f"{name}-process.log", socket_path)
+
+
+def parsec_config_text(
+    auth_type: str = "UnixPeerCredentials",
+    admins: tuple[str, ...] = ("0",),
+    log_level: str = "info",
+    extra_core: str = "",
+) -> str:
+    """A service configuration in Parsec's format, as the demo and the tests use it."""
+    admin_list = ", ".join(f'{{ name = "{name}" }}' for name in admins)
+    return f"""# Parsec service configuration (Parsec config.toml format)
+[core_settings]
+allow_root = true
+log_level = "{log_level}"
+log_error_details = true
+{extra_core}
+[listener]
+listener_type = "DomainSocket"
+timeout = 200
+
+[authenticator]
+auth_type = "{auth_type}"
+admins = [{admin_list}]
+
+[[key_manager]]
+name = "sqlite-manager"
+manager_type = "SQLite"
+
+[[provider]]
+provider_type = "TrustedService"
+key_info_manager = "sqlite-manager"
+"""
+
+
+def start_parsec_service(
+    run_dir: Path, rse_socket: Path, config_text: str | None = None, name: str = "parsec"
+) -> Service:
+    """The project's Parsec service, its key info manager and log in ``run_dir``."""
+    config = run_dir / f"{name}-config.toml"
+    if config_text is not None or not config.exists():
+        config.write_text(config_text if config_text is not None else parsec_config_text())
+    socket_path = run_dir / f"{name}.sock"
+    command = python_command(
+        "parsec",
+        "serve",
+        "--socket",
+        str(socket_path),
+        "--rse",
+        str(rse_socket),
+        "--store",
+        str(run_dir / f"{name}-store"),
+        "--config",
+        str(config),
+    )
+    return start_service(name, command, run_dir / f"{name}.log", socket_path)

@@ -1,0 +1,442 @@
+"""The service's providers: Core (administration) and Trusted Service (crypto in the RSE).
+
+The Trusted Service provider plays the part of upstream's provider 4 plus the SE proxy: every
+PSA operation becomes a TF-M crypto call to the RSE over RSE comms, on a small pool of persistent
+links that reconnect by themselves. Keys are persistent RSE keys whose ids the key info manager
+hands out; a key's name, owner and attributes live in the key info manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.message import Message
+
+from . import __version__, convert, psa
+from . import contracts as pb
+from .auth import description as auth_description
+from .constants import (
+    CORE_ADVERTISED,
+    CORE_PROVIDER_UUID,
+    TRUSTED_SERVICE_PROVIDER_UUID,
+    AuthType,
+    Opcode,
+    ProviderId,
+    ResponseStatus,
+)
+from .kim import KeyEntry, KeyExists, KeyInfoManager, QuotaExceeded, StorageError
+from .psa import PsaError, Status
+from .rse_link.client import RseClient, is_serial_port
+from .rse_link.tfm_crypto import KeyAttributes
+from .wire import WireError
+
+log = logging.getLogger("parsec")
+
+#: The RSE comms client id the service uses, as the SE proxy does for the application cores.
+RSE_CLIENT_ID = 0x0001
+#: Largest single psa_generate_random the RSE answers; bigger requests are split.
+RSE_RANDOM_CHUNK = 1024
+VERSION = tuple(int(part) for part in __version__.split("."))
+
+
+@dataclass(frozen=True)
+class Application:
+    auth_type: AuthType
+    name: str
+
+
+def require(app: Application | None) -> Application:
+    if app is None:
+        raise WireError(ResponseStatus.NOT_AUTHENTICATED, "the operation needs an application")
+    return app
+
+
+def _info(uuid: str, description: str, vendor: str, provider_id: ProviderId) -> Message:
+    return pb.list_providers.ProviderInfo(
+        uuid=uuid,
+        description=description,
+        vendor=vendor,
+        version_maj=VERSION[0],
+        version_min=VERSION[1],
+        version_rev=VERSION[2],
+        id=int(provider_id),
+    )
+
+
+Handler = Callable[[Application | None, Any], Message]
+
+
+class TrustedServiceProvider:
+    id = ProviderId.TRUSTED_SERVICE
+
+    def __init__(
+        self,
+        rse_socket: Path,
+        kim: KeyInfoManager,
+        response_limit: Callable[[], int],
+        key_quota: Callable[[], int | None] = lambda: None,
+        pool_size: int = 4,
+        rse_timeout: float = 3.0,
+    ) -> None:
+        self.kim = kim
+        self.rse_socket = rse_socket
+        self._response_limit = response_limit
+        self._key_quota = key_quota
+        self._pool: queue.LifoQueue[RseClient] = queue.LifoQueue()
+        if is_serial_port(rse_socket):
+            pool_size = 1  # a serial port is one stream: calls take turns on it
+        for _ in range(pool_size):
+            self._pool.put(RseClient(rse_socket, client_id=RSE_CLIENT_ID, timeout=rse_timeout))
+        self.handlers: dict[Opcode, Handler] = {
+            Opcode.PSA_IMPORT_KEY: self.import_key,
+            Opcode.PSA_GENERATE_KEY: self.generate_key,
+            Opcode.PSA_DESTROY_KEY: self.destroy_key,
+            Opcode.PSA_EXPORT_PUBLIC_KEY: self.export_public_key,
+            Opcode.PSA_SIGN_HASH: self.sign_hash,
+            Opcode.PSA_VERIFY_HASH: self.verify_hash,
+            Opcode.PSA_GENERATE_RANDOM: self.generate_random,
+            Opcode.PSA_HASH_COMPUTE: self.hash_compute,
+        }
+
+    def info(self) -> Message:
+        return _info(
+            TRUSTED_SERVICE_PROVIDER_UUID,
+            "Trusted Service provider: PSA Crypto in the RSE (TF-M), reached through the SE proxy",
+            "Arm",
+            self.id,
+        )
+
+    def close(self) -> None:
+        while not self._pool.empty():
+            self._pool.get_nowait().close()
+
+    @contextlib.contextmanager
+    def rse(self) -> Iterator[RseClient]:
+        client = self._pool.get()
+        try:
+            yield client
+        finally:
+            self._pool.put(client)
+
+    # --- reconciliation -----------------------------------------------------------------------
+
+    def reconcile(self) -> int:
+        """Settle the leftovers: pending rows no request holds (a crash, or an RSE call whose
+        outcome is unknown). Destroys their RSE keys if present; returns how many it settled."""
+        settled = 0
+        for entry in self.kim.claim_leftovers():
+            try:
+                with self.rse() as rse:
+                    _destroy_if_present(rse, entry.key_id)
+                self.kim.remove(entry)
+            except (PsaError, StorageError) as exc:
+                self.kim.abandon(entry)
+                log.warning("cannot settle key %r of %s yet: %s", entry.name, entry.app, exc)
+                continue
+            log.info("settled interrupted %s of key %r of %s", entry.state, entry.name, entry.app)
+            settled += 1
+        return settled
+
+    def _settle_leftovers(self) -> None:
+        if self.kim.has_leftovers():
+            self.reconcile()
+
+    # --- key management -----------------------------------------------------------------------
+
+    def _lookup(self, app: Application, name: str) -> KeyEntry:
+        entry = self.kim.get(app.auth_type, app.name, name)
+        if entry is None:
+            raise PsaError(Status.DOES_NOT_EXIST, f"no key {name!r} for {app.name}")
+        return entry
+
+    def _reserve(self, app: Application, name: str, message: Any) -> KeyEntry:
+        try:
+            return self.kim.reserve(
+                app.auth_type,
+                app.name,
+                name,
+                int(self.id),
+                message.SerializeToString(),
+                quota=self._key_quota(),
+            )
+        except KeyExists:
+            raise PsaError(Status.ALREADY_EXISTS, f"key {name!r} exists") from None
+        except QuotaExceeded as exc:
+            log.warning(
+                "%s ([core_settings] max_keys_per_application): PsaErrorInsufficientStorage", exc
+            )
+            raise PsaError(Status.INSUFFICIENT_STORAGE, str(exc)) from None
+        except StorageError as exc:
+            raise PsaError(exc.status, str(exc)) from None
+
+    def _create(
+        self,
+        app: Application,
+        name: str,
+        message: Any,
+        rse_call: Callable[[RseClient, KeyAttributes], int],
+    ) -> None:
+        attributes = convert.attributes_to_psa(message)
+        self._settle_leftovers()
+        entry = self._reserve(app, name, message)
+        try:
+            with self.rse() as rse:
+                entry, bits = self._make_rse_key(rse, entry, attributes, rse_call)
+        except PsaError as exc:
+            if exc.status == Status.COMMUNICATION_FAILURE:
+                self.kim.abandon(entry)  # outcome unknown: settled as a leftover
+            else:
+                self._drop_reservation(entry)
+            raise
+        except BaseException:
+            self.kim.abandon(entry)
+            raise
+        stored = type(message)()
+        stored.CopyFrom(message)
+        stored.key_bits = bits
+        try:
+            self.kim.activate(entry, stored.SerializeToString())
+        except StorageError as exc:
+            # The RSE key exists but its name could not be committed: take the key back.
+            try:
+                with self.rse() as rse:
+                    _destroy_if_present(rse, entry.key_id)
+            except PsaError:
+                self.kim.abandon(entry)
+            else:
+                self._drop_reservation(entry)
+            raise PsaError(exc.status, str(exc)) from None
+
+    def _make_rse_key(
+        self,
+        rse: RseClient,
+        entry: KeyEntry,
+        attributes: convert.PsaKeyAttributes,
+        rse_call: Callable[[RseClient, KeyAttributes], int],
+    ) -> tuple[KeyEntry, int]:
+        """Create the RSE key for a reserved row; returns the row and the key's size."""
+        for _attempt in range(2):
+            rse_attributes = KeyAttributes(
+                type=attributes.type,
+                bits=attributes.bits,
+                lifetime=psa.LIFETIME_PERSISTENT,
+                usage=attributes.usage,
+                alg=attributes.alg,
+                id=entry.key_id,
+            )
+            try:
+                rse_call(rse, rse_attributes)
+                break
+            except PsaError as exc:
+                if exc.status != Status.ALREADY_EXISTS:
+                    raise
+            # Ids are never handed out twice and every RSE key gets its row first, so an RSE
+            # key with a fresh id is an orphan (a key info database that was reset): remove it.
+            log.error("RSE key 0x%08x has no key info (an orphan); destroying it", entry.key_id)
+            _destroy_if_present(rse, entry.key_id)
+        else:
+            raise PsaError(Status.ALREADY_EXISTS, f"RSE key 0x{entry.key_id:08x} keeps existing")
+        try:
+            bits = attributes.bits or rse.get_key_attributes(entry.key_id).bits
+        except PsaError as exc:
+            if exc.status != Status.COMMUNICATION_FAILURE:
+                # The key exists but its size could not be read back: take it back.
+                with contextlib.suppress(PsaError):
+                    _destroy_if_present(rse, entry.key_id)
+            raise
+        return entry, bits
+
+    def _drop_reservation(self, entry: KeyEntry) -> None:
+        try:
+            self.kim.remove(entry)
+        except StorageError:
+            self.kim.abandon(entry)
+
+    def import_key(self, app: Application | None, op: Any) -> Message:
+        if not op.HasField("attributes"):
+            raise convert.invalid("import without attributes")
+        convert.attributes_to_psa(op.attributes)
+        owner = require(app)
+        self._create(
+            owner, op.key_name, op.attributes, lambda rse, attrs: rse.import_key(attrs, op.data)
+        )
+        return pb.psa_import_key.Result()
+
+    def generate_key(self, app: Application | None, op: Any) -> Message:
+        if not op.HasField("attributes"):
+            raise convert.invalid("generation without attributes")
+        convert.attributes_to_psa(op.attributes)
+        owner = require(app)
+        self._create(owner, op.key_name, op.attributes, lambda rse, attrs: rse.generate_key(attrs))
+        return pb.psa_generate_key.Result()
+
+    def destroy_key(self, app: Application | None, op: Any) -> Message:
+        owner = require(app)
+        self._settle_leftovers()
+        self.destroy_entry(self._lookup(owner, op.key_name))
+        return pb.psa_destroy_key.Result()
+
+    def destroy_entry(self, entry: KeyEntry) -> None:
+        """Destroy an active key; DOES_NOT_EXIST if another request destroyed it first."""
+        try:
+            claimed = self.kim.claim_destroy(entry)
+        except StorageError as exc:
+            raise PsaError(exc.status, str(exc)) from None
+        if claimed is None:
+            raise PsaError(Status.DOES_NOT_EXIST, f"key {entry.name!r} is being destroyed")
+        try:
+            with self.rse() as rse:
+                _destroy_if_present(rse, claimed.key_id)
+        except BaseException:
+            self.kim.abandon(claimed)
+            raise
+        try:
+            self.kim.remove(claimed)
+        except StorageError:
+            # The key is gone from the RSE; its row is deleted when leftovers are next settled.
+            self.kim.abandon(claimed)
+
+    # --- using keys ---------------------------------------------------------------------------
+
+    def export_public_key(self, app: Application | None, op: Any) -> Message:
+        entry = self._lookup(require(app), op.key_name)
+        with self.rse() as rse:
+            data = rse.export_public_key(entry.key_id, size=2048)
+        return pb.psa_export_public_key.Result(data=data)
+
+    def sign_hash(self, app: Application | None, op: Any) -> Message:
+        alg = self._signature_alg(op)
+        entry = self._lookup(require(app), op.key_name)
+        with self.rse() as rse:
+            signature = rse.sign_hash(entry.key_id, alg, op.hash, size=1024)
+        return pb.psa_sign_hash.Result(signature=signature)
+
+    def verify_hash(self, app: Application | None, op: Any) -> Message:
+        alg = self._signature_alg(op)
+        entry = self._lookup(require(app), op.key_name)
+        with self.rse() as rse:
+            rse.verify_hash(entry.key_id, alg, op.hash, op.signature)
+        return pb.psa_verify_hash.Result()
+
+    @staticmethod
+    def _signature_alg(op: Any) -> int:
+        if not op.HasField("alg"):
+            raise convert.invalid("signature operation without an algorithm")
+        return convert.sign_alg_to_psa(op.alg)
+
+    def generate_random(self, app: Application | None, op: Any) -> Message:
+        require(app)
+        if op.size > self._response_limit():
+            raise WireError(ResponseStatus.RESPONSE_TOO_LARGE, f"{op.size} random bytes")
+        chunks = []
+        remaining = op.size
+        with self.rse() as rse:
+            while remaining:
+                chunk = min(remaining, RSE_RANDOM_CHUNK)
+                chunks.append(rse.generate_random(chunk))
+                remaining -= chunk
+        return pb.psa_generate_random.Result(random_bytes=b"".join(chunks))
+
+    def hash_compute(self, app: Application | None, op: Any) -> Message:
+        hash_alg = convert.hash_to_psa(op.alg)
+        require(app)
+        with self.rse() as rse:
+            digest = rse.hash_compute(hash_alg, op.input)
+        return pb.psa_hash_compute.Result(hash=digest)
+
+
+def _destroy_if_present(rse: RseClient, key_id: int) -> None:
+    try:
+        rse.destroy_key(key_id)
+    except PsaError as exc:
+        if exc.status != Status.INVALID_HANDLE:
+            raise
+
+
+class CoreProvider:
+    """Administrative operations; it knows the other providers and the key info manager."""
+
+    id = ProviderId.CORE
+
+    def __init__(
+        self,
+        crypto: TrustedServiceProvider,
+        auth_type: Callable[[], AuthType],
+    ) -> None:
+        self.crypto = crypto
+        self._auth_type = auth_type
+        self.handlers: dict[Opcode, Handler] = {
+            Opcode.PING: self.ping,
+            Opcode.LIST_PROVIDERS: self.list_providers,
+            Opcode.LIST_OPCODES: self.list_opcodes,
+            Opcode.LIST_AUTHENTICATORS: self.list_authenticators,
+            Opcode.LIST_KEYS: self.list_keys,
+            Opcode.LIST_CLIENTS: self.list_clients,
+            Opcode.DELETE_CLIENT: self.delete_client,
+        }
+
+    def info(self) -> Message:
+        return _info(
+            CORE_PROVIDER_UUID,
+            "Core provider: administrative operations of the service, no cryptography",
+            "parsec-demo",
+            self.id,
+        )
+
+    def ping(self, app: Application | None, op: Any) -> Message:
+        return pb.ping.Result(wire_protocol_version_maj=1, wire_protocol_version_min=0)
+
+    def list_providers(self, app: Application | None, op: Any) -> Message:
+        return pb.list_providers.Result(providers=[self.crypto.info(), self.info()])
+
+    def list_opcodes(self, app: Application | None, op: Any) -> Message:
+        if op.provider_id == ProviderId.CORE:
+            opcodes = [int(o) for o in CORE_ADVERTISED]
+        elif op.provider_id == self.crypto.id:
+            opcodes = sorted(int(o) for o in self.crypto.handlers)
+        else:
+            raise WireError(ResponseStatus.PROVIDER_DOES_NOT_EXIST, f"provider {op.provider_id}")
+        return pb.list_opcodes.Result(opcodes=opcodes)
+
+    def list_authenticators(self, app: Application | None, op: Any) -> Message:
+        auth_type = self._auth_type()
+        info = pb.list_authenticators.AuthenticatorInfo(
+            description=auth_description(auth_type),
+            version_maj=VERSION[0],
+            version_min=VERSION[1],
+            version_rev=VERSION[2],
+            id=int(auth_type),
+        )
+        return pb.list_authenticators.Result(authenticators=[info])
+
+    def list_keys(self, app: Application | None, op: Any) -> Message:
+        owner = require(app)
+        keys = []
+        for entry in self.crypto.kim.keys_of(owner.auth_type, owner.name):
+            attributes = pb.psa_key_attributes.KeyAttributes()
+            attributes.ParseFromString(entry.attributes)
+            keys.append(
+                pb.list_keys.KeyInfo(
+                    provider_id=entry.provider_id, name=entry.name, attributes=attributes
+                )
+            )
+        return pb.list_keys.Result(keys=keys)
+
+    def list_clients(self, app: Application | None, op: Any) -> Message:
+        return pb.list_clients.Result(clients=self.crypto.kim.clients(self._auth_type()))
+
+    def delete_client(self, app: Application | None, op: Any) -> Message:
+        require(app)
+        for entry in self.crypto.kim.keys_of(self._auth_type(), op.client):
+            try:
+                self.crypto.destroy_entry(entry)
+            except PsaError as exc:
+                if exc.status != Status.DOES_NOT_EXIST:  # not destroyed by a request meanwhile
+                    raise
+        return pb.delete_client.Result()

@@ -1,0 +1,583 @@
+"""The Parsec service front end: listener, request validation in upstream's order, dispatch.
+
+Validation follows upstream's order and statuses. The header stage (magic, header size, version,
+reserved bytes, body limit, reading body and authentication, content and accept types,
+authenticator, opcode and provider existence) answers failures with provider 0, session 0 and
+opcode Ping. Then, with the request's own provider, session and opcode: authenticator
+registration, authentication, provider registration, core/crypto opcode mismatch, admin rules,
+body decoding, mandatory fields, and finally the provider's own result.
+
+One event loop reads every request, within ``[listener] timeout`` milliseconds for the whole
+request, and a pool of ``thread_pool_size`` workers runs them (see ``ParsecServer``), so a slow
+client holds no worker and never blocks the others. SIGHUP reloads the configuration; SIGTERM and
+SIGINT stop after in-flight requests finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+
+from google.protobuf.message import DecodeError, Message
+
+from . import config as config_module
+from .auth import Peer, authenticate, peer_of
+from .config import ServiceConfig
+from .constants import (
+    ADMIN_OPCODES,
+    CORE_OPCODES,
+    AuthType,
+    Opcode,
+    ProviderId,
+    ResponseStatus,
+    status_from_psa,
+)
+from .contracts import CONTRACTS
+from .kim import KeyInfoManager
+from .providers import Application, CoreProvider, TrustedServiceProvider
+from .psa import PsaError
+from .unix_socket import listen_unix
+from .wire import HEADER, Header, WireError, check_fixed_fields, header_stage_error, response_header
+
+log = logging.getLogger("parsec")
+
+Reader = Callable[[int], bytes]
+
+
+class EmptyConnection(Exception):
+    """The client connected and closed without sending anything: nothing to answer."""
+
+
+class ParsecService:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        rse_socket: Path,
+        store_dir: Path,
+        config_path: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        kim_path = config.kim_db_path or store_dir / "kim.sqlite3"
+        self.kim = KeyInfoManager(kim_path)
+        self.crypto = TrustedServiceProvider(
+            rse_socket,
+            self.kim,
+            lambda: self.config.buffer_size_limit,
+            key_quota=lambda: self.config.max_keys_per_application,
+        )
+        self.core = CoreProvider(self.crypto, lambda: self.config.auth_type)
+        self.providers: dict[int, CoreProvider | TrustedServiceProvider] = {
+            ProviderId.CORE: self.core,
+            ProviderId.TRUSTED_SERVICE: self.crypto,
+        }
+
+    def close(self) -> None:
+        self.crypto.close()
+        self.kim.close()
+
+    # --- one request --------------------------------------------------------------------------
+
+    def serve_request(self, read: Reader, peer: Peer) -> bytes:
+        """Read one request with ``read`` and return the whole response."""
+        started = time.perf_counter()
+        try:
+            header, body, auth = self._read_request(read)
+        except WireError as error:
+            self._log(None, None, error.status, started, error.detail)
+            reply = header_stage_error(error.status)
+            return reply.encode()
+        caller: list[Application] = []
+        payload = b""
+        detail = ""
+        try:
+            result = self._dispatch(header, body, auth, peer, caller)
+            payload = result.SerializeToString()
+            if len(payload) > self.config.buffer_size_limit:
+                raise WireError(ResponseStatus.RESPONSE_TOO_LARGE, f"{len(payload)} bytes")
+            status = ResponseStatus.SUCCESS
+        except WireError as error:
+            status, detail, payload = error.status, error.detail, b""
+        except PsaError as error:
+            status, detail, payload = status_from_psa(error.status), str(error), b""
+        except Exception as error:  # a bug must cost one request, not the connection
+            log.exception("internal error serving a request")
+            status, detail, payload = ResponseStatus.PSA_ERROR_GENERIC_ERROR, repr(error), b""
+        self._log(header, caller[0] if caller else None, status, started, detail)
+        return response_header(header, status, len(payload)).encode() + payload
+
+    def _read_request(self, read: Reader) -> tuple[Header, bytes, bytes]:
+        header = Header.decode(read(HEADER.size))
+        check_fixed_fields(header, self.config.body_len_limit)
+        body = read(header.body_len)
+        auth = read(header.auth_len)
+        if header.content_type != 0:
+            raise WireError(
+                ResponseStatus.CONTENT_TYPE_NOT_SUPPORTED, f"type {header.content_type}"
+            )
+        if header.accept_type != 0:
+            raise WireError(ResponseStatus.ACCEPT_TYPE_NOT_SUPPORTED, f"type {header.accept_type}")
+        if header.auth_type not in AuthType._value2member_map_:
+            raise WireError(ResponseStatus.AUTHENTICATOR_DOES_NOT_EXIST, f"type {header.auth_type}")
+        if header.opcode not in Opcode._value2member_map_:
+            raise WireError(ResponseStatus.OPCODE_DOES_NOT_EXIST, f"opcode 0x{header.opcode:x}")
+        if header.provider not in ProviderId._value2member_map_:
+            raise WireError(ResponseStatus.PROVIDER_DOES_NOT_EXIST, f"provider {header.provider}")
+        return header, body, auth
+
+    def _dispatch(
+        self, header: Header, body: bytes, auth: bytes, peer: Peer, caller: list[Application]
+    ) -> Message:
+        """Run the request; ``caller`` receives the application once it is authenticated."""
+        config = self.config
+        app: Application | None = None
+        if header.auth_type != AuthType.NO_AUTH:
+            if header.auth_type != config.auth_type:
+                raise WireError(
+                    ResponseStatus.AUTHENTICATOR_NOT_REGISTERED, AuthType(header.auth_type).label
+                )
+            app = Application(config.auth_type, authenticate(config.auth_type, auth, peer))
+            caller.append(app)
+        provider = self.providers.get(header.provider)
+        if provider is None:
+            raise WireError(ResponseStatus.PROVIDER_NOT_REGISTERED, f"provider {header.provider}")
+        opcode = Opcode(header.opcode)
+        if (opcode in CORE_OPCODES) != (provider.id == ProviderId.CORE):
+            raise WireError(
+                ResponseStatus.PSA_ERROR_NOT_SUPPORTED, f"{opcode.label} on {provider.id.label}"
+            )
+        if opcode in ADMIN_OPCODES:
+            if app is None:
+                raise WireError(ResponseStatus.NOT_AUTHENTICATED, "admin operation without auth")
+            if app.name not in config.admins:
+                raise WireError(ResponseStatus.ADMIN_OPERATION, f"{app.name} is not an admin")
+        handler = provider.handlers.get(opcode)
+        if handler is None or opcode not in CONTRACTS:
+            raise WireError(ResponseStatus.PSA_ERROR_NOT_SUPPORTED, f"{opcode.label} unsupported")
+        operation = CONTRACTS[opcode][0]()
+        try:
+            operation.ParseFromString(body)
+        except DecodeError as exc:
+            raise WireError(ResponseStatus.DESERIALIZING_BODY_FAILED, str(exc)) from None
+        return handler(app, operation)
+
+    def _log(
+        self,
+        header: Header | None,
+        app: Application | None,
+        status: ResponseStatus,
+        started: float,
+        detail: str,
+    ) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        elapsed_us = int((time.perf_counter() - started) * 1e6)
+        if header is None:
+            where = "provider=- opcode=-"
+        else:
+            opcode = Opcode(header.opcode).label
+            where = f"provider={header.provider} opcode={opcode}"
+        line = (
+            f"request app={app.name if app else '-'} {where} "
+            f"status={status.label} duration_us={elapsed_us}"
+        )
+        if detail and status != ResponseStatus.SUCCESS and self.config.log_error_details:
+            line += f" detail={detail!r}"
+        log.info(line)
+
+    # --- configuration ------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the configuration file; keep the old one if the new one is bad."""
+        try:
+            new = config_module.load(self.config_path)
+        except config_module.ConfigError as exc:
+            log.error("configuration not reloaded: %s", exc)
+            return
+        if os.geteuid() == 0 and not new.allow_root:
+            log.error(
+                "configuration not reloaded: it sets allow_root = false and the service runs "
+                "as root"
+            )
+            return
+        # Where the service listens and keeps its keys changes only on restart.
+        self.config = replace(
+            new, socket_path=self.config.socket_path, kim_db_path=self.config.kim_db_path
+        )
+        configure_logging(new)
+        log.warning("configuration reloaded from %s", self.config_path)
+
+
+def configure_logging(config: ServiceConfig) -> None:
+    logging.addLevelName(5, "TRACE")
+    root = logging.getLogger("parsec")
+    root.setLevel(config_module.LOG_LEVELS[config.log_level])
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s.%(msecs)03d %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"
+            )
+        )
+        root.addHandler(handler)
+
+
+def buffer_reader(data: bytes | bytearray, short: str = "connection closed mid-request") -> Reader:
+    """Reads of exact sizes from what the listener received; running out is ``short``."""
+    view = memoryview(bytes(data))
+    position = 0
+
+    def read(size: int) -> bytes:
+        nonlocal position
+        if position + size > len(view):
+            if not view:
+                raise EmptyConnection
+            raise WireError(ResponseStatus.CONNECTION_ERROR, short)
+        chunk = bytes(view[position : position + size])
+        position += size
+        return chunk
+
+    return read
+
+
+def request_size(received: bytes | bytearray, body_len_limit: int) -> int:
+    """How many bytes the request that starts with ``received`` has: the header's size until
+    the header is in, then header, body and authentication; a header the service refuses
+    anyway needs nothing more."""
+    if len(received) < HEADER.size:
+        return HEADER.size
+    header = Header.decode(bytes(received[: HEADER.size]))
+    try:
+        check_fixed_fields(header, body_len_limit)
+    except WireError:
+        return HEADER.size
+    return HEADER.size + header.body_len + header.auth_len
+
+
+#: How long a response may take to leave, once computed.
+WRITE_DEADLINE_S = 5.0
+_LISTENER = "listener"
+_WAKE = "wake"
+
+
+class _Connection:
+    """One client connection: its peer, the request received so far, then the response."""
+
+    __slots__ = ("deadline", "outgoing", "peer", "received", "sock")
+
+    def __init__(self, sock: socket.socket, peer: Peer, deadline: float) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.deadline = deadline
+        self.received = bytearray()
+        self.outgoing: memoryview | None = None
+
+    def send_some(self) -> bool:
+        """Send what the socket takes now; True when done (sent, or the peer is gone)."""
+        try:
+            while self.outgoing:
+                sent = self.sock.send(self.outgoing)
+                self.outgoing = self.outgoing[sent:]
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        return True
+
+
+class ParsecServer:
+    """The listener: one event loop does all socket I/O, a pool of workers runs the requests.
+
+    The loop accepts, reads each request (non-blocking, within ``[listener] timeout`` for the
+    whole request counted from the accept) and hands complete requests to
+    ``[core_settings] thread_pool_size`` workers; a worker sends its response if the socket
+    takes it at once, else the loop finishes sending within ``WRITE_DEADLINE_S``. Slow or idle
+    clients therefore hold no worker, and accepting never waits for them. Open connections are
+    bounded in all (``[listener] max_connections``) and per peer uid
+    (``max_connections_per_peer``): one local user cannot take the others' share.
+    """
+
+    def __init__(self, service: ParsecService) -> None:
+        self.service = service
+        self.socket_path = service.config.socket_path
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._workers = ThreadPoolExecutor(
+            max_workers=service.config.thread_pool_size, thread_name_prefix="parsec"
+        )
+        # Any local user may connect (mode 0666); authentication decides the rest.
+        self._listener: socket.socket | None = listen_unix(
+            self.socket_path, "service", 128, mode=0o666
+        )
+        self._listener.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, _LISTENER)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        self._lock = threading.Lock()  # the counters and the hand-back queue
+        self._open = 0
+        self._per_peer: Counter[int] = Counter()
+        self._in_workers = 0
+        self._handed_back: deque[_Connection] = deque()
+        self._last_refusal_log = 0.0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def serve_forever(self) -> None:
+        settled = self._reconcile()
+        log.warning(
+            "Parsec service ready on %s (provider %s, %d interrupted key operations settled)",
+            self.socket_path,
+            ProviderId.TRUSTED_SERVICE.label,
+            settled,
+        )
+        try:
+            while True:
+                if self._stop.is_set():
+                    self._close_listener()
+                    if self._idle():
+                        break
+                for key, _ in self._selector.select(self._next_timeout()):
+                    if key.data == _LISTENER:
+                        self._accept()
+                    elif key.data == _WAKE:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 4096)
+                    elif key.data.outgoing is None:
+                        self._read(key.data)
+                    elif key.data.send_some():
+                        self._close(key.data)
+                self._take_handed_back()
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.service.reload()
+                self._expire()
+        finally:
+            self._shutdown()
+
+    def _reconcile(self) -> int:
+        try:
+            return self.service.crypto.reconcile()
+        except PsaError as exc:
+            log.warning("RSE not reachable at start (%s); will settle pending keys later", exc)
+            return 0
+
+    # --- the loop's parts ---------------------------------------------------------------------
+
+    def _connections(self) -> list[_Connection]:
+        return [
+            key.data
+            for key in self._selector.get_map().values()
+            if isinstance(key.data, _Connection)
+        ]
+
+    def _idle(self) -> bool:
+        with self._lock:
+            busy = self._in_workers or self._handed_back
+        return not busy and not self._connections()
+
+    def _next_timeout(self) -> float | None:
+        deadlines = [c.deadline for c in self._connections()]
+        if self._stop.is_set():
+            deadlines.append(time.monotonic() + 0.05)  # look again for workers finishing
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        for _ in range(64):  # a burst at a time; the loop comes back for more
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors, say: the client waits
+                log.error("cannot accept a connection: %s", exc)
+                return
+            self._admit(sock)
+
+    def _admit(self, sock: socket.socket) -> None:
+        config = self.service.config
+        try:
+            peer = peer_of(sock)
+        except OSError:
+            sock.close()
+            return
+        with self._lock:
+            full = self._open >= config.max_connections
+            too_many = self._per_peer[peer.uid] >= config.max_connections_per_peer
+            if not (full or too_many):
+                self._open += 1
+                self._per_peer[peer.uid] += 1
+        if full or too_many:
+            sock.close()
+            self._log_refusal(peer, full)
+            return
+        sock.setblocking(False)
+        conn = _Connection(sock, peer, time.monotonic() + config.listener_timeout_ms / 1000)
+        self._selector.register(sock, selectors.EVENT_READ, conn)
+        self._read(conn)  # the request is often there already
+
+    def _log_refusal(self, peer: Peer, full: bool) -> None:
+        now = time.monotonic()
+        if now - self._last_refusal_log < 1.0:
+            return
+        self._last_refusal_log = now
+        config = self.service.config
+        if full:
+            log.error("refusing connections: %d open ([listener] max_connections)", self._open)
+        else:
+            log.error(
+                "refusing connections from uid %d: %d open ([listener] max_connections_per_peer)",
+                peer.uid,
+                config.max_connections_per_peer,
+            )
+
+    def _read(self, conn: _Connection) -> None:
+        try:
+            chunk = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._answer_incomplete(conn, str(exc))
+            return
+        if not chunk:
+            self._answer_incomplete(conn, "connection closed mid-request")
+            return
+        conn.received += chunk
+        if len(conn.received) >= request_size(conn.received, self.service.config.body_len_limit):
+            self._selector.unregister(conn.sock)
+            with self._lock:
+                self._in_workers += 1
+            self._workers.submit(self._work, conn)
+
+    def _answer_incomplete(self, conn: _Connection, why: str) -> None:
+        """The request will not be completed: answer ConnectionError (nothing, if empty)."""
+        self._selector.unregister(conn.sock)
+        if not conn.received:
+            self._close(conn)
+            return
+        response = self.service.serve_request(buffer_reader(conn.received, why), conn.peer)
+        conn.outgoing = memoryview(response)
+        if conn.send_some():
+            self._close(conn)
+        else:
+            conn.deadline = time.monotonic() + WRITE_DEADLINE_S
+            self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+
+    def _work(self, conn: _Connection) -> None:
+        """In a worker: run the request, send the response or hand it back to the loop."""
+        try:
+            response = self.service.serve_request(buffer_reader(conn.received), conn.peer)
+            conn.outgoing = memoryview(response)
+            if conn.send_some():
+                self._close(conn)
+            else:
+                with self._lock:
+                    self._handed_back.append(conn)
+                self._wake()
+        finally:
+            with self._lock:
+                self._in_workers -= 1
+            if self._stop.is_set():
+                self._wake()
+
+    def _take_handed_back(self) -> None:
+        with self._lock:
+            handed_back = list(self._handed_back)
+            self._handed_back.clear()
+        for conn in handed_back:
+            conn.deadline = time.monotonic() + WRITE_DEADLINE_S
+            self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for conn in self._connections():
+            if conn.deadline > now:
+                continue
+            if conn.outgoing is None:
+                self._answer_incomplete(conn, "timed out reading")
+            else:  # the client does not read its response
+                self._selector.unregister(conn.sock)
+                self._close(conn)
+
+    def _close(self, conn: _Connection) -> None:
+        conn.sock.close()
+        with self._lock:
+            self._open -= 1
+            self._per_peer[conn.peer.uid] -= 1
+            if not self._per_peer[conn.peer.uid]:
+                del self._per_peer[conn.peer.uid]
+
+    def _close_listener(self) -> None:
+        if self._listener is None:
+            return
+        self._selector.unregister(self._listener)
+        self._listener.close()
+        self._listener = None
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+    def _shutdown(self) -> None:
+        self._close_listener()
+        for conn in self._connections():
+            self._selector.unregister(conn.sock)
+            self._close(conn)
+        self._workers.shutdown(wait=True)  # in-flight requests finish
+        for conn in self._handed_back:
+            self._close(conn)
+        self.service.close()
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        log.warning("Parsec service stopped")
+
+
+def serve(
+    config_path: Path | None, rse_socket: Path, store_dir: Path, socket_path: Path | None
+) -> int:
+    config = config_module.load(config_path)
+    if socket_path is not None:
+        config = replace(config, socket_path=socket_path)
+    configure_logging(config)
+    if os.geteuid() == 0 and not config.allow_root:
+        raise config_module.ConfigError(
+            "refusing to run as root: set [core_settings] allow_root = true in the configuration"
+        )
+    service = ParsecService(config, rse_socket, store_dir, config_path)
+    server = ParsecServer(service)
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        server.request_stop()
+
+    def on_hup(signum: int, _frame: FrameType | None) -> None:
+        server.request_reload()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    server.serve_forever()
+    return 0
