@@ -1,34 +1,69 @@
-"""Starting and stopping the project's daemons as real processes, for the demo, benchmarks, tests.
+"""Starting and stopping processes: the project's daemons (for the demo, benchmarks, tests), and
+the one way every process the toolkit starts in the background is started and stopped.
 
-A service is started with its output going to its own log file in a run directory, is ready
-when its socket accepts a connection, and is stopped with SIGTERM (then SIGKILL if it does not
-go within a grace period). A service that dies during start-up is reported with the tail of
-its log, so the failure explains itself.
+A process is started (``spawn``) in a session of its own, with its output appended to its log
+file and no standard input, and is stopped (``stop_group``) with SIGTERM to its whole process
+group, then SIGKILL if it does not go within a grace period. A service is ready when its socket
+accepts a connection; one that dies or hangs during start-up is reported with the last lines
+of its log and the log's path, so the failure explains itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UserError
+from .logtail import log_failure
 
-class ServiceError(RuntimeError):
+
+class ServiceError(UserError):
     pass
 
 
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
+def spawn(
+    command: Sequence[str],
+    log_path: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``command`` in the background, in a session (and process group) of its own, its standard
+    output and error appended to ``log_path``, its standard input empty."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def stop_group(process: subprocess.Popen[bytes] | None, grace: float) -> int | None:
+    """SIGTERM to the process group ``spawn`` made (daemons and emulators stop cleanly on it),
+    SIGKILL after ``grace`` seconds; the exit status (None without a process)."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            return process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    return process.wait()
 
 
 def socket_accepts(path: Path) -> bool:
@@ -68,14 +103,10 @@ class Service:
         return self.process.poll() is None
 
     def stop(self, grace: float = 10.0) -> int:
-        """SIGTERM, wait, SIGKILL if needed; returns the exit status."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait()
+        """SIGTERM, wait, SIGKILL if needed (``stop_group``); returns the exit status."""
+        status = stop_group(self.process, grace)
+        assert status is not None
+        return status
 
     def kill(self) -> None:
         """SIGKILL: the abrupt death that durability tests need."""
@@ -93,29 +124,15 @@ class Service:
 def start_service(
     name: str, command: Sequence[str], log_path: Path, socket_path: Path, timeout: float = 20.0
 ) -> Service:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            list(command),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=toolkit_env(),
-            start_new_session=True,
-        )
-    service = Service(name, process, log_path, socket_path)
+    service = Service(name, spawn(command, log_path, env=toolkit_env()), log_path, socket_path)
     deadline = time.monotonic() + timeout
     while not socket_accepts(socket_path):
         if not service.alive():
-            raise ServiceError(
-                f"{name} exited with status {process.returncode} during start-up; "
-                f"log {log_path}:\n{tail(log_path)}"
-            )
+            headline = f"{name} exited with status {service.process.returncode} during start-up"
+            raise ServiceError(log_failure(headline, log_path))
         if time.monotonic() > deadline:
             service.stop()
-            raise ServiceError(
-                f"{name} not ready after {timeout:.0f} s; log {log_path}:\n{tail(log_path)}"
-            )
+            raise ServiceError(log_failure(f"{name} not ready after {timeout:.0f} s", log_path))
         time.sleep(0.02)
     return service
 

@@ -5,6 +5,10 @@ A run starts, each with its own log in a run directory: the RSE model, the Parse
 then ``ssl_client1`` performs the handshake with its asymmetric operations going through the
 Parsec SE driver. What the RSE served for the handshake is read from the model's JSON events,
 between the client's start and its end.
+
+``start_tls_server`` is the one way the toolkit starts a TLS server and waits until it listens
+on port 4433, wherever the server runs (a ``ServerHost``): here in the demo's namespace
+(``LocalServer``), or in a machine over SSH (``vm_demo.MachineServer``).
 """
 
 from __future__ import annotations
@@ -15,19 +19,28 @@ import os
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from .machine.lifecycle import stop_group
+from .logtail import failure_message
 from .native_build import HostBuild, build_host
 from .netns import NetworkNamespace, port_free
 from .paths import new_run_dir
-from .services import Service, ServiceError, start_parsec_service, start_rse_model, tail
+from .services import (
+    Service,
+    ServiceError,
+    spawn,
+    start_parsec_service,
+    start_rse_model,
+    stop_group,
+)
 
 TLS_PORT = 4433
+#: What ssl_server and ssl_server2 print once they listen on ``TLS_PORT``.
+SERVER_READY = "Waiting for a remote connection"
 ASYMMETRIC_CALLS = ("psa_import_key", "psa_verify_hash", "psa_destroy_key")
 
 
@@ -94,6 +107,74 @@ def summary(events: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class ServerHost(Protocol):
+    """Where a TLS server runs: how to start it in the background, see it, and stop it."""
+
+    #: Where its output goes, as a failure names it.
+    log: str
+
+    def launch(self, argv: Sequence[str]) -> None:
+        """Start ``argv`` in the background, its output going to ``log``."""
+
+    def poll(self) -> tuple[str, bool]:
+        """What the server has written since ``launch``, and whether it still runs."""
+        ...
+
+    def stop(self) -> None:
+        """Stop the server, if it runs."""
+
+
+def start_tls_server(
+    host: ServerHost, argv: Sequence[str], timeout: float, interval: float
+) -> None:
+    """Start ``argv`` on ``host`` and wait until it prints ``SERVER_READY``, looking every
+    ``interval`` seconds. A server that exits first or is not ready within ``timeout`` is
+    stopped, and a ServiceError shows its last lines and its log."""
+    name = Path(argv[0]).name
+    host.launch(argv)
+    deadline = time.monotonic() + timeout
+    while True:
+        output, running = host.poll()
+        if SERVER_READY in output:
+            return
+        if not running or time.monotonic() > deadline:
+            host.stop()
+            why = "exited during start-up" if not running else f"not ready after {timeout:g} s"
+            raise ServiceError(failure_message(f"{name} {why}", output, [host.log]))
+        time.sleep(interval)
+
+
+class LocalServer:
+    """A ``ServerHost`` on this machine: the process is started with ``spawn`` (command line
+    passed through ``wrap``, e.g. into a network namespace), its output appended to
+    ``log_path``."""
+
+    def __init__(
+        self,
+        log_path: Path,
+        cwd: Path,
+        wrap: Callable[[Sequence[str]], list[str]] = list,
+    ) -> None:
+        self.log_path = log_path
+        self.log = str(log_path)
+        self.cwd = cwd
+        self.wrap = wrap
+        self.process: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    def launch(self, argv: Sequence[str]) -> None:
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.process = spawn(self.wrap(argv), self.log_path, cwd=self.cwd)
+
+    def poll(self) -> tuple[str, bool]:
+        output = self.log_path.read_bytes()[self._offset :].decode(errors="replace")
+        return output, self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        stop_group(self.process, grace=5)
+        self.process = None
+
+
 class TlsDemo:
     """RSE model + Parsec service + a TLS server, and a way to run the client against them."""
 
@@ -114,10 +195,10 @@ class TlsDemo:
         self.server_args = list(server_args)
         self.rse: Service | None = None
         self.parsec: Service | None = None
-        self.server: subprocess.Popen[bytes] | None = None
         self._stack = ExitStack()
         self._client_runs = itertools.count(1)
         self.netns = NetworkNamespace()
+        self.server = LocalServer(run_dir / f"{server}.log", run_dir, wrap=self.netns.command)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -160,30 +241,11 @@ class TlsDemo:
             self.parsec.stop()
 
     def start_server(self, timeout: float = 20.0) -> None:
-        log_path = self.run_dir / f"{self.server_name}.log"
-        command = self.netns.command([str(self.build.program(self.server_name)), *self.server_args])
-        with open(log_path, "ab") as log:
-            offset = log.tell()
-            self.server = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.run_dir,
-            )
-        deadline = time.monotonic() + timeout
-        while b"Waiting for a remote connection" not in log_path.read_bytes()[offset:]:
-            if self.server.poll() is not None or time.monotonic() > deadline:
-                self.stop_server()
-                raise ServiceError(
-                    f"{self.server_name} did not start; log {log_path}:\n{tail(log_path)}"
-                )
-            time.sleep(0.02)
+        argv = [str(self.build.program(self.server_name)), *self.server_args]
+        start_tls_server(self.server, argv, timeout, interval=0.02)
 
     def stop_server(self) -> None:
-        stop_group(self.server, grace=5)
-        self.server = None
+        self.server.stop()
 
     def close(self) -> None:
         self.stop_server()
@@ -251,19 +313,25 @@ class TlsDemo:
 
 
 def run_host_demo() -> int:
-    """``./tools/demo --host``: build what is missing, run one handshake, show the RSE's part."""
+    """``./tools/demo --host``: build what is missing, run one handshake, show the RSE's part.
+
+    The client's output and the RSE's part are the result (standard output); what the demo is
+    doing meanwhile is logged (the command line shows it on standard error)."""
+    import logging
+
+    progress = logging.getLogger(__name__)
     build = build_host()
     run_dir = new_run_dir("demo-host")
-    print(f"Run directory: {run_dir}")
-    print("Starting the RSE model, the Parsec service and ssl_server ...")
+    progress.info(f"Run directory: {run_dir}")
+    progress.info("Starting the RSE model, the Parsec service and ssl_server ...")
     with TlsDemo(run_dir, build) as demo:
         where = "a private network namespace" if demo.netns.isolated else "this host's network"
-        print(f"ssl_server listens on port {TLS_PORT} in {where}; running ssl_client1:\n")
+        progress.info(f"ssl_server listens on port {TLS_PORT} in {where}; running ssl_client1:")
         run = demo.run_client()
         print(run.output)
         print(summary(run.events))
         imports = len(run.calls("psa_import_key", "PSA_SUCCESS"))
         destroys = len(run.calls("psa_destroy_key", "PSA_SUCCESS"))
-        print(f"Keys left behind in the RSE by the handshake: {imports - destroys}")
-    print(f"\nEverything stopped; logs in {run_dir}")
+        print(f"Keys left behind in the RSE by the handshake: {imports - destroys}", flush=True)
+    progress.info(f"Everything stopped; logs in {run_dir}")
     return 0 if run.ok else 1

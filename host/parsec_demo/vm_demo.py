@@ -9,29 +9,53 @@ served for that handshake.
 
 from __future__ import annotations
 
+import shlex
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .image_build import build_image
 from .machine.qemu import QemuMachine, load_config
 from .machine.ssh_target import SSHTarget
 from .paths import new_run_dir
-from .tls_demo import ClientRun, read_events, summary
+from .services import ServiceError
+from .tls_demo import ClientRun, read_events, start_tls_server, summary
 
 SERVER_LOG = "/tmp/ssl_server.log"
 
 
+class MachineServer:
+    """A ``tls_demo.ServerHost`` in the machine behind ``target``: the server runs in the
+    background with its output in ``log`` there, so it never holds the SSH session. One
+    server of a name at a time: launching one stops any other of that name first."""
+
+    def __init__(self, target: SSHTarget, log: str = SERVER_LOG) -> None:
+        self.target = target
+        self.log = f"{log} (in the machine)"
+        self._log = shlex.quote(log)
+        self._name = ""
+
+    def launch(self, argv: Sequence[str]) -> None:
+        self._name = shlex.quote(Path(argv[0]).name)
+        self.stop()
+        command = f"nohup {shlex.join(argv)} > {self._log} 2>&1 < /dev/null &"
+        status, output = self.target.run(command)
+        if status != 0:
+            raise ServiceError(f"cannot start {argv[0]} in the machine: {output}")
+
+    def poll(self) -> tuple[str, bool]:
+        status, output = self.target.run(
+            f"cat {self._log} 2>/dev/null; pgrep -x {self._name} > /dev/null"
+        )
+        return output, status == 0
+
+    def stop(self) -> None:
+        self.target.run(f"pkill -x {self._name}; true")
+
+
 def start_server(target: SSHTarget, timeout: float = 30.0) -> None:
-    """ssl_server in the background (output to a log, so it never holds the SSH session)."""
-    target.run("pkill -x ssl_server; true")
-    status, output = target.run(f"nohup ssl_server > {SERVER_LOG} 2>&1 < /dev/null &")
-    if status != 0:
-        raise RuntimeError(f"cannot start ssl_server: {output}")
-    deadline = time.monotonic() + timeout
-    while "Waiting for a remote connection" not in target.run(f"cat {SERVER_LOG}")[1]:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"ssl_server did not start:\n{target.run(f'cat {SERVER_LOG}')[1]}")
-        time.sleep(0.2)
+    """ssl_server in the machine, listening on port 4433 (``tls_demo.start_tls_server``)."""
+    start_tls_server(MachineServer(target), ["ssl_server"], timeout, interval=0.2)
 
 
 def run_client(target: SSHTarget, events: Path, address: str = "127.0.0.1") -> ClientRun:
@@ -45,26 +69,32 @@ def run_client(target: SSHTarget, events: Path, address: str = "127.0.0.1") -> C
 
 
 def run_vm_demo(arch: str = "amd64") -> int:
-    print("Building the dev image (cached when nothing changed) ...", flush=True)
+    """``./tools/demo``: the handshake inside the dev VM, and the RSE's part of it.
+
+    The client's output and the RSE's part are the result (standard output); what the demo is
+    doing meanwhile is logged (the command line shows it on standard error)."""
+    import logging
+
+    progress = logging.getLogger(__name__)
+    progress.info("Building the dev image (cached when nothing changed) ...")
     image = build_image(arch)
     run_dir = new_run_dir("demo-vm")
-    print(f"Run directory: {run_dir}")
-    print(f"Booting {image.name} under QEMU with the RSE model beside it ...", flush=True)
+    progress.info(f"Run directory: {run_dir}")
+    progress.info(f"Booting {image.name} under QEMU with the RSE model beside it ...")
     started = time.monotonic()
     with QemuMachine(load_config(image), run_dir) as machine:
-        print(
+        progress.info(
             f"Up in {time.monotonic() - started:.0f} s; SSH on port "
-            f"{machine.ssh_port.port if machine.ssh_port else '?'}",
-            flush=True,
+            f"{machine.ssh_port.port if machine.ssh_port else '?'}"
         )
         with machine.target() as target:
-            print("Parsec service in the machine:", target.run("parsec-tool ping")[1])
+            progress.info(f"Parsec service in the machine: {target.run('parsec-tool ping')[1]}")
             start_server(target)
-            print("ssl_server runs in the machine; running ssl_client1 there:\n", flush=True)
+            progress.info("ssl_server runs in the machine; running ssl_client1 there:")
             run = run_client(target, run_dir / "rse-events.jsonl")
             print(run.output)
             print()
-            print(summary(run.events))
+            print(summary(run.events), flush=True)
             target.run("pkill -x ssl_server; true")
-    print(f"\nMachine stopped; logs (console, QEMU, RSE model) in {run_dir}")
+    progress.info(f"Machine stopped; logs (console, QEMU, RSE model) in {run_dir}")
     return 0 if run.ok else 1

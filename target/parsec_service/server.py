@@ -15,20 +15,18 @@ SIGINT stop after in-flight requests finish.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import selectors
-import signal
 import socket
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 
@@ -45,10 +43,10 @@ from .constants import (
     status_from_psa,
 )
 from .contracts import CONTRACTS
+from .daemon import Refusal, UnixDaemon
 from .kim import KeyInfoManager
 from .providers import Application, CoreProvider, TrustedServiceProvider
 from .psa import PsaError
-from .unix_socket import listen_unix
 from .wire import HEADER, Header, WireError, check_fixed_fields, header_stage_error, response_header
 
 log = logging.getLogger("parsec")
@@ -268,8 +266,6 @@ def request_size(received: bytes | bytearray, body_len_limit: int) -> int:
 
 #: How long a response may take to leave, once computed.
 WRITE_DEADLINE_S = 5.0
-_LISTENER = "listener"
-_WAKE = "wake"
 
 
 class _Connection:
@@ -297,56 +293,36 @@ class _Connection:
         return True
 
 
-class ParsecServer:
+class ParsecServer(UnixDaemon):
     """The listener: one event loop does all socket I/O, a pool of workers runs the requests.
 
-    The loop accepts, reads each request (non-blocking, within ``[listener] timeout`` for the
-    whole request counted from the accept) and hands complete requests to
-    ``[core_settings] thread_pool_size`` workers; a worker sends its response if the socket
-    takes it at once, else the loop finishes sending within ``WRITE_DEADLINE_S``. Slow or idle
-    clients therefore hold no worker, and accepting never waits for them. Open connections are
-    bounded in all (``[listener] max_connections``) and per peer uid
-    (``max_connections_per_peer``): one local user cannot take the others' share.
+    The loop (``UnixDaemon``'s) accepts, reads each request (non-blocking, within
+    ``[listener] timeout`` for the whole request counted from the accept) and hands complete
+    requests to ``[core_settings] thread_pool_size`` workers; a worker sends its response if
+    the socket takes it at once, else the loop finishes sending within ``WRITE_DEADLINE_S``.
+    Slow or idle clients therefore hold no worker, and accepting never waits for them. Open
+    connections are bounded in all (``[listener] max_connections``) and per peer uid
+    (``max_connections_per_peer``): one local user cannot take the others' share. A stop lets
+    the requests already received finish and be answered.
     """
 
+    RELOADS = True
+
     def __init__(self, service: ParsecService) -> None:
+        # Any local user may connect (mode 0666); authentication decides the rest.
+        super().__init__(service.config.socket_path, "service", 128, mode=0o666, logger=log)
         self.service = service
-        self.socket_path = service.config.socket_path
-        self._stop = threading.Event()
-        self._reload = threading.Event()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
         self._workers = ThreadPoolExecutor(
             max_workers=service.config.thread_pool_size, thread_name_prefix="parsec"
         )
-        # Any local user may connect (mode 0666); authentication decides the rest.
-        self._listener: socket.socket | None = listen_unix(
-            self.socket_path, "service", 128, mode=0o666
-        )
-        self._listener.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._listener, selectors.EVENT_READ, _LISTENER)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
-        self._lock = threading.Lock()  # the counters and the hand-back queue
-        self._open = 0
-        self._per_peer: Counter[int] = Counter()
+        self._lock = threading.Lock()  # the worker count and the hand-back queue
         self._in_workers = 0
         self._handed_back: deque[_Connection] = deque()
         self._last_refusal_log = 0.0
 
-    def request_stop(self) -> None:
-        self._stop.set()
-        self._wake()
+    # --- the skeleton's hooks -----------------------------------------------------------------
 
-    def request_reload(self) -> None:
-        self._reload.set()
-        self._wake()
-
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-
-    def serve_forever(self) -> None:
+    def on_start(self) -> None:
         settled = self._reconcile()
         log.warning(
             "Parsec service ready on %s (provider %s, %d interrupted key operations settled)",
@@ -354,29 +330,63 @@ class ParsecServer:
             ProviderId.TRUSTED_SERVICE.label,
             settled,
         )
+
+    def on_accept(self, sock: socket.socket) -> None:
+        config = self.service.config
         try:
-            while True:
-                if self._stop.is_set():
-                    self._close_listener()
-                    if self._idle():
-                        break
-                for key, _ in self._selector.select(self._next_timeout()):
-                    if key.data == _LISTENER:
-                        self._accept()
-                    elif key.data == _WAKE:
-                        with contextlib.suppress(BlockingIOError):
-                            os.read(self._wake_r, 4096)
-                    elif key.data.outgoing is None:
-                        self._read(key.data)
-                    elif key.data.send_some():
-                        self._close(key.data)
-                self._take_handed_back()
-                if self._reload.is_set():
-                    self._reload.clear()
-                    self.service.reload()
-                self._expire()
-        finally:
-            self._shutdown()
+            peer = peer_of(sock)
+        except OSError:
+            sock.close()
+            return
+        refusal = self.limits.admit(
+            peer.uid, config.max_connections, config.max_connections_per_peer
+        )
+        if refusal is not None:
+            sock.close()
+            self._log_refusal(peer, refusal)
+            return
+        sock.setblocking(False)
+        conn = _Connection(sock, peer, time.monotonic() + config.listener_timeout_ms / 1000)
+        self.selector.register(sock, selectors.EVENT_READ, conn)
+        self._read(conn)  # the request is often there already
+
+    def on_ready(self, data: Any, events: int) -> None:
+        conn: _Connection = data
+        if conn.outgoing is None:
+            self._read(conn)
+        elif conn.send_some():
+            self.selector.unregister(conn.sock)
+            self._close(conn)
+
+    def next_timeout(self) -> float | None:
+        deadlines = [c.deadline for c in self._connections()]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def after_wait(self) -> None:
+        self._take_handed_back()
+        self._expire()
+
+    def on_reload(self) -> None:
+        self.service.reload()
+
+    def idle(self) -> bool:
+        with self._lock:
+            busy = self._in_workers or self._handed_back
+        return not busy and not self._connections()
+
+    def on_stop(self) -> None:
+        for conn in self._connections():
+            self.selector.unregister(conn.sock)
+            self._close(conn)
+        self._workers.shutdown(wait=True)  # in-flight requests finish
+        for conn in self._handed_back:
+            self._close(conn)
+        self.service.close()
+        log.warning("Parsec service stopped")
+
+    # --- the loop's parts ---------------------------------------------------------------------
 
     def _reconcile(self) -> int:
         try:
@@ -385,70 +395,24 @@ class ParsecServer:
             log.warning("RSE not reachable at start (%s); will settle pending keys later", exc)
             return 0
 
-    # --- the loop's parts ---------------------------------------------------------------------
-
     def _connections(self) -> list[_Connection]:
         return [
             key.data
-            for key in self._selector.get_map().values()
+            for key in self.selector.get_map().values()
             if isinstance(key.data, _Connection)
         ]
 
-    def _idle(self) -> bool:
-        with self._lock:
-            busy = self._in_workers or self._handed_back
-        return not busy and not self._connections()
-
-    def _next_timeout(self) -> float | None:
-        deadlines = [c.deadline for c in self._connections()]
-        if self._stop.is_set():
-            deadlines.append(time.monotonic() + 0.05)  # look again for workers finishing
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - time.monotonic())
-
-    def _accept(self) -> None:
-        assert self._listener is not None
-        for _ in range(64):  # a burst at a time; the loop comes back for more
-            try:
-                sock, _ = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # out of file descriptors, say: the client waits
-                log.error("cannot accept a connection: %s", exc)
-                return
-            self._admit(sock)
-
-    def _admit(self, sock: socket.socket) -> None:
-        config = self.service.config
-        try:
-            peer = peer_of(sock)
-        except OSError:
-            sock.close()
-            return
-        with self._lock:
-            full = self._open >= config.max_connections
-            too_many = self._per_peer[peer.uid] >= config.max_connections_per_peer
-            if not (full or too_many):
-                self._open += 1
-                self._per_peer[peer.uid] += 1
-        if full or too_many:
-            sock.close()
-            self._log_refusal(peer, full)
-            return
-        sock.setblocking(False)
-        conn = _Connection(sock, peer, time.monotonic() + config.listener_timeout_ms / 1000)
-        self._selector.register(sock, selectors.EVENT_READ, conn)
-        self._read(conn)  # the request is often there already
-
-    def _log_refusal(self, peer: Peer, full: bool) -> None:
+    def _log_refusal(self, peer: Peer, refusal: Refusal) -> None:
         now = time.monotonic()
         if now - self._last_refusal_log < 1.0:
             return
         self._last_refusal_log = now
         config = self.service.config
-        if full:
-            log.error("refusing connections: %d open ([listener] max_connections)", self._open)
+        if refusal is Refusal.ALL:
+            log.error(
+                "refusing connections: %d open ([listener] max_connections)",
+                self.open_connections(),
+            )
         else:
             log.error(
                 "refusing connections from uid %d: %d open ([listener] max_connections_per_peer)",
@@ -469,14 +433,14 @@ class ParsecServer:
             return
         conn.received += chunk
         if len(conn.received) >= request_size(conn.received, self.service.config.body_len_limit):
-            self._selector.unregister(conn.sock)
+            self.selector.unregister(conn.sock)
             with self._lock:
                 self._in_workers += 1
             self._workers.submit(self._work, conn)
 
     def _answer_incomplete(self, conn: _Connection, why: str) -> None:
         """The request will not be completed: answer ConnectionError (nothing, if empty)."""
-        self._selector.unregister(conn.sock)
+        self.selector.unregister(conn.sock)
         if not conn.received:
             self._close(conn)
             return
@@ -485,8 +449,7 @@ class ParsecServer:
         if conn.send_some():
             self._close(conn)
         else:
-            conn.deadline = time.monotonic() + WRITE_DEADLINE_S
-            self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+            self._send_later(conn)
 
     def _work(self, conn: _Connection) -> None:
         """In a worker: run the request, send the response or hand it back to the loop."""
@@ -498,20 +461,24 @@ class ParsecServer:
             else:
                 with self._lock:
                     self._handed_back.append(conn)
-                self._wake()
+                self.wake()
         finally:
             with self._lock:
                 self._in_workers -= 1
-            if self._stop.is_set():
-                self._wake()
+            if self.stopping:
+                self.wake()
 
     def _take_handed_back(self) -> None:
         with self._lock:
             handed_back = list(self._handed_back)
             self._handed_back.clear()
         for conn in handed_back:
-            conn.deadline = time.monotonic() + WRITE_DEADLINE_S
-            self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+            self._send_later(conn)
+
+    def _send_later(self, conn: _Connection) -> None:
+        """The loop sends the rest of the response, within ``WRITE_DEADLINE_S``."""
+        conn.deadline = time.monotonic() + WRITE_DEADLINE_S
+        self.selector.register(conn.sock, selectors.EVENT_WRITE, conn)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -521,39 +488,12 @@ class ParsecServer:
             if conn.outgoing is None:
                 self._answer_incomplete(conn, "timed out reading")
             else:  # the client does not read its response
-                self._selector.unregister(conn.sock)
+                self.selector.unregister(conn.sock)
                 self._close(conn)
 
     def _close(self, conn: _Connection) -> None:
         conn.sock.close()
-        with self._lock:
-            self._open -= 1
-            self._per_peer[conn.peer.uid] -= 1
-            if not self._per_peer[conn.peer.uid]:
-                del self._per_peer[conn.peer.uid]
-
-    def _close_listener(self) -> None:
-        if self._listener is None:
-            return
-        self._selector.unregister(self._listener)
-        self._listener.close()
-        self._listener = None
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-
-    def _shutdown(self) -> None:
-        self._close_listener()
-        for conn in self._connections():
-            self._selector.unregister(conn.sock)
-            self._close(conn)
-        self._workers.shutdown(wait=True)  # in-flight requests finish
-        for conn in self._handed_back:
-            self._close(conn)
-        self.service.close()
-        self._selector.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        log.warning("Parsec service stopped")
+        self.limits.release(conn.peer.uid)
 
 
 def serve(
@@ -568,16 +508,5 @@ def serve(
             "refusing to run as root: set [core_settings] allow_root = true in the configuration"
         )
     service = ParsecService(config, rse_socket, store_dir, config_path)
-    server = ParsecServer(service)
-
-    def on_stop(signum: int, _frame: FrameType | None) -> None:
-        server.request_stop()
-
-    def on_hup(signum: int, _frame: FrameType | None) -> None:
-        server.request_reload()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_hup)
-    server.serve_forever()
+    ParsecServer(service).serve_until_signalled()
     return 0

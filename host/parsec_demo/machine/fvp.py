@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .lifecycle import Machine, stop_group, wait_for_boot
+from ..services import stop_group
+from .lifecycle import Machine
 from .ports import PortLease, allocate_port
 from .ssh_target import SSHTarget
 
@@ -160,6 +161,8 @@ class ConsoleLogger(threading.Thread):
 class FvpMachine(Machine):
     """One running FVP: its consoles logged, its SSH forward on an allocated port."""
 
+    emulator = "the FVP"
+
     def __init__(
         self,
         config: FvpConfig,
@@ -228,16 +231,11 @@ class FvpMachine(Machine):
                     self.consoles[alias] = logger
                     logger.start()
 
-    def _wait_for_boot(self) -> None:
-        assert self.process is not None and self.ssh_port is not None
-        wait_for_boot(
-            self.process,
-            "the FVP",
-            self.console_log("default"),
-            self.ssh_port.port,
-            self.boot_timeout,
-            lambda: sorted(self.run_dir.glob("*.log")),
-        )
+    def boot_console(self) -> Path:
+        return self.console_log("default")
+
+    def logs(self) -> list[Path]:
+        return sorted(self.run_dir.glob("*.log"))
 
     def target(self) -> SSHTarget:
         assert self.ssh_port is not None

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..image_build import ImageManifest
-from ..services import Service, start_rse_model
-from .lifecycle import Machine, stop_group, wait_for_boot
+from ..services import Service, spawn, start_rse_model, stop_group
+from .lifecycle import Machine
 from .ports import PortLease, allocate_port
 from .ssh_target import SSHTarget
 
@@ -129,6 +129,8 @@ def load_config(path: Path) -> QemuConfig:
 class QemuMachine(Machine):
     """One running machine: QEMU, the RSE model beside it, a forwarded SSH port."""
 
+    emulator = "QEMU"
+
     def __init__(
         self,
         config: QemuConfig,
@@ -170,6 +172,9 @@ class QemuMachine(Machine):
     @property
     def rse_socket(self) -> Path:
         return self.run_dir / "rse.sock"
+
+    def boot_console(self) -> Path:
+        return self.console_log
 
     def logs(self) -> list[Path]:
         return [
@@ -221,24 +226,9 @@ class QemuMachine(Machine):
         self.ssh_port = allocate_port()
         command = self.command(self.ssh_port.port)
         (self.run_dir / "qemu-command.txt").write_text(shlex.join(command) + "\n")
-        with open(self.qemu_log, "ab") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
+        self.process = spawn(command, self.qemu_log)
         if wait:
             self._wait_for_boot()
-
-    def _wait_for_boot(self) -> None:
-        assert self.process is not None and self.ssh_port is not None
-        wait_for_boot(
-            self.process,
-            "QEMU",
-            self.console_log,
-            self.ssh_port.port,
-            self.boot_timeout,
-            self.logs,
-        )
 
     def target(self) -> SSHTarget:
         assert self.ssh_port is not None

@@ -15,28 +15,26 @@ middle of a frame closes the connection, since no reply could be matched to it.
 from __future__ import annotations
 
 import contextlib
-import os
-import select
-import signal
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from parsec_service import psa
+from parsec_service.daemon import UnixDaemon
 from parsec_service.psa import Status
 from parsec_service.rse_link import comms
 from parsec_service.rse_link.comms import Call, Header, MessageError, Reply
 from parsec_service.rse_link.tfm_crypto import CRYPTO_HANDLE
-from parsec_service.unix_socket import listen_unix
 
 from .console import RseLog
 from .crypto_service import CryptoService
 from .keystore import DEFAULT_MAX_PERSISTENT, DEFAULT_SLOTS, KeyStore, StoreError
 
 DEFAULT_MAX_CONNECTIONS = 64
+#: How long a stop waits for each link's thread to finish.
+LINK_JOIN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -155,8 +153,13 @@ class RseModel:
         return status, outs
 
 
-class RseServer:
-    """Listener, per-connection threads, and a clean stop on SIGTERM/SIGINT."""
+class RseServer(UnixDaemon):
+    """The model's daemon: the project's daemon skeleton with a thread per connection.
+
+    Each connection is a persistent link (an MHU between a client and the RSE), served by its
+    own thread with blocking reads, so the loop only accepts. A stop shuts every link down and
+    waits for its thread (at most ``LINK_JOIN_S`` each).
+    """
 
     def __init__(self, config: ServerConfig) -> None:
         if config.max_connections < 1:
@@ -175,19 +178,17 @@ class RseServer:
             self.log.close()
             raise
         self.model = RseModel(store, self.log, config.max_payload)
-        self._stop = threading.Event()
-        self._wake_r, self._wake_w = os.pipe()
-        self._connections: set[socket.socket] = set()
-        self._threads: set[threading.Thread] = set()
+        self._links: dict[socket.socket, threading.Thread] = {}
         self._lock = threading.Lock()
-        self._listener = listen_unix(config.socket_path, "RSE model", 16)
+        try:
+            super().__init__(config.socket_path, "RSE model", 16)
+        except BaseException:
+            self.log.close()
+            raise
 
-    def request_stop(self, *_: object) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+    # --- the skeleton's hooks -----------------------------------------------------------------
 
-    def serve_forever(self) -> None:
+    def on_start(self) -> None:
         store = self.model.store
         self.log.console(
             f"[RSE] Crypto service model ready: handle=0x{CRYPTO_HANDLE:08x} "
@@ -195,47 +196,51 @@ class RseServer:
             f"max_keys={store.max_persistent} max_connections={self.config.max_connections} "
             f"socket={self.config.socket_path}"
         )
-        try:
-            while not self._stop.is_set():
-                listener = self._listener.fileno()
-                readable, _, _ = select.select([listener, self._wake_r], [], [])
-                if listener in readable and not self._stop.is_set():
-                    conn, _ = self._listener.accept()
-                    self._start_connection(conn)
-        finally:
-            self._shutdown()
 
-    def _start_connection(self, conn: socket.socket) -> None:
+    def on_accept(self, sock: socket.socket) -> None:
         limit = self.config.max_connections
-        thread = threading.Thread(target=self._serve_connection, args=(conn,), daemon=True)
-        with self._lock:
-            refused = len(self._connections) >= limit
-            if not refused:
-                self._connections.add(conn)
-                self._threads.add(thread)
-        if refused:
-            conn.close()
+        if self.limits.admit(None, limit) is not None:
+            sock.close()
             self.log.console(
                 f"[RSE-COMMS] Connection refused: {limit} links already open (--max-connections)"
             )
             self.log.event({"kind": "connection_refused", "max_connections": limit})
             return
+        thread = threading.Thread(target=self._serve_connection, args=(sock,), daemon=True)
+        with self._lock:
+            self._links[sock] = thread
         try:
             thread.start()
         except RuntimeError as exc:  # the system refuses another thread
-            with self._lock:
-                self._connections.discard(conn)
-                self._threads.discard(thread)
-            conn.close()
+            self._forget(sock)
             self.log.console(f"[RSE-COMMS] Connection dropped: {exc}")
 
-    def open_connections(self) -> int:
+    def accept_failed(self, error: OSError) -> None:
+        self.log.console(f"[RSE-COMMS] Cannot accept a connection: {error}")
+
+    def on_stop(self) -> None:
         with self._lock:
-            return len(self._connections)
+            links = list(self._links.items())
+        for sock, _ in links:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for _, thread in links:
+            thread.join(timeout=LINK_JOIN_S)
+        dropped = self.model.store.volatile_in_use()
+        self.log.console(f"[RSE] Stopped: {dropped} volatile keys dropped")
+        self.log.close()
+
+    # --- the links ----------------------------------------------------------------------------
+
+    def _forget(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._links.pop(sock, None)
+        sock.close()
+        self.limits.release(None)
 
     def _serve_connection(self, conn: socket.socket) -> None:
         try:
-            while not self._stop.is_set():
+            while not self.stopping:
                 prefix = comms.recv_exact(conn, comms.LENGTH_PREFIX.size)
                 if prefix is None:
                     break
@@ -255,10 +260,7 @@ class RseServer:
         except OSError:
             pass  # the peer went away mid-frame, or the server is stopping
         finally:
-            with self._lock:
-                self._connections.discard(conn)
-                self._threads.discard(threading.current_thread())
-            conn.close()
+            self._forget(conn)
 
     def _answer(self, message: bytes) -> bytes:
         try:
@@ -268,32 +270,7 @@ class RseServer:
             header = message[: comms.HEADER.size]
             return self.model.reject(header, "internal error")
 
-    def _shutdown(self) -> None:
-        self._listener.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.config.socket_path.unlink()
-        with self._lock:
-            connections = list(self._connections)
-            threads = list(self._threads)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        for thread in threads:
-            thread.join(timeout=5)
-        dropped = self.model.store.volatile_in_use()
-        self.log.console(f"[RSE] Stopped: {dropped} volatile keys dropped")
-        self.log.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-
 
 def serve(config: ServerConfig) -> int:
-    server = RseServer(config)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        server.request_stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    server.serve_forever()
+    RseServer(config).serve_until_signalled()
     return 0

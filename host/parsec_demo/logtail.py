@@ -1,0 +1,46 @@
+"""The last lines of a log, and the one shape of a failure that shows them.
+
+Whatever fails (a service during start-up, ssl_server, a machine's boot), its message is the
+headline, then ``last console lines:`` with the last lines of what the failing thing wrote,
+then ``logs:`` with the path of every log worth reading, the console's first::
+
+    rse exited with status 1 during start-up
+    last console lines:
+    [RSE] Cannot open the key store: ...
+    logs:
+      runs/demo-host-.../rse-process.log
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+#: How many lines a failure shows.
+TAIL_LINES = 30
+
+
+def last_lines(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def tail(path: Path, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of the file at ``path``; empty if it is missing or unreadable."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return last_lines(text, lines)
+
+
+def failure_message(headline: str, console: str, logs: Sequence[Path | str]) -> str:
+    """``headline``, the last lines of ``console`` (text), and the ``logs`` to read."""
+    shown = last_lines(console).rstrip("\n") or "(none)"
+    listing = "\n".join(f"  {log}" for log in logs)
+    return f"{headline}\nlast console lines:\n{shown}\nlogs:\n{listing}"
+
+
+def log_failure(headline: str, console: Path, logs: Sequence[Path] = ()) -> str:
+    """``failure_message`` with the console read from the file ``console``, listed first."""
+    listing = [console, *(log for log in logs if log != console)]
+    return failure_message(headline, tail(console), listing)
