@@ -1,4 +1,4 @@
-"""``python -m parsec_demo``: the same CLI as ``./tools/parsec-demo``."""
+"""``python -m parsec_demo``: the same command line as ``parsec-demo`` (``./tools/parsec-demo``)."""
 
 import sys
 

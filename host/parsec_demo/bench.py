@@ -1,7 +1,10 @@
-"""``./tools/bench``: throughput measured against a baseline taken in the same run.
+"""Benchmarks (``parsec-demo bench``, ``./tools/bench``): throughput measured against a
+baseline taken in the same run.
 
 These machines are noisy, so no figure is compared with a constant: each benchmark measures
-the project's path and a reference path back to back and prints both and their ratio.
+the project's path and a reference path back to back and reports both and their ratio. Each
+benchmark is a generator of the lines of its table, yielded as they are measured (the command
+line prints them); where its processes keep their logs is logged.
 
 - ``rse``: psa_verify_hash calls per second through the RSE model over its socket, against
   ``cryptography`` verifying the same signature in-process (RSA-2048 PKCS#1 v1.5 and P-256 ECDSA).
@@ -18,9 +21,11 @@ the project's path and a reference path back to back and prints both and their r
 from __future__ import annotations
 
 import hashlib
+import logging
 import multiprocessing
+import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -32,8 +37,15 @@ from parsec_service import psa
 from parsec_service.rse_link.client import RseClient
 from parsec_service.rse_link.tfm_crypto import KeyAttributes
 
+from .errors import UserError
 from .paths import new_run_dir
 from .services import parsec_config_text, start_rse_model
+
+logger = logging.getLogger(__name__)
+
+
+class BenchError(UserError):
+    """A benchmark whose measured path stopped working (a failed verification or handshake)."""
 
 
 def rate(operation: Callable[[], object], seconds: float) -> float:
@@ -100,11 +112,11 @@ def _cases() -> list[VerifyCase]:
     ]
 
 
-def bench_rse(seconds: float) -> None:
+def bench_rse(seconds: float) -> Iterator[str]:
     run_dir = new_run_dir("bench-rse")
     rse = start_rse_model(run_dir)
-    print(f"RSE model: {run_dir}")
-    print(f"{'psa_verify_hash':<22} {'RSE model /s':>14} {'in-process /s':>14} {'ratio':>8}")
+    logger.info(f"RSE model: {run_dir}")
+    yield f"{'psa_verify_hash':<22} {'RSE model /s':>14} {'in-process /s':>14} {'ratio':>8}"
     try:
         with RseClient(rse.socket_path) as client:
             for case in _cases():
@@ -120,7 +132,7 @@ def bench_rse(seconds: float) -> None:
                 model_rate = rate(through_model, seconds)
                 local_rate = rate(case.local_verify, seconds)
                 client.destroy_key(key_id)
-                print(
+                yield (
                     f"{case.name:<22} {model_rate:>14,.0f} {local_rate:>14,.0f} "
                     f"{model_rate / local_rate:>8.3f}"
                 )
@@ -129,9 +141,10 @@ def bench_rse(seconds: float) -> None:
 
 
 def _parsec_worker(
-    socket_path: str, request: bytes, seconds: float, out: Queue[list[float]]
+    socket_path: str, request: bytes, seconds: float, out: Queue[list[float] | str]
 ) -> None:
-    """One client process: the same PsaVerifyHash request, each on a new connection."""
+    """One client process: the same PsaVerifyHash request, each on a new connection; its
+    latencies, or what went wrong, go to ``out``."""
     import socket
 
     from parsec_service.wire import HEADER, Header
@@ -142,15 +155,19 @@ def _parsec_worker(
             sock.sendall(request)
             reply = sock.recv(65536)
         if len(reply) < HEADER.size or Header.decode(reply[: HEADER.size]).status != 0:
-            raise RuntimeError("verification failed during the benchmark")
+            raise BenchError("a verification failed during the benchmark")
 
-    for _ in range(10):
-        one()
-    latencies = []
-    deadline = time.perf_counter() + seconds
-    while (started := time.perf_counter()) < deadline:
-        one()
-        latencies.append(time.perf_counter() - started)
+    try:
+        for _ in range(10):
+            one()
+        latencies = []
+        deadline = time.perf_counter() + seconds
+        while (started := time.perf_counter()) < deadline:
+            one()
+            latencies.append(time.perf_counter() - started)
+    except (BenchError, OSError) as exc:
+        out.put(f"a client process failed: {exc}")
+        return
     out.put(latencies)
 
 
@@ -159,7 +176,7 @@ def _parsec_rate(
 ) -> tuple[float, float, float]:
     """Requests per second, p50 and p99 latency (ms) with ``clients`` client processes."""
     context = multiprocessing.get_context("fork")
-    results: Queue[list[float]] = context.Queue()
+    results: Queue[list[float] | str] = context.Queue()
     workers = [
         context.Process(target=_parsec_worker, args=(str(socket_path), request, seconds, results))
         for _ in range(clients)
@@ -167,10 +184,23 @@ def _parsec_rate(
     for worker in workers:
         worker.start()
     latencies: list[float] = []
-    for _ in workers:
-        latencies.extend(results.get(timeout=seconds + 60))
+    failures: list[str] = []
+    try:
+        for _ in workers:
+            result = results.get(timeout=seconds + 60)
+            if isinstance(result, str):
+                failures.append(result)
+            else:
+                latencies.extend(result)
+    except queue.Empty:
+        failures.append(f"a client process gave no result within {seconds + 60:.0f} s")
     for worker in workers:
-        worker.join()
+        worker.join(timeout=10)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+    if failures:
+        raise BenchError(failures[0])
     latencies.sort()
     rate_per_s = len(latencies) / seconds
     p50 = latencies[len(latencies) // 2] * 1000
@@ -196,7 +226,7 @@ def _verify_request(client: object, case: VerifyCase, alg: object) -> bytes:
     return encode_request(header, operation.SerializeToString(), auth.data)
 
 
-def bench_parsec(seconds: float) -> None:
+def bench_parsec(seconds: float) -> Iterator[str]:
     from parsec_service.client import SECP_R1, SHA_256, ParsecClient, key_attributes, sign_alg
 
     from .services import start_parsec_service
@@ -204,8 +234,8 @@ def bench_parsec(seconds: float) -> None:
     run_dir = new_run_dir("bench-parsec")
     rse = start_rse_model(run_dir)
     parsec = start_parsec_service(run_dir, rse.socket_path, parsec_config_text(log_level="warn"))
-    print(f"Parsec service and RSE model: {run_dir}")
-    print(
+    logger.info(f"Parsec service and RSE model: {run_dir}")
+    yield (
         f"{'PsaVerifyHash':<22} {'clients':>7} {'Parsec /s':>10} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'in-process /s':>14} {'ratio':>7}"
     )
@@ -226,7 +256,7 @@ def bench_parsec(seconds: float) -> None:
             local_rate = rate(case.local_verify, seconds)
             for clients in (1, 8):
                 service_rate, p50, p99 = _parsec_rate(parsec.socket_path, request, clients, seconds)
-                print(
+                yield (
                     f"{case.name:<22} {clients:>7} {service_rate:>10,.0f} {p50:>7.2f} {p99:>7.2f} "
                     f"{local_rate:>14,.0f} {service_rate / local_rate:>7.3f}"
                 )
@@ -236,20 +266,20 @@ def bench_parsec(seconds: float) -> None:
         rse.stop()
 
 
-def bench_handshake(seconds: float) -> None:
+def bench_handshake(seconds: float) -> Iterator[str]:
     from .native_build import build_host
     from .tls_demo import TlsDemo
 
     build = build_host()
     run_dir = new_run_dir("bench-handshake")
-    print(f"TLS demo: {run_dir}")
+    logger.info(f"TLS demo: {run_dir}")
     durations: dict[str, list[float]] = {"delegated": [], "local": []}
     environments = {"delegated": {}, "local": {"PARSEC_DEMO_LOCAL_VERIFY": "1"}}
     with TlsDemo(run_dir, build) as demo:
         for mode, env in environments.items():  # warm-up, and a check that both work
             run = demo.run_client(env=env, log_name="warm-up.log")
             if not run.ok:
-                raise RuntimeError(f"the {mode} handshake failed:\n{run.output}")
+                raise BenchError(f"the {mode} handshake failed:\n{run.output}")
         deadline = time.perf_counter() + 2 * seconds
         while time.perf_counter() < deadline:
             for mode, env in environments.items():  # alternate, so noise hits both alike
@@ -257,20 +287,20 @@ def bench_handshake(seconds: float) -> None:
                 run = demo.run_client(env=env, log_name=f"{mode}.log")
                 durations[mode].append(time.perf_counter() - started)
                 if not run.ok:
-                    raise RuntimeError(f"a {mode} handshake failed:\n{run.output}")
+                    raise BenchError(f"a {mode} handshake failed:\n{run.output}")
     rates = {mode: len(d) / sum(d) for mode, d in durations.items()}
-    print(f"{'handshakes':<34} {'count':>6} {'per second':>11} {'median ms':>10}")
+    yield f"{'handshakes':<34} {'count':>6} {'per second':>11} {'median ms':>10}"
     for mode, label in (
         ("delegated", "delegated (Parsec + RSE model)"),
         ("local", "local (PSA in-process)"),
     ):
         values = sorted(durations[mode])
         median_ms = values[len(values) // 2] * 1000
-        print(f"{label:<34} {len(values):>6} {rates[mode]:>11.1f} {median_ms:>10.1f}")
-    print(f"ratio delegated/local: {rates['delegated'] / rates['local']:.3f}")
+        yield f"{label:<34} {len(values):>6} {rates[mode]:>11.1f} {median_ms:>10.1f}"
+    yield f"ratio delegated/local: {rates['delegated'] / rates['local']:.3f}"
 
 
-def bench_boot(seconds: float) -> None:
+def bench_boot(seconds: float) -> Iterator[str]:
     from .image_build import build_image
     from .machine.qemu import QemuMachine, load_config
 
@@ -282,12 +312,12 @@ def bench_boot(seconds: float) -> None:
     build_image("amd64")
     cached = time.perf_counter() - started
     built = json_load(image / "manifest.json")["built"]
-    print(f"image: {image}")
-    print(f"build: cold {built} (this run: {cached_or_cold:.1f} s), cached {cached:.2f} s")
+    yield f"image: {image}"
+    yield f"build: cold {built} (this run: {cached_or_cold:.1f} s), cached {cached:.2f} s"
     for name in ("rootfs.ext4", "vmlinuz", "initrd.img"):
         path = image / name
         used = path.stat().st_blocks * 512  # the disk image is sparse
-        print(f"{name}: {path.stat().st_size / 1e6:.0f} MB apparent, {used / 1e6:.0f} MB used")
+        yield f"{name}: {path.stat().st_size / 1e6:.0f} MB apparent, {used / 1e6:.0f} MB used"
     boots = []
     for n in range(3):
         run_dir = new_run_dir(f"bench-boot-{n}")
@@ -296,11 +326,8 @@ def bench_boot(seconds: float) -> None:
             boots.append(time.perf_counter() - started)
             target.run("true")
     boots.sort()
-    print(
-        "boot to SSH-ready: "
-        + ", ".join(f"{b:.1f}" for b in boots)
-        + f" s; median {boots[1]:.1f} s"
-    )
+    times = ", ".join(f"{b:.1f}" for b in boots)
+    yield f"boot to SSH-ready: {times} s; median {boots[1]:.1f} s"
 
 
 def json_load(path: Path) -> dict[str, object]:
@@ -310,15 +337,10 @@ def json_load(path: Path) -> dict[str, object]:
     return data
 
 
-def run_bench(what: str, seconds: float) -> int:
-    if what == "rse":
-        bench_rse(seconds)
-    elif what == "parsec":
-        bench_parsec(seconds)
-    elif what == "handshake":
-        bench_handshake(seconds)
-    elif what == "boot":
-        bench_boot(seconds)
-    else:
-        raise ValueError(f"unknown benchmark {what}")
-    return 0
+#: Each benchmark by the name the command line gives it.
+BENCHMARKS: dict[str, Callable[[float], Iterator[str]]] = {
+    "rse": bench_rse,
+    "parsec": bench_parsec,
+    "handshake": bench_handshake,
+    "boot": bench_boot,
+}

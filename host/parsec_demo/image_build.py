@@ -14,28 +14,48 @@ shows step by step; a failed step says which and keeps its log.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 import os
+import platform
+import shlex
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import native_build
-from .native_build import BUILD_ROOT, CONTRACTS_DIR, DRIVER_DIR, LAYER, BuildError, MbedtlsRecipe
-from .paths import PROJECT_ROOT
+from .errors import UserError
+from .native_build import BuildError, MbedtlsRecipe, build_root, contracts_dir, driver_dir
+from .paths import project_root
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-IMAGES_ROOT = BUILD_ROOT / "images"
-IMAGE_FILES = Path(__file__).with_name("image_files")
-SERVICE_DIR = LAYER / "recipes-parsec/parsec-tls-demo/files/parsec-demo-service"
-#: What runs on the machine: the target package only (its contracts are generated in the image).
-TARGET_PACKAGE = PROJECT_ROOT / "target/parsec_service"
+IMAGE_FILES = Path(__file__).resolve().with_name("image_files")
 DISK_SIZE = "2G"
+
+#: Progress of the build; the command line shows it as ``[image] ...`` lines.
+logger = logging.LoggerAdapter(logging.getLogger(__name__), {"tag": "image"})
+
+
+def images_root() -> Path:
+    return build_root() / "images"
+
+
+def service_dir() -> Path:
+    """The layer's files of the service: systemd unit, config.toml, parsec-tool."""
+    return native_build.demo_recipe_dir() / "files/parsec-demo-service"
+
+
+def target_package() -> Path:
+    """What runs on the machine: the target package only (its contracts are generated in
+    the image)."""
+    return project_root() / "target/parsec_service"
+
+
 PACKAGES = (
     "systemd-sysv",
     "udev",
@@ -104,20 +124,42 @@ class ImageManifest:
 
     @classmethod
     def load(cls, path: Path) -> ImageManifest:
+        """The manifest of the image at ``path`` (its directory or its manifest.json);
+        ManifestError, in one line, when there is none or it cannot be read."""
         manifest = path / "manifest.json" if path.is_dir() else path
-        return cls(**json.loads(manifest.read_text()))
+        try:
+            data = json.loads(manifest.read_text())
+        except FileNotFoundError:
+            raise ManifestError(
+                f"no dev image at {path} (a directory with manifest.json, or the manifest)"
+            ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ManifestError(f"cannot read the image manifest {manifest}: {exc}") from exc
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, dict):
+            raise ManifestError(f"{manifest} is not a dev image manifest (not a JSON object)")
+        problems = []
+        if fields - set(data):
+            problems.append("no " + ", ".join(sorted(fields - set(data))))
+        if set(data) - fields:
+            problems.append("unknown " + ", ".join(sorted(set(data) - fields)))
+        if not problems and not all(isinstance(value, str) for value in data.values()):
+            problems.append("values must be strings")
+        if problems:
+            raise ManifestError(f"{manifest} is not a dev image manifest ({'; '.join(problems)})")
+        return cls(**data)
 
     def resolve(self, directory: Path, name: str) -> Path:
         return directory / str(getattr(self, name))
 
 
-def _say(message: str) -> None:
-    print(f"[image] {message}", file=sys.stderr, flush=True)
+class ManifestError(UserError):
+    pass
 
 
 def ssh_key() -> Path:
     """The SSH key of this build directory (made once), for root logins into its images."""
-    key = BUILD_ROOT / "ssh" / "id_ed25519"
+    key = build_root() / "ssh" / "id_ed25519"
     if not key.exists():
         key.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
@@ -130,22 +172,23 @@ def ssh_key() -> Path:
 def inputs_fingerprint(arch: str, recipe: MbedtlsRecipe) -> str:
     digest = hashlib.sha256(json.dumps([arch, SUITE, PACKAGES, BUILD_ONLY, DISK_SIZE]).encode())
     digest.update(native_build.inputs_fingerprint(recipe).encode())
-    files = sorted(p for d in (IMAGE_FILES, SERVICE_DIR) for p in d.rglob("*") if p.is_file())
-    files += sorted(p for p in TARGET_PACKAGE.rglob("*.py") if not p.name.endswith("_pb2.py"))
-    files += sorted(CONTRACTS_DIR.glob("*.proto"))
-    files += [Path(__file__), ssh_key().with_suffix(".pub")]
+    files = sorted(p for d in (IMAGE_FILES, service_dir()) for p in d.rglob("*") if p.is_file())
+    files += sorted(p for p in target_package().rglob("*.py") if not p.name.endswith("_pb2.py"))
+    files += sorted(contracts_dir().glob("*.proto"))
+    files += [Path(__file__).resolve(), ssh_key().with_suffix(".pub")]
     for path in files:
-        digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + b"\0" + path.read_bytes())
+        digest.update(native_build.input_name(path).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
 def image_dir(arch: str, fingerprint: str) -> Path:
-    return IMAGES_ROOT / f"{arch}-{fingerprint[:16]}"
+    return images_root() / f"{arch}-{fingerprint[:16]}"
 
 
 def _run(step: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None) -> None:
     log = log_dir / f"{step}.log"
-    _say(f"{step} (log {log})")
+    logger.info(f"{step} (log {log})")
+    logger.debug("$ %s", shlex.join(command))
     started = time.monotonic()
     with open(log, "w") as out:
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -154,7 +197,7 @@ def _run(step: str, command: list[str], log_dir: Path, env: dict[str, str] | Non
         raise BuildError(
             f"image step '{step}' failed (exit {result.returncode}); log {log}:\n{tail}"
         )
-    _say(f"{step}: done in {time.monotonic() - started:.0f} s")
+    logger.info(f"{step}: done in {time.monotonic() - started:.0f} s")
 
 
 def build_image(arch: str = "amd64", force: bool = False) -> Path:
@@ -170,7 +213,7 @@ def build_image(arch: str = "amd64", force: bool = False) -> Path:
     if (output / "manifest.json").exists() and not force:
         return output
     started = time.monotonic()
-    work = IMAGES_ROOT / f".work-{arch}-{os.getpid()}"
+    work = images_root() / f".work-{arch}-{os.getpid()}"
     if work.exists():
         shutil.rmtree(work)
     log_dir = work / "logs"
@@ -179,12 +222,12 @@ def build_image(arch: str = "amd64", force: bool = False) -> Path:
         _build(spec, recipe, work, log_dir)
         manifest = _finish(spec, work, fingerprint, started)
     except BaseException:
-        failed = IMAGES_ROOT / f"failed-{arch}-logs"
+        failed = images_root() / f"failed-{arch}-logs"
         if failed.exists():
             shutil.rmtree(failed)
         shutil.copytree(log_dir, failed)
         shutil.rmtree(work, ignore_errors=True)
-        _say(f"the build failed; its logs are kept in {failed}")
+        logger.error(f"the build failed; its logs are kept in {failed}")
         raise
     if output.exists():
         shutil.rmtree(output)
@@ -193,14 +236,14 @@ def build_image(arch: str = "amd64", force: bool = False) -> Path:
             shutil.rmtree(work / scratch)
     work.rename(output)
     prune_images(arch, keep=2)
-    _say(f"image ready in {time.monotonic() - started:.0f} s: {output} ({manifest.rootfs})")
+    logger.info(f"image ready in {time.monotonic() - started:.0f} s: {output} ({manifest.rootfs})")
     return output
 
 
 def prune_images(arch: str, keep: int) -> None:
     """Images are large: keep the ``keep`` newest of an architecture, delete older ones."""
     images = sorted(
-        (p for p in IMAGES_ROOT.glob(f"{arch}-*") if (p / "manifest.json").exists()),
+        (p for p in images_root().glob(f"{arch}-*") if (p / "manifest.json").exists()),
         key=lambda p: (p / "manifest.json").stat().st_mtime,
         reverse=True,
     )
@@ -208,7 +251,11 @@ def prune_images(arch: str, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _host_arch() -> str:
+def host_arch() -> str:
+    """The Debian architecture of this machine."""
+    if shutil.which("dpkg") is None:  # not Debian: the kernel's name for it, in Debian's words
+        machine = platform.machine()
+        return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
     return subprocess.run(
         ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -216,15 +263,21 @@ def _host_arch() -> str:
 
 def ensure_foreign_arch(arch: str) -> None:
     """A foreign architecture builds under qemu-user through binfmt_misc: make it usable."""
-    if (
-        arch == _host_arch()
-        or subprocess.run(["arch-test", arch], capture_output=True).returncode == 0
-    ):
+    if arch == host_arch():
+        return
+    if shutil.which("arch-test") is None:
+        raise BuildError(
+            f"building an {arch} image on this {host_arch()} machine needs user-mode emulation "
+            f"(arch-test is missing): `parsec-demo setup image --arch {arch}` installs it"
+        )
+    if subprocess.run(["arch-test", arch], capture_output=True).returncode == 0:
         return
     binfmt = Path("/proc/sys/fs/binfmt_misc")
     if not (binfmt / "status").exists():
         subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)], check=False)
-    subprocess.run(["update-binfmts", "--enable", f"qemu-{ARCH_QEMU_USER[arch]}"], check=False)
+    if shutil.which("update-binfmts") is not None:
+        enable = ["update-binfmts", "--enable", f"qemu-{ARCH_QEMU_USER[arch]}"]
+        subprocess.run(enable, capture_output=True, check=False)
     if subprocess.run(["arch-test", arch], capture_output=True).returncode != 0:
         raise BuildError(
             f"this machine cannot run {arch} programs (arch-test {arch} fails): install "
@@ -238,16 +291,18 @@ ARCH_QEMU_USER = {"arm64": "aarch64", "amd64": "x86_64"}
 def _build(spec: Architecture, recipe: MbedtlsRecipe, work: Path, log_dir: Path) -> None:
     ensure_foreign_arch(spec.name)
     tarball = native_build.fetch_source(recipe, log_dir)
-    _say(f"preparing Mbed TLS {recipe.version} with the layer's {len(recipe.patches)} patches")
+    logger.info(
+        f"preparing Mbed TLS {recipe.version} with the layer's {len(recipe.patches)} patches"
+    )
     sources = native_build.prepare_tree(recipe, tarball, work / "mbedtls", log_dir)
     rootfs = work / "rootfs"
     env = dict(os.environ)
     env.update(
         PD_MBEDTLS_SRC=str(sources),
-        PD_DRIVER_SRC=str(DRIVER_DIR),
-        PD_SERVICE_SRC=str(SERVICE_DIR),
-        PD_TARGET_PACKAGE=str(TARGET_PACKAGE),
-        PD_CONTRACTS=str(CONTRACTS_DIR),
+        PD_DRIVER_SRC=str(driver_dir()),
+        PD_SERVICE_SRC=str(service_dir()),
+        PD_TARGET_PACKAGE=str(target_package()),
+        PD_CONTRACTS=str(contracts_dir()),
         PD_SSH_PUBKEY=str(ssh_key().with_suffix(".pub")),
         PD_BUILD_ONLY=" ".join(BUILD_ONLY),
         PD_JOBS=str(os.cpu_count() or 2),
@@ -299,18 +354,3 @@ def _finish(spec: Architecture, work: Path, fingerprint: str, started: float) ->
     )
     (work / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2) + "\n")
     return manifest
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="parsec-demo image build")
-    parser.add_argument("--arch", default="amd64", choices=sorted(ARCHITECTURES))
-    parser.add_argument("--force", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        print(build_image(args.arch, args.force))
-    except BuildError as exc:
-        print(f"image build failed: {exc}", file=sys.stderr)
-        return 1
-    return 0

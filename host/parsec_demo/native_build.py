@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -34,23 +36,57 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import PROJECT_ROOT
+from .errors import UserError
+from .paths import project_root
 
-LAYER = PROJECT_ROOT / "meta-parsec-demo"
-DEMO_RECIPE_DIR = LAYER / "recipes-parsec/parsec-tls-demo"
-DRIVER_DIR = DEMO_RECIPE_DIR / "files/parsec-se-driver"
-#: The Parsec contracts (one copy for the driver, the service and the recipes).
-CONTRACTS_DIR = PROJECT_ROOT / "contracts/parsec"
-BUILD_ROOT = PROJECT_ROOT / "build"
-HOST_BUILD = BUILD_ROOT / "host"
 DEBIAN_SOURCE_PACKAGE = "mbedtls"
 DEBIAN_SUITE = "trixie"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 PROGRAMS = ("ssl_client1", "ssl_server", "ssl_server2")
 
+#: Progress of the build; the command line shows it as ``[build] ...`` lines.
+logger = logging.LoggerAdapter(logging.getLogger(__name__), {"tag": "build"})
 
-class BuildError(RuntimeError):
+
+class BuildError(UserError):
     pass
+
+
+# The repository's parts, found when a build needs them (importing this module needs none).
+
+
+def layer() -> Path:
+    return project_root() / "meta-parsec-demo"
+
+
+def demo_recipe_dir() -> Path:
+    return layer() / "recipes-parsec/parsec-tls-demo"
+
+
+def driver_dir() -> Path:
+    return demo_recipe_dir() / "files/parsec-se-driver"
+
+
+def contracts_dir() -> Path:
+    """The Parsec contracts (one copy for the driver, the service and the recipes)."""
+    return project_root() / "contracts/parsec"
+
+
+def build_root() -> Path:
+    return project_root() / "build"
+
+
+def host_build_dir() -> Path:
+    return build_root() / "host"
+
+
+def input_name(path: Path) -> str:
+    """How an input file is named in a fingerprint: relative to the checkout, or to the
+    installed toolkit package for the toolkit's own files."""
+    root = project_root()
+    if path.is_relative_to(root):
+        return str(path.relative_to(root))
+    return str(Path("parsec_demo") / path.relative_to(Path(__file__).resolve().parent))
 
 
 @dataclass(frozen=True)
@@ -63,7 +99,8 @@ class MbedtlsRecipe:
     config: Path
 
     @classmethod
-    def load(cls, recipe_dir: Path = DEMO_RECIPE_DIR) -> MbedtlsRecipe:
+    def load(cls, recipe_dir: Path | None = None) -> MbedtlsRecipe:
+        recipe_dir = recipe_dir or demo_recipe_dir()
         recipes = sorted(recipe_dir.glob("parsec-mbedtls-demo_*.bb"))
         if len(recipes) != 1:
             raise BuildError(f"expected one parsec-mbedtls-demo recipe in {recipe_dir}")
@@ -134,14 +171,11 @@ class HostBuild:
         return self.root / "mbedtls-src"
 
 
-def _say(message: str) -> None:
-    print(f"[build] {message}", file=sys.stderr, flush=True)
-
-
 def _run(step: str, command: Sequence[str | Path], log_dir: Path, cwd: Path | None = None) -> None:
     """Run one build command, its output appended to the step's log; explain a failure."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{step}.log"
+    logger.debug("$ %s  (in %s, log %s)", shlex.join(str(c) for c in command), cwd or ".", log)
     with open(log, "a") as out:
         out.write(f"$ {' '.join(str(c) for c in command)}\n")
         out.flush()
@@ -177,16 +211,16 @@ def _apt_options(apt_dir: Path) -> list[str]:
 
 def fetch_source(recipe: MbedtlsRecipe, log_dir: Path) -> Path:
     """The Mbed TLS tarball of the recipe's version, from Debian, checked against the pin."""
-    sources = BUILD_ROOT / "sources"
+    sources = build_root() / "sources"
     tarball = sources / f"{DEBIAN_SOURCE_PACKAGE}_{recipe.version}.orig.tar.bz2"
     if tarball.exists() and sha256_of(tarball) == recipe.sha256:
         return tarball
-    apt_dir = BUILD_ROOT / "apt"
+    apt_dir = build_root() / "apt"
     for sub in ("lists/partial", "cache/archives/partial"):
         (apt_dir / sub).mkdir(parents=True, exist_ok=True)
     (apt_dir / "sources.list").write_text(f"deb-src {DEBIAN_MIRROR} {DEBIAN_SUITE} main\n")
     options = _apt_options(apt_dir)
-    _say(f"fetching the Debian source package of Mbed TLS {recipe.version} ({DEBIAN_SUITE})")
+    logger.info(f"fetching the Debian source package of Mbed TLS {recipe.version} ({DEBIAN_SUITE})")
     _run("fetch-source", ["apt-get", *options, "update"], log_dir)
     listing = subprocess.run(
         ["apt-cache", *options, "showsrc", DEBIAN_SOURCE_PACKAGE],
@@ -227,7 +261,7 @@ def prepare_tree(recipe: MbedtlsRecipe, tarball: Path, destination: Path, log_di
         archive.extractall(staging, filter="data")
     [top] = list(staging.iterdir())
     for patch in recipe.patches:
-        _say(f"applying {patch.name}")
+        logger.info(f"applying {patch.name}")
         _run("patch", ["patch", "-p1", "--forward", "--batch", "-i", patch], log_dir, cwd=top)
     for action, option in recipe.config_actions():
         _run("configure", [sys.executable, "scripts/config.py", action, option], log_dir, cwd=top)
@@ -239,9 +273,9 @@ def prepare_tree(recipe: MbedtlsRecipe, tarball: Path, destination: Path, log_di
 def check_patches_apply(recipe: MbedtlsRecipe | None = None) -> list[str]:
     """Apply the patches to a scratch copy of the pinned source; returns the patch names."""
     recipe = recipe or MbedtlsRecipe.load()
-    log_dir = HOST_BUILD / "logs"
+    log_dir = host_build_dir() / "logs"
     tarball = fetch_source(recipe, log_dir)
-    scratch = BUILD_ROOT / "patch-check"
+    scratch = build_root() / "patch-check"
     prepare_tree(recipe, tarball, scratch / "tree", log_dir)
     shutil.rmtree(scratch)
     return [p.name for p in recipe.patches]
@@ -252,10 +286,10 @@ def check_patches_apply(recipe: MbedtlsRecipe | None = None) -> list[str]:
 
 def inputs_fingerprint(recipe: MbedtlsRecipe) -> str:
     digest = hashlib.sha256(recipe.sha256.encode())
-    files = [*recipe.patches, recipe.config, Path(__file__)]
-    files += sorted(p for d in (DRIVER_DIR, CONTRACTS_DIR) for p in d.rglob("*") if p.is_file())
+    files = [*recipe.patches, recipe.config, Path(__file__).resolve()]
+    files += sorted(p for d in (driver_dir(), contracts_dir()) for p in d.rglob("*") if p.is_file())
     for path in files:
-        digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + b"\0" + path.read_bytes())
+        digest.update(input_name(path).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -280,16 +314,17 @@ def build_host(force: bool = False) -> HostBuild:
 
     One build at a time: a second caller (another test session, the demo) waits for the first
     one's lock and then finds the build done."""
-    HOST_BUILD.mkdir(parents=True, exist_ok=True)
-    with open(HOST_BUILD / ".lock", "w") as lock:
+    host_build = host_build_dir()
+    host_build.mkdir(parents=True, exist_ok=True)
+    with open(host_build / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_host_locked(force)
+        return _build_host_locked(host_build, force)
 
 
-def _build_host_locked(force: bool) -> HostBuild:
+def _build_host_locked(host_build: Path, force: bool) -> HostBuild:
     recipe = MbedtlsRecipe.load()
-    result = HostBuild(HOST_BUILD)
-    stamp = HOST_BUILD / "inputs.sha256"
+    result = HostBuild(host_build)
+    stamp = host_build / "inputs.sha256"
     fingerprint = inputs_fingerprint(recipe)
     if (
         not force
@@ -300,35 +335,35 @@ def _build_host_locked(force: bool) -> HostBuild:
     ):
         return result
     started = time.monotonic()
-    log_dir = HOST_BUILD / "logs"
-    driver_build = HOST_BUILD / "driver"
-    sanitized_build = HOST_BUILD / "driver-sanitize"
-    mbedtls_build = HOST_BUILD / "mbedtls"
+    log_dir = host_build / "logs"
+    driver_build = host_build / "driver"
+    sanitized_build = host_build / "driver-sanitize"
+    mbedtls_build = host_build / "mbedtls"
     for stale in (log_dir, driver_build, sanitized_build, mbedtls_build):
         if stale.exists():  # a CMake cache remembers its source paths: start clean
             shutil.rmtree(stale)
     stamp.unlink(missing_ok=True)
     tarball = fetch_source(recipe, log_dir)
-    _say(f"preparing Mbed TLS {recipe.version} with {len(recipe.patches)} patches")
+    logger.info(f"preparing Mbed TLS {recipe.version} with {len(recipe.patches)} patches")
     source = prepare_tree(recipe, tarball, result.source_dir, log_dir)
     driver_options = [
         f"-DMBEDTLS_INCLUDE_DIR={source / 'include'}",
-        f"-DPARSEC_CONTRACTS_DIR={CONTRACTS_DIR}",
+        f"-DPARSEC_CONTRACTS_DIR={contracts_dir()}",
         "-DPARSEC_SE_DRIVER_WERROR=ON",
     ]
 
-    _say("building the Parsec SE driver")
+    logger.info("building the Parsec SE driver")
     _cmake(
         "driver",
-        DRIVER_DIR,
+        driver_dir(),
         driver_build,
         [*driver_options, "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
         log_dir,
     )
-    _say("building the Parsec SE driver's tests with ASan and UBSan")
+    logger.info("building the Parsec SE driver's tests with ASan and UBSan")
     sanitize = ["-DCMAKE_BUILD_TYPE=Debug", "-DPARSEC_SE_DRIVER_SANITIZE=ON"]
-    _cmake("driver-sanitize", DRIVER_DIR, sanitized_build, [*driver_options, *sanitize], log_dir)
-    _say("building Mbed TLS ssl_client1, ssl_server, ssl_server2 (warnings are errors)")
+    _cmake("driver-sanitize", driver_dir(), sanitized_build, [*driver_options, *sanitize], log_dir)
+    logger.info("building Mbed TLS ssl_client1, ssl_server, ssl_server2 (warnings are errors)")
     driver_libraries = f"{driver_build / 'libparsec-se-driver.a'};protobuf-c"
     mbedtls_options = [
         "-DENABLE_TESTING=OFF",
@@ -345,22 +380,5 @@ def _build_host_locked(force: bool) -> HostBuild:
     shutil.copy2(sanitized_build / "parsec-se-driver-tests", result.driver_tests_sanitized)
     shutil.copy2(sanitized_build / "parsec-se-driver-harness", result.driver_harness)
     stamp.write_text(fingerprint + "\n")
-    _say(f"built in {time.monotonic() - started:.0f} s: {result.bin_dir}")
+    logger.info(f"built in {time.monotonic() - started:.0f} s: {result.bin_dir}")
     return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if args == ["--check-patches"]:
-            print("patches apply cleanly:", ", ".join(check_patches_apply()))
-        else:
-            print(build_host(force="--force" in args).bin_dir)
-    except BuildError as exc:
-        print(f"build failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,14 @@
-"""Where the project keeps what it makes: run directories and build outputs.
+"""Where the project keeps what it makes, and where its repository is.
 
-Everything lands under the checkout (ignored by git) unless ``PARSEC_DEMO_RUNS`` points
-elsewhere, so that a user can find the logs of every run without asking where they went.
+The toolkit runs from a checkout (``./tools/*``, an editable install) or installed on its own
+(``pip install``). Jobs that read the repository (the Yocto layer, the contracts, the C
+sources: the native build, the dev image, the validation cases) look for a checkout in this
+order: ``PARSEC_DEMO_ROOT``, the current directory or one of its parents, the checkout this
+code is installed from (an editable install). Without one they stop with one line that says
+so; everything else, ``--help`` included, works anywhere.
+
+Run directories go under ``PARSEC_DEMO_RUNS``, else the checkout's ``runs/``, else ``./runs``,
+so that a user finds the logs of every run without asking where they went.
 """
 
 from __future__ import annotations
@@ -10,17 +17,72 @@ import os
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from .errors import UserError
+
+#: A directory is a checkout of this project when it holds these.
+CHECKOUT_MARKERS = ("meta-parsec-demo/conf/layer.conf", "contracts/parsec")
+
+
+class NoCheckoutError(UserError):
+    pass
+
+
+def is_checkout(path: Path) -> bool:
+    return all((path / marker).exists() for marker in CHECKOUT_MARKERS)
+
+
+def find_checkout() -> Path | None:
+    """The project's repository, or None when there is none to be found."""
+    override = os.environ.get("PARSEC_DEMO_ROOT")
+    if override:
+        root = Path(override).resolve()
+        if not is_checkout(root):
+            raise NoCheckoutError(
+                f"PARSEC_DEMO_ROOT={override} is not a parsec-demo checkout "
+                f"(it has no {CHECKOUT_MARKERS[0]})"
+            )
+        return root
+    cwd = Path.cwd()
+    for candidate in (cwd, *cwd.parents, Path(__file__).resolve().parents[2]):
+        if is_checkout(candidate):
+            return candidate
+    return None
+
+
+def project_root() -> Path:
+    """The project's repository; NoCheckoutError, in one line, when there is none."""
+    root = find_checkout()
+    if root is None:
+        raise NoCheckoutError(
+            "this needs a parsec-demo checkout (its layer and sources): run it from inside "
+            "one, or set PARSEC_DEMO_ROOT"
+        )
+    return root
+
+
+def __getattr__(name: str) -> Path:
+    # ``PROJECT_ROOT`` is looked up when used, not when this module is imported, so that
+    # importing the toolkit never needs a checkout.
+    if name == "PROJECT_ROOT":
+        return project_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def runs_root() -> Path:
-    return Path(os.environ.get("PARSEC_DEMO_RUNS", PROJECT_ROOT / "runs"))
+    override = os.environ.get("PARSEC_DEMO_RUNS")
+    if override:
+        return Path(override)
+    checkout = find_checkout()
+    return (checkout if checkout is not None else Path.cwd()) / "runs"
 
 
 def new_run_dir(kind: str) -> Path:
     """A fresh directory ``runs/<kind>-<UTC timestamp>[-n]`` for one run's logs and state."""
     root = runs_root()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the runs directory {root}: {exc.strerror}") from exc
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     for n in range(1000):
         candidate = root / (f"{kind}-{stamp}" if n == 0 else f"{kind}-{stamp}-{n}")
@@ -28,5 +90,7 @@ def new_run_dir(kind: str) -> Path:
             candidate.mkdir()
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise UserError(f"cannot create a run directory in {root}: {exc.strerror}") from exc
         return candidate
-    raise RuntimeError(f"cannot create a run directory under {root}")
+    raise UserError(f"cannot create a run directory under {root}: 1000 of this second exist")

@@ -133,16 +133,27 @@ def test_no_login_prompt_times_out_with_the_console_tail(fvpconf: Path, tmp_path
     assert "soc.terminal_ns_uart0 up" in str(caught.value), "the console tail is shown"
 
 
-def test_run_fvp_dry_run_prints_the_command(fvpconf: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "parsec_demo", "run-fvp"],
+        [str(Path(sys.executable).with_name("run-fvp"))],  # the console script
+    ],
+    ids=["parsec-demo run-fvp", "run-fvp"],
+)
+def test_run_fvp_dry_run_prints_the_command(
+    command: list[str], fvpconf: Path, tmp_path: Path
+) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "parsec_demo.machine.run_fvp", "--dry-run",
-         "--run-dir", str(tmp_path / "r"), str(fvpconf), "--", "--stat"],
+        [*command, "--dry-run", "--run-dir", str(tmp_path / "r"), str(fvpconf), "--", "--stat"],
         env=toolkit_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1, "the command line, and nothing else"
     assert "FVP_RD_1_AE --parameter" in result.stdout
     assert "userNetPorts=2222=22" not in result.stdout, "a free port replaces 2222"
     assert result.stdout.strip().endswith("--simlimit 3600 --stat")
+    assert not (fvpconf.parent / "standin-record.json").exists(), "nothing was started"
 
 
 QEMUBOOT = """[config_bsp]

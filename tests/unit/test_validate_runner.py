@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from parsec_demo.validate import oeqa_shim, reports
-from parsec_demo.validate.runner import CASES_DIR, collect, load_module, run_tests
+from parsec_demo.validate.runner import cases_dir, collect, load_module, run_tests
 
 CASES = """
 import time
@@ -48,16 +51,26 @@ class FakeTarget:
         return 0, command.removeprefix("echo ")
 
 
-def test_dependencies_skips_timeouts_and_results(tmp_path: Path) -> None:
+def test_dependencies_skips_timeouts_and_results(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     oeqa_shim.install()
     (tmp_path / "sample.py").write_text(textwrap.dedent(CASES))
     tests = collect(tmp_path)
-    results = {
-        r.name: r
-        for r in run_tests(
-            tests, FakeTarget(), {"MACHINE": "qemu-test", "IMAGE_PKGS": ()}, log=lambda _: None
-        )
-    }
+    with caplog.at_level(logging.INFO, logger="parsec_demo.validate.runner"):
+        results = {
+            r.name: r
+            for r in run_tests(tests, FakeTarget(), {"MACHINE": "qemu-test", "IMAGE_PKGS": ()})
+        }
+    # One progress line per test, as it ends, through the runner's logger.
+    progress = [r.getMessage() for r in caplog.records if r.name == "parsec_demo.validate.runner"]
+    assert len(progress) == len(results) == 6
+    assert progress[0].startswith("PASSED sample.First.test_b_base (")
+    assert (
+        "SKIPPED sample.Second.test_skipped_by_dependency: "
+        "dependency sample.Second.test_fails did not pass"
+    ) in progress
+    assert any(line.startswith("ERROR sample.Second.test_times_out (") for line in progress)
     assert list(results)[:2] == ["sample.First.test_b_base", "sample.First.test_a_needs_base"]
     assert results["sample.First.test_a_needs_base"].status == "PASSED"
     assert results["sample.Second.test_fails"].status == "FAILED"
@@ -92,6 +105,13 @@ def test_dependencies_skips_timeouts_and_results(tmp_path: Path) -> None:
         suite.get("errors"),
         suite.get("skipped"),
     ) == ("6", "1", "1", "2")
+    # A failure's message is the last line of its traceback: the exception and its text.
+    failure = suite.find("testcase[@name='test_fails']/failure")
+    assert failure is not None
+    assert failure.get("message") == "AssertionError: 1 != 2 : deliberately"
+    skipped = suite.find("testcase[@name='test_skipped_by_dependency']/skipped")
+    assert skipped is not None
+    assert skipped.get("message") == "dependency sample.Second.test_fails did not pass"
 
 
 RSE_CONSOLE = "\n".join(
@@ -111,7 +131,7 @@ RSE_CONSOLE = "\n".join(
 
 def test_the_cases_read_rse_evidence_from_a_console() -> None:
     oeqa_shim.install()
-    module = load_module(CASES_DIR / "parsec_tls_demo.py")
+    module = load_module(cases_dir() / "parsec_tls_demo.py")
     calls = module.rse_calls(RSE_CONSOLE)
     assert calls == [
         ("psa_import_key", "0x00000007", None, "PSA_SUCCESS"),
@@ -147,7 +167,7 @@ def test_an_rse_with_only_comms_traces_still_gives_evidence() -> None:
     import unittest
 
     oeqa_shim.install()
-    module = load_module(CASES_DIR / "parsec_tls_demo.py")
+    module = load_module(cases_dir() / "parsec_tls_demo.py")
     trace = (
         "[RSE-COMMS] Received message: protocol_ver=0 seq_num=1 client_id=0x0000 handle=0x40000100"
     )

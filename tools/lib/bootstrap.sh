@@ -1,21 +1,23 @@
 # shellcheck shell=bash
-# Sourced by the tools/ entry points. Makes everything they need exist, idempotently:
-# Debian packages (installed as root when missing), and .venv with the pinned Python
-# dependencies listed in pyproject.toml and the project itself installed editable (redone only
-# when pyproject.toml or the constraints file change). Progress goes to stderr so that command
+# Sourced by the tools/ entry points. Makes the project's Python environment exist,
+# idempotently: .venv with the pinned Python dependencies listed in pyproject.toml and the
+# project itself installed editable (redone only when pyproject.toml or the constraints file
+# change), and the contracts' Python modules. The Debian packages of each job are not named
+# here: each command installs its own (parsec_demo/cli/debian.py); only Python itself, needed
+# before any of that can run, is installed from here. Progress goes to stderr so that command
 # output stays clean.
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-# shellcheck source=packages.sh
-source "$PROJECT_ROOT/tools/lib/packages.sh"
 VENV="$PROJECT_ROOT/.venv"
-export PROJECT_ROOT VENV
+# The toolkit works on this checkout, wherever it is run from.
+PARSEC_DEMO_ROOT="$PROJECT_ROOT"
+export PROJECT_ROOT VENV PARSEC_DEMO_ROOT
 
 say() { printf '[parsec-demo] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 _apt_updated=""
-# ensure_apt PKG...: install the Debian packages that are not installed yet.
+# ensure_apt PKG...: install the Debian packages that are not installed yet (here: Python).
 ensure_apt() {
     local missing=() pkg
     for pkg in "$@"; do

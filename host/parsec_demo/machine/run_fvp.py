@@ -1,54 +1,182 @@
-"""``./tools/run-fvp``: boot a machine (Arm FVP or QEMU) from the artifacts its build wrote.
+"""What ``run-fvp`` does with a machine, as a library: read the configuration a build wrote,
+make the machine of it, start it, attach a terminal to its console, and describe the running
+machine in ``machine.json`` for scripts.
 
-    run-fvp [options] [CONFIG] [-- extra emulator arguments]
-
-CONFIG is a ``.fvpconf`` (meta-arm's fvpboot), a ``qemuboot.conf`` (Yocto), or a dev image
-(its directory or ``manifest.json``); without it, the dev image of this checkout (built if
-needed). Headless by default: once the machine is up it prints the SSH command and where the
-logs are, and runs until SIGINT or SIGTERM, which shut the machine down and reap every process.
-``--console`` attaches the default console to this terminal instead (Ctrl-] leaves);
-``--dry-run`` prints the exact command line and starts nothing.
+A configuration is a ``.fvpconf`` (meta-arm's fvpboot: an Arm FVP), a ``qemuboot.conf`` (Yocto:
+QEMU) or a dev image (its directory or ``manifest.json``: QEMU). Every way it can be wrong
+(missing, unreadable, not what its name says, an emulator that is not installed) is a
+:class:`MachineConfigError` in one line. The command line is in ``parsec_demo.cli.run_fvp``.
 """
 
 from __future__ import annotations
 
-import argparse
-import shlex
-import signal
+import configparser
+import json
+import os
+import shutil
 import socket
-import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
-from ..paths import new_run_dir
-from .fvp import FvpConfig, FvpMachine
-from .lifecycle import BootError
-from .ports import allocate_port
+from ..errors import UserError
+from .fvp import FvpConfig, FvpMachine, fvp_command, fvp_environment
 from .qemu import QemuConfig, QemuMachine, load_config
 
+#: The file in the run directory that describes the machine while it is up.
+MACHINE_JSON = "machine.json"
+SSH_HOST = "127.0.0.1"
+SSH_USER = "root"
 
-def _machine(args: argparse.Namespace, run_dir: Path) -> QemuMachine | FvpMachine:
-    config_path = args.config.resolve() if args.config else None
-    if config_path is None:
-        from ..image_build import build_image
 
-        config_path = build_image(args.arch)
-    if config_path.suffix == ".fvpconf":
-        return FvpMachine(FvpConfig.load(config_path), run_dir, args.timeout or 3600.0, args.extra)
-    config: QemuConfig = load_config(config_path)
+class MachineConfigError(UserError):
+    pass
+
+
+@dataclass(frozen=True)
+class BootOptions:
+    """How to run the machine, beyond what its configuration says."""
+
+    boot_timeout: float | None = None  # default: 180 s for QEMU, 3600 s for an FVP
+    append: str = ""  # QEMU: more kernel command line
+    snapshot: bool = True  # QEMU: never write to the disk image
+    kvm: bool = False  # QEMU: KVM instead of TCG
+    extra_args: tuple[str, ...] = ()  # appended to the emulator's command line
+
+
+def is_fvpconf(path: Path) -> bool:
+    return path.suffix == ".fvpconf"
+
+
+def read_config(path: Path) -> FvpConfig | QemuConfig:
+    """The machine configuration at ``path``, checked enough to know it can be booted."""
+    if not path.exists():
+        raise MachineConfigError(f"{path}: no such file or directory")
+    if is_fvpconf(path):
+        try:
+            return FvpConfig.load(path)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
+            raise MachineConfigError(f"{path}: cannot read it as an .fvpconf: {exc}") from exc
+    try:
+        return load_config(path)
+    except UserError:
+        raise  # the dev image's manifest explains itself
+    except KeyError as exc:
+        raise MachineConfigError(f"{path}: not a qemuboot.conf (no {exc.args[0]})") from exc
+    except (OSError, UnicodeDecodeError, ValueError, configparser.Error) as exc:
+        raise MachineConfigError(f"{path}: cannot read it as a qemuboot.conf: {exc}") from exc
+
+
+def make_machine(
+    config: FvpConfig | QemuConfig, run_dir: Path, options: BootOptions
+) -> QemuMachine | FvpMachine:
+    if isinstance(config, FvpConfig):
+        return FvpMachine(config, run_dir, options.boot_timeout or 3600.0, list(options.extra_args))
     return QemuMachine(
         config,
         run_dir,
-        snapshot=not args.no_snapshot,
-        extra_cmdline=args.append,
-        accel="kvm" if args.kvm else "tcg",
-        boot_timeout=args.timeout or 180.0,
-        extra_args=args.extra,
+        snapshot=options.snapshot,
+        extra_cmdline=options.append,
+        accel="kvm" if options.kvm else "tcg",
+        boot_timeout=options.boot_timeout or 180.0,
+        extra_args=list(options.extra_args),
     )
 
 
-def _attach(machine: QemuMachine | FvpMachine) -> None:
+def check_emulator(config: FvpConfig | QemuConfig) -> None:
+    """MachineConfigError unless the emulator of ``config`` can be found, the way starting it
+    will look for it (an FVP: from the .fvpconf's directory, on the .fvpconf's PATH)."""
+    if isinstance(config, FvpConfig):
+        program = fvp_command(config, None)[0]
+        directory = config.directory
+        search = fvp_environment(config).get("PATH", os.defpath)
+        hint = "(check the .fvpconf's fvp-bindir and exe, or PATH)"
+    else:
+        program = config.qemu
+        directory = Path.cwd()
+        search = os.environ.get("PATH", os.defpath)
+        hint = "(is QEMU installed?)"
+    if os.sep in program:
+        path = directory / program
+        found = path.is_file() and os.access(path, os.X_OK)
+    else:
+        found = shutil.which(program, path=search) is not None
+    if not found:
+        raise MachineConfigError(f"cannot run {program}: no such program {hint}")
+
+
+def start(machine: QemuMachine | FvpMachine, wait: bool = True) -> None:
+    """Start ``machine`` (and with ``wait``, until it is up); an emulator that is not
+    installed is a MachineConfigError, a failed boot a BootError."""
+    try:
+        machine.start(wait)
+    except FileNotFoundError as exc:
+        if exc.filename is None:
+            raise
+        where = (
+            "(the .fvpconf's fvp-bindir and exe, or PATH)"
+            if isinstance(machine, FvpMachine)
+            else "(is QEMU installed?)"
+        )
+        raise MachineConfigError(f"cannot run {exc.filename}: no such program {where}") from exc
+
+
+def ssh_key(machine: QemuMachine | FvpMachine) -> Path | None:
+    if isinstance(machine, QemuMachine):
+        return machine.config.ssh_key
+    return machine.ssh_key
+
+
+def machine_info(machine: QemuMachine | FvpMachine, config_path: Path) -> dict[str, Any]:
+    """What scripts need to use the running machine (the keys README's run-fvp section lists)."""
+    assert machine.ssh_port is not None and machine.process is not None
+    key = ssh_key(machine)
+    info: dict[str, Any] = {
+        "kind": "fvp" if isinstance(machine, FvpMachine) else "qemu",
+        "config": str(config_path),
+        "run_dir": str(machine.run_dir),
+        "pid": os.getpid(),
+        "emulator_pid": machine.process.pid,
+        "ssh_host": SSH_HOST,
+        "ssh_port": machine.ssh_port.port,
+        "ssh_user": SSH_USER,
+        "ssh_key": str(key) if key else None,
+    }
+    if isinstance(machine, QemuMachine):
+        info["emulator_log"] = str(machine.qemu_log)
+        info["consoles"] = {"default": str(machine.console_log)}
+        with_rse = machine.with_rse
+        info["rse_console_log"] = str(machine.run_dir / "rse-console.log") if with_rse else None
+        info["rse_events_log"] = str(machine.run_dir / "rse-events.jsonl") if with_rse else None
+    else:
+        info["emulator_log"] = str(machine.fvp_log)
+        info["consoles"] = {alias: str(machine.console_log(alias)) for alias in machine.consoles}
+        # The RSE's own firmware runs in the FVP: its UART is the console aliased "rse".
+        info["rse_console_log"] = info["consoles"].get("rse")
+        info["rse_events_log"] = None
+    return info
+
+
+def ssh_command(info: dict[str, Any]) -> str:
+    key = f"-i {info['ssh_key']} " if info["ssh_key"] else ""
+    return (
+        f"ssh {key}-p {info['ssh_port']} -o StrictHostKeyChecking=no "
+        f"{info['ssh_user']}@{info['ssh_host']}"
+    )
+
+
+def write_machine_json(run_dir: Path, info: dict[str, Any]) -> Path:
+    """``machine.json``, written whole (a reader never sees half of it)."""
+    path = run_dir / MACHINE_JSON
+    partial = path.with_name(f".{MACHINE_JSON}.{os.getpid()}")
+    partial.write_text(json.dumps(info, indent=2) + "\n")
+    partial.replace(path)
+    return path
+
+
+def attach_console(machine: QemuMachine | FvpMachine) -> None:
+    """This terminal on the machine's default console until Ctrl-] (or the console closes)."""
     import pexpect.fdpexpect
 
     if isinstance(machine, QemuMachine):
@@ -64,72 +192,4 @@ def _attach(machine: QemuMachine | FvpMachine) -> None:
         while default not in machine.consoles:
             threading.Event().wait(0.1)
         sock = socket.create_connection(("127.0.0.1", machine.consoles[default].port))
-    print("Attached to the console; Ctrl-] leaves (the machine is then shut down).", flush=True)
     pexpect.fdpexpect.fdspawn(sock.fileno()).interact(escape_character=chr(29))
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        extra = argv[argv.index("--") + 1 :]
-        argv = argv[: argv.index("--")]
-    parser = argparse.ArgumentParser(
-        prog="run-fvp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("config", nargs="?", type=Path, help=".fvpconf, qemuboot.conf or dev image")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print the command line, run nothing"
-    )
-    parser.add_argument("--console", action="store_true", help="attach the default console")
-    parser.add_argument("--timeout", type=float, help="boot timeout in seconds")
-    parser.add_argument("--run-dir", type=Path, help="where the logs go (default: a new runs/ dir)")
-    parser.add_argument("--arch", default="amd64", help="dev image architecture (no CONFIG)")
-    parser.add_argument("--append", default="", help="extra kernel command line (QEMU)")
-    parser.add_argument("--no-snapshot", action="store_true", help="write to the disk image (QEMU)")
-    parser.add_argument("--kvm", action="store_true", help="use KVM instead of TCG (QEMU)")
-    args = parser.parse_args(argv)
-    args.extra = extra
-    run_dir = args.run_dir or new_run_dir("machine")
-    machine = _machine(args, run_dir)
-    if args.dry_run:
-        with allocate_port() as lease:  # the port a real run would have got
-            print(shlex.join(machine.command(lease.port)))
-        return 0
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    print(f"Run directory: {run_dir}", flush=True)
-    try:
-        if args.console:
-            machine.start(wait=False)
-            _attach(machine)
-            return 0
-        print("Booting ...", flush=True)
-        machine.start()
-        assert machine.ssh_port is not None
-        key = getattr(machine.config, "ssh_key", None) or getattr(machine, "ssh_key", None)
-        key_option = f"-i {key} " if key else ""
-        print(
-            f"Machine up. SSH: ssh {key_option}-p {machine.ssh_port.port} "
-            "-o StrictHostKeyChecking=no root@127.0.0.1",
-            flush=True,
-        )
-        print("Logs: " + ", ".join(str(p) for p in sorted(run_dir.glob("*.log"))), flush=True)
-        print("SIGINT or SIGTERM shuts it down.", flush=True)
-        signal.pause()
-    except KeyboardInterrupt:
-        pass
-    except BootError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    finally:
-        machine.stop()
-        print("Machine stopped.", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

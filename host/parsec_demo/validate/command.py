@@ -1,14 +1,14 @@
-"""``parsec-demo validate``: the layer's oeqa cases against the dev VM, with reports.
+"""A validation run: the layer's oeqa cases against the dev VM, with reports.
 
-Boots the dev image with the RSE model beside it (the runner of ``./tools/run-fvp``), runs the
-cases in ``meta-parsec-demo/lib/oeqa/runtime/cases`` through the oeqa stand-in (or through a
-real openembedded-core's oeqa with ``--oe-core PATH``), and writes ``testresults.json``,
-``junit.xml`` and ``report.html`` with the logs into the report directory.
+Boots the dev image with the RSE model beside it (the runner of ``run-fvp``), runs the cases in
+``meta-parsec-demo/lib/oeqa/runtime/cases`` through the oeqa stand-in (or through a real
+openembedded-core's oeqa), and writes ``testresults.json``, ``junit.xml`` and ``report.html``
+with the logs into the report directory (by default ``report/`` in the run directory, beside
+the machine's logs). The command line is ``parsec-demo validate`` (``parsec_demo.cli.validate``).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import sys
@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..image_build import build_image
-from ..machine.lifecycle import BootError
+from ..errors import UserError
+from ..logtail import tail
 from ..machine.qemu import QemuMachine, load_config
 from ..paths import new_run_dir
 from ..tls_demo import read_events
 from . import reports
-from .runner import CASES_DIR, CaseResult, collect, run_tests
+from .runner import CaseResult, cases_dir, collect, run_tests
 
 #: What the dev image holds, in the package names the cases ask OEHasPackage about.
 DEV_IMAGE_PACKAGES = (
@@ -53,9 +53,19 @@ def test_data(machine: QemuMachine, arch: str) -> dict[str, Any]:
 
 
 def run_validation(
-    image: Path, report_dir: Path, modules: list[str] | None, oe_core: Path | None, arch: str
+    image: Path,
+    report_dir: Path | None,
+    modules: list[str] | None,
+    oe_core: Path | None,
+    arch: str,
 ) -> tuple[list[CaseResult], Path]:
+    """Boot ``image``, run the cases, write the reports; the results and the run directory.
+
+    The reports go to ``report_dir``, or without one to ``report/`` in the run directory."""
+    cases = cases_dir()
+    config = load_config(image)
     run_dir = new_run_dir("validate")
+    report_dir = report_dir or run_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     windows: dict[str, list[dict[str, Any]]] = {}
     events_path = run_dir / "rse-events.jsonl"
@@ -70,20 +80,20 @@ def run_validation(
                 windows[name], _ = read_events(events_path, offset)
 
     started = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-    with QemuMachine(load_config(image), run_dir) as machine, machine.target() as target:
+    with QemuMachine(config, run_dir) as machine, machine.target() as target:
         td = test_data(machine, arch)
         if oe_core is not None:
-            results = run_with_oe_core(oe_core, target, td, modules)
+            results = run_with_oe_core(oe_core, target, td, modules, cases)
         else:
             from . import oeqa_shim
 
             oeqa_shim.install()
-            results = run_tests(collect(CASES_DIR, modules), target, td, around=window)
+            results = run_tests(collect(cases, modules), target, td, around=window)
         journal = target.run("journalctl -u parsec-demo --no-pager -o short-iso", timeout=60)[1]
     logs = {
         "parsec-demo.service journal": journal,
-        "RSE console (host)": _tail(run_dir / "rse-console.log"),
-        "machine console": _tail(run_dir / "console.log"),
+        "RSE console (host)": tail(run_dir / "rse-console.log", lines=200),
+        "machine console": tail(run_dir / "console.log", lines=200),
     }
     for name, text in logs.items():
         (report_dir / (name.split()[0].replace("/", "_") + ".log")).write_text(text)
@@ -104,16 +114,20 @@ def run_validation(
     return results, run_dir
 
 
-def _tail(path: Path, lines: int = 200) -> str:
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+def check_oe_core(oe_core: Path) -> None:
+    """A UserError unless ``oe_core`` is an openembedded-core (or poky) checkout with oeqa."""
+    if not (oe_core / "meta/lib/oeqa/runtime/context.py").is_file():
+        raise UserError(
+            f"{oe_core} is not an openembedded-core or poky checkout "
+            "(no meta/lib/oeqa/runtime/context.py)"
+        )
 
 
 def run_with_oe_core(
-    oe_core: Path, target: Any, td: dict[str, Any], modules: list[str] | None
+    oe_core: Path, target: Any, td: dict[str, Any], modules: list[str] | None, cases: Path
 ) -> list[CaseResult]:
     """The same cases through openembedded-core's own oeqa (OERuntimeTestContext)."""
+    check_oe_core(oe_core)
     sys.path.insert(0, str(oe_core / "meta/lib"))
     from oeqa.runtime.context import OERuntimeTestContext  # type: ignore[import-not-found]
 
@@ -123,7 +137,7 @@ def run_with_oe_core(
         logger.addHandler(logging.StreamHandler())
     with tempfile.TemporaryDirectory() as extract_dir:
         context = OERuntimeTestContext(td, logger, target, set(td["IMAGE_PKGS"]), extract_dir)
-        context.loadTests([str(CASES_DIR)], modules=modules or ["parsec_tls_demo"])
+        context.loadTests([str(cases)], modules=modules or ["parsec_tls_demo"])
         result = context.runTests()
     outcomes: list[CaseResult] = []
     for status, items in (
@@ -140,26 +154,3 @@ def run_with_oe_core(
         if name not in done:
             outcomes.append(CaseResult(name, "PASSED", 0.0))
     return outcomes
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="parsec-demo validate", description=__doc__)
-    parser.add_argument("--image", type=Path, help="dev image directory (default: build it)")
-    parser.add_argument("--arch", default="amd64")
-    parser.add_argument("--report-dir", type=Path, help="default: <run directory>/report")
-    parser.add_argument("--oe-core", type=Path, help="an openembedded-core (or poky) checkout")
-    parser.add_argument("--module", action="append", help="case module(s) to run")
-    args = parser.parse_args(argv)
-    image = args.image or build_image(args.arch)
-    report_dir = args.report_dir or Path(tempfile.mkdtemp(prefix="parsec-demo-report-"))
-    try:
-        results, run_dir = run_validation(image, report_dir, args.module, args.oe_core, args.arch)
-    except BootError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    bad = [r for r in results if r.status in ("FAILED", "ERROR")]
-    print(
-        f"{len(results) - len(bad)} passed or skipped, {len(bad)} failed; reports in {report_dir}"
-    )
-    print(f"machine logs in {run_dir}")
-    return 1 if bad else 0

@@ -63,17 +63,19 @@ def write_junit(path: Path, results: Sequence[CaseResult], suite_name: str) -> N
             suite, "testcase", classname=classname, name=name, time=f"{r.duration:.2f}"
         )
         if r.status == "FAILED":
-            ET.SubElement(case, "failure", message=_first_line(r.log)).text = r.log
+            ET.SubElement(case, "failure", message=_last_line(r.log)).text = r.log
         elif r.status == "ERROR":
-            ET.SubElement(case, "error", message=_first_line(r.log)).text = r.log
+            ET.SubElement(case, "error", message=_last_line(r.log)).text = r.log
         elif r.status == "SKIPPED":
-            ET.SubElement(case, "skipped", message=_first_line(r.log))
+            ET.SubElement(case, "skipped", message=_last_line(r.log))
     root = ET.Element("testsuites")
     root.append(suite)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def _first_line(text: str) -> str:
+def _last_line(text: str) -> str:
+    """The last non-blank line of ``text`` (of a traceback: the exception and its message),
+    cut to 200 characters."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:200] if lines else ""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import logging
 import signal
 import sys
 import time
@@ -19,9 +20,15 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
-from ..paths import PROJECT_ROOT
+from ..paths import project_root
 
-CASES_DIR = PROJECT_ROOT / "meta-parsec-demo/lib/oeqa/runtime/cases"
+#: One line per test as it ends (``PASSED name (1.2 s)``), and per skip.
+logger = logging.getLogger(__name__)
+
+
+def cases_dir() -> Path:
+    """The layer's oeqa runtime cases (in the project's checkout)."""
+    return project_root() / "meta-parsec-demo/lib/oeqa/runtime/cases"
 
 
 @dataclass
@@ -45,13 +52,12 @@ def load_module(path: Path) -> ModuleType:
     return module
 
 
-def collect(
-    cases_dir: Path = CASES_DIR, modules: Sequence[str] | None = None
-) -> list[unittest.TestCase]:
+def collect(directory: Path, modules: Sequence[str] | None = None) -> list[unittest.TestCase]:
+    """The tests of the case files in ``directory`` (only ``modules``, if given)."""
     from .oeqa_shim import OERuntimeTestCase
 
     tests: list[unittest.TestCase] = []
-    for path in sorted(cases_dir.glob("*.py")):
+    for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_") or (modules and path.stem not in modules):
             continue
         module = load_module(path)
@@ -119,7 +125,6 @@ def run_tests(
     target: Any,
     td: dict[str, Any],
     around: Callable[[str], Any] | None = None,
-    log: Callable[[str], None] = print,
 ) -> list[CaseResult]:
     """Run ``tests`` against ``target``; ``around(name)`` may return a context manager that
     wraps each test (the runner uses it to cut the logs of each test's window)."""
@@ -136,7 +141,7 @@ def run_tests(
             results[name] = CaseResult(
                 name, "SKIPPED", 0.0, f"dependency {missing[0]} did not pass"
             )
-            log(f"SKIPPED {name}: dependency {missing[0]} did not pass")
+            logger.info(f"SKIPPED {name}: dependency {missing[0]} did not pass")
             continue
         timeout = _attribute(test, "_oeqa_timeout")
         outcome = _Outcome()
@@ -166,7 +171,7 @@ def run_tests(
         else:
             status, detail = "PASSED", ""
         results[name] = CaseResult(name, status, round(ended - started, 2), detail, started, ended)
-        log(f"{status} {name} ({ended - started:.1f} s)")
+        logger.info(f"{status} {name} ({ended - started:.1f} s)")
     return list(results.values())
 
 

@@ -1,0 +1,36 @@
+"""Benchmarks, each with a baseline measured in the same run (these machines are noisy, so no
+figure is compared with a constant): rse (psa_verify_hash through the RSE model against
+in-process verification), parsec (PsaVerifyHash through the Parsec service with 1 and 8
+clients: rates, p50 and p99), handshake (full TLS handshakes with and without delegation),
+boot (the dev image: build time, size, seconds to SSH). The table goes to standard output.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..paths import project_root
+from . import debian
+
+NAME = "bench"
+HELP = "benchmarks with a baseline measured in the same run"
+BENCHMARKS = ("rse", "parsec", "handshake", "boot")
+
+
+def setup_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=BENCHMARKS, help="what to measure")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import BENCHMARKS as benchmarks
+
+    if args.what == "handshake":
+        project_root()  # the demo's programs are built from the checkout
+        debian.ensure(debian.BUILD + debian.HOST_DEMO)
+    elif args.what == "boot":
+        project_root()  # and so is the dev image
+        debian.ensure(debian.dev_machine("amd64"))
+    for line in benchmarks[args.what](args.seconds):
+        print(line, flush=True)
+    return 0

@@ -1,0 +1,42 @@
+"""The Parsec-enabled TLS handshake, and what the RSE served for it.
+
+By default in the dev image under QEMU, with the RSE model on this machine attached as the
+machine's virtio-serial port (the image is built first if needed): ssl_server and ssl_client1
+run in the machine over SSH. With --host every process runs on this machine instead: the RSE
+model, the Parsec service, ssl_server (in a private network namespace when root) and
+ssl_client1. Either way the client's output is printed, then the RSE's part read from the
+model's JSON events; the logs stay in the run directory it names.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..paths import project_root
+from . import debian
+
+NAME = "demo"
+HELP = "the Parsec-enabled TLS handshake, with what the RSE served for it"
+ARCHITECTURES = ("amd64", "arm64")
+
+
+def setup_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", action="store_true", help="every process on this machine (default: a QEMU VM)"
+    )
+    parser.add_argument(
+        "--arch", default="amd64", choices=ARCHITECTURES, help="dev image architecture"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    project_root()  # both modes build from the checkout: before any package is installed
+    if args.host:
+        from ..tls_demo import run_host_demo
+
+        debian.ensure(debian.BUILD + debian.HOST_DEMO)
+        return run_host_demo()
+    from ..vm_demo import run_vm_demo
+
+    debian.ensure(debian.dev_machine(args.arch))
+    return run_vm_demo(args.arch)

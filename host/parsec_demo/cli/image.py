@@ -1,0 +1,39 @@
+"""The dev image: a bootable Debian (bookworm) with the demo, made from Debian packages.
+
+image build builds it into build/images/<arch>-<hash of its inputs>/ unless an identical
+one exists, and prints that directory. It needs root (mmdebstrap --mode=root) and this
+project's checkout; an image of another architecture than this machine's builds under
+user-mode emulation (its Debian packages are installed first).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..paths import project_root
+from . import debian
+
+NAME = "image"
+HELP = "the dev image (Debian packages, bootable): image build"
+ARCHITECTURES = ("amd64", "arm64")
+
+
+def setup_parser(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="image_command", required=True, metavar="COMMAND")
+    build = commands.add_parser(
+        "build",
+        help="build it unless an identical one exists; prints its directory",
+        description="Build the dev image unless an identical one exists; print its directory.",
+    )
+    build.add_argument("--arch", default="amd64", choices=ARCHITECTURES)
+    build.add_argument("--force", action="store_true", help="rebuild even if cached")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..image_build import build_image
+
+    assert args.image_command == "build"
+    project_root()  # before any package is installed
+    debian.ensure(debian.image(args.arch))
+    print(build_image(args.arch, args.force))
+    return 0

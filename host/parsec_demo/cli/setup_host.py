@@ -1,0 +1,33 @@
+"""Install the Debian packages a job needs, ahead of time (every command also does it for
+itself before it starts). As root the missing packages are installed; otherwise the command
+names them and fails. Jobs: build (the C programs), host-demo (demo --host), image (building
+the dev image; another architecture adds user-mode emulation), machine (the image and its
+emulator: demo, validate, run-fvp), test (everything the test suite uses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from . import debian
+
+NAME = "setup"
+HELP = "install the Debian packages a job needs (as root), or name the missing ones"
+ARCHITECTURES = ("amd64", "arm64")
+
+logger = logging.getLogger(__name__)
+
+
+def setup_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("jobs", nargs="+", metavar="JOB", choices=sorted(debian.JOBS))
+    parser.add_argument(
+        "--arch", default="amd64", choices=ARCHITECTURES, help="dev image architecture"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    packages = [p for job in args.jobs for p in debian.JOBS[job](args.arch)]
+    debian.ensure(packages)
+    logger.debug(f"installed, all of them: {' '.join(sorted(set(packages)))}")
+    return 0

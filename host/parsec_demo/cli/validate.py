@@ -1,0 +1,71 @@
+"""The layer's oeqa runtime cases against the dev VM, with reports.
+
+Boots the dev image (built first unless --image names one) under QEMU with the RSE model beside
+it, runs the cases in meta-parsec-demo/lib/oeqa/runtime/cases through the project's oeqa
+stand-in, or through a real openembedded-core's oeqa with --oe-core, and writes
+testresults.json (oeqa's format), junit.xml and report.html into <run directory>/report, beside
+the machine's logs (or into --report-dir). Needs the project's checkout (the cases are in its
+layer). Exit status 1 when a test failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from . import debian
+
+NAME = "validate"
+HELP = "the layer's oeqa cases against the dev VM; reports in <run directory>/report"
+ARCHITECTURES = ("amd64", "arm64")
+
+logger = logging.getLogger(__name__)
+
+
+def setup_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image", type=Path, help="dev image directory or its manifest.json (default: build it)"
+    )
+    parser.add_argument(
+        "--arch",
+        default="amd64",
+        choices=ARCHITECTURES,
+        help="architecture of the dev image to build (default: amd64; --image: its own)",
+    )
+    parser.add_argument(
+        "--report-dir", type=Path, help="where the reports go (default: <run directory>/report)"
+    )
+    parser.add_argument(
+        "--oe-core", type=Path, help="an openembedded-core (or poky) checkout: run with its oeqa"
+    )
+    parser.add_argument(
+        "--module", action="append", help="case module to run (repeatable; default: all)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..image_build import ImageManifest, build_image
+    from ..validate.command import check_oe_core, run_validation
+    from ..validate.runner import cases_dir
+
+    cases_dir()  # the checkout is there, before anything is built or booted
+    if args.oe_core is not None:
+        check_oe_core(args.oe_core)
+    if args.image is not None:  # its manifest says what it is
+        image: Path = args.image
+        manifest = ImageManifest.load(image)
+        arch = manifest.arch
+        debian.ensure(debian.for_qemu(manifest.qemu))
+    else:
+        arch = args.arch
+        debian.ensure(debian.dev_machine(arch))
+        image = build_image(arch)
+    results, run_dir = run_validation(image, args.report_dir, args.module, args.oe_core, arch)
+    report_dir = args.report_dir or run_dir / "report"
+    bad = [r for r in results if r.status in ("FAILED", "ERROR")]
+    print(
+        f"{len(results) - len(bad)} passed or skipped, {len(bad)} failed; reports in {report_dir}"
+    )
+    print(f"machine logs in {run_dir}")
+    return 1 if bad else 0
