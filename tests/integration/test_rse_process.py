@@ -292,19 +292,24 @@ def serve_command(socket_path: Path, store: Path, *extra: str) -> list[str]:
     )
 
 
-def test_a_bad_store_secret_is_a_one_line_error_at_start(tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    store.mkdir()
-    (store / "store.key").write_bytes(b"short")
+def serve_and_fail(socket_path: Path, store: Path) -> list[str]:
+    """Start the model where it must refuse to start: exit status 1; its stderr lines."""
     result = subprocess.run(
-        serve_command(tmp_path / "rse.sock", store),
+        serve_command(socket_path, store),
         env=toolkit_env(),
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert result.returncode == 1
-    assert result.stderr.splitlines() == [
+    assert result.returncode == 1, result.stderr
+    return result.stderr.splitlines()
+
+
+def test_a_bad_store_secret_is_a_one_line_error_at_start(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "store.key").write_bytes(b"short")
+    assert serve_and_fail(tmp_path / "rse.sock", store) == [
         f"parsec-demo rse serve: the store secret {store / 'store.key'} is damaged "
         "(5 bytes, not 32); restore it, or move the store aside to start empty"
     ]
@@ -416,15 +421,7 @@ def test_a_read_only_store_answers_storage_failure_and_loses_nothing(
         assert process.wait(timeout=10) == 0
     assert store_names(store) == ["key-0004-00000002.json", "key-0004-00000003.json", "store.key"]
     # A read-only store that has no secret yet cannot get one: the model says so and stops.
-    result = subprocess.run(
-        serve_command(tmp_path / "rse3.sock", empty),
-        env=toolkit_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 1
-    assert result.stderr.splitlines() == [
+    assert serve_and_fail(tmp_path / "rse3.sock", empty) == [
         f"parsec-demo rse serve: cannot create the store secret {empty / 'store.key'}: "
         "Read-only file system"
     ]
