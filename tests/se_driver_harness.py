@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -408,23 +408,61 @@ def _load_key(
     raise ValueError(f"the fake service does not take {variant} keys")
 
 
-class FakeParsec:
-    """A Parsec service on ``path`` whose answers tests choose (see the module's docstring)."""
+class _ThreadedUnixServer:
+    """A listener on ``path`` that serves each connection from a thread of its own
+    (``_handle``), so clients side by side are not serialised; ``close`` ends it all."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, connection_grace: float) -> None:
         self.path = path
         self.requests: list[Request] = []
-        self.keys: dict[str, FakeKey] = {}
-        self.behaviours: dict[int, Behaviour] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._grace = connection_grace
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(str(path))
         self._listener.listen(16)
         self._listener.settimeout(0.1)
         self._acceptor = threading.Thread(target=self._accept, daemon=True)
         self._acceptor.start()
+
+    def _handle(self, sock: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._handle, args=(sock,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._listener.close()
+        self._acceptor.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=self._grace)
+        assert not any(t.is_alive() for t in self._threads), "a connection did not end"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class FakeParsec(_ThreadedUnixServer):
+    """A Parsec service on ``path`` whose answers tests choose (see the module's docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.keys: dict[str, FakeKey] = {}
+        self.behaviours: dict[int, Behaviour] = {}
+        super().__init__(path, connection_grace=5)
 
     @property
     def endpoint(self) -> str:
@@ -444,19 +482,7 @@ class FakeParsec:
 
     # --- serving ----------------------------------------------------------------------------
 
-    def _accept(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, sock: socket.socket) -> None:
+    def _handle(self, sock: socket.socket) -> None:
         with sock:
             sock.settimeout(10)
             try:
@@ -484,20 +510,6 @@ class FakeParsec:
         body = self._read_exact(sock, header.body_len)
         auth = self._read_exact(sock, header.auth_len)
         return Request(header, body, auth)
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._listener.close()
-        self._acceptor.join(timeout=5)
-        for thread in self._threads:
-            thread.join(timeout=5)
-        assert not any(t.is_alive() for t in self._threads), "a fake connection did not end"
-
-    def __enter__(self) -> FakeParsec:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     # --- the default answers: a small Parsec service ------------------------------------------
 
@@ -577,42 +589,20 @@ def rsa_pair_data(private: rsa.RSAPrivateKey) -> bytes:
     )
 
 
-class RecordingProxy:
+class RecordingProxy(_ThreadedUnixServer):
     """A Unix-socket proxy in front of a Parsec service that records every request; each
     connection is relayed from its own thread, so clients running side by side are not
     serialised by the proxy."""
 
     def __init__(self, path: Path, upstream: Path) -> None:
-        self.path = path
         self.upstream = upstream
-        self.requests: list[Request] = []
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(str(path))
-        self._listener.listen(16)
-        self._listener.settimeout(0.1)
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
+        super().__init__(path, connection_grace=35)
 
     def key_names(self, opcode: Opcode) -> list[str]:
         with self._lock:
             return [r.operation().key_name for r in self.requests if r.opcode == opcode]
 
-    def _accept(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._relay, args=(client,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _relay(self, client: socket.socket) -> None:
+    def _handle(self, client: socket.socket) -> None:
         with client, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as service:
             client.settimeout(30)
             service.settimeout(30)
@@ -628,16 +618,3 @@ class RecordingProxy:
                     client.sendall(chunk)
             except (OSError, ValueError):
                 return
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._listener.close()
-        self._acceptor.join(timeout=5)
-        for thread in self._threads:
-            thread.join(timeout=35)
-
-    def __enter__(self) -> RecordingProxy:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
