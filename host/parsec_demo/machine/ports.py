@@ -13,6 +13,8 @@ import random
 import socket
 from pathlib import Path
 
+from ..errors import UserError
+
 LOCK_DIR = Path(os.environ.get("PARSEC_DEMO_PORT_LOCKS", "/tmp/parsec-demo-ports"))
 PORT_RANGE = (20000, 40000)
 
@@ -60,4 +62,7 @@ def allocate_port(attempts: int = 200) -> PortLease:
         if port_free(port):
             return PortLease(port, fd)
         os.close(fd)
-    raise RuntimeError(f"no free TCP port found in {PORT_RANGE} after {attempts} attempts")
+    raise UserError(
+        f"no free TCP port found in {PORT_RANGE} after {attempts} attempts: too many machines "
+        "or services on this host"
+    )
