@@ -31,7 +31,8 @@ from parsec_demo.paths import PROJECT_ROOT
 
 CI = PROJECT_ROOT / "ci"
 GITLAB = CI / "gitlab-ci.yml"
-GITHUB = CI / "github/workflows/test.yml"
+GITHUB = PROJECT_ROOT / ".github/workflows/test.yml"
+GITLAB_ROOT = PROJECT_ROOT / ".gitlab-ci.yml"
 LAYER = PROJECT_ROOT / "meta-parsec-demo"
 
 # --- upstream facts, read from poky at the commit kas/base.yml pins ---------------------------
@@ -483,13 +484,27 @@ def test_ci_run_execs_the_suite_from_the_checkout() -> None:
     assert (PROJECT_ROOT / "tools/test").stat().st_mode & 0o111
 
 
+def test_both_services_find_their_pipeline_where_they_look() -> None:
+    """GitLab reads .gitlab-ci.yml at the root (here: an include of ci/gitlab-ci.yml), GitHub
+    the workflows in .github/workflows/: no settings change is needed for either."""
+    root = yaml.safe_load(GITLAB_ROOT.read_text())
+    assert root == {"include": [{"local": "ci/gitlab-ci.yml"}]}
+    assert (PROJECT_ROOT / root["include"][0]["local"]) == GITLAB
+    assert GITHUB.is_file()
+    assert not (CI / "github").exists(), "the workflow lives where GitHub runs it"
+
+
 # --- the schemas -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("path", "schema"),
-    [(GITLAB, "vendor.gitlab-ci"), (GITHUB, "vendor.github-workflows")],
-    ids=["gitlab", "github"],
+    [
+        (GITLAB, "vendor.gitlab-ci"),
+        (GITLAB_ROOT, "vendor.gitlab-ci"),
+        (GITHUB, "vendor.github-workflows"),
+    ],
+    ids=["gitlab", "gitlab-root", "github"],
 )
 def test_pipelines_follow_their_schemas(path: Path, schema: str) -> None:
     checker = Path(sys.executable).with_name("check-jsonschema")

@@ -191,6 +191,10 @@ def test_layer_conf_declares_the_layer() -> None:
     depends = conf["LAYERDEPENDS_parsec-demo"].split()
     assert {"core", "openembedded-layer", "networking-layer", "parsec-layer"} <= set(depends)
     assert (LAYER / "lib/oeqa/runtime/cases").is_dir()
+    # BitBake puts a layer's lib/ on the path only for the namespaces addpylib names: without
+    # it, testimage finds neither the layer's cases' helpers nor its controllers.
+    lines = (LAYER / "conf/layer.conf").read_text().splitlines()
+    assert "addpylib ${LAYERDIR}/lib oeqa" in [line.strip() for line in lines]
 
 
 def test_recipes_live_in_recipes_directories() -> None:
