@@ -25,6 +25,7 @@ from parsec_service import contracts as pb
 from parsec_service.client import SECP_R1, SHA_256, Auth, key_attributes, sign_alg
 from parsec_service.constants import Opcode, ProviderId
 from parsec_service.wire import Header, encode_request
+from rse_store import key_files
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
@@ -184,6 +185,11 @@ def run_senders(
     return [sender.results(timeout) for sender in senders]
 
 
+def kim_db(run_dir: Path) -> Path:
+    """The key info database of the service ``start_parsec_service`` started in ``run_dir``."""
+    return run_dir / "parsec-store" / "kim.sqlite3"
+
+
 def kim_rows(db_path: Path) -> list[tuple[str, str, int, str]]:
     """(application, key name, key id, state) of every row of the key info database."""
     with sqlite3.connect(db_path) as db:
@@ -194,7 +200,7 @@ def kim_rows(db_path: Path) -> list[tuple[str, str, int, str]]:
 
 def rse_key_ids(store: Path) -> set[int]:
     """The persistent key ids the RSE model holds on disk (``key-<owner>-<id>.json``)."""
-    return {int(p.name.split("-")[2].split(".")[0], 16) for p in store.glob("key-*.json")}
+    return {key_id for _, key_id in key_files(store)}
 
 
 def assert_stores_agree(db_path: Path, rse_store: Path) -> list[tuple[str, str, int, str]]:

@@ -37,6 +37,7 @@ from parsec_load import (
     assert_stores_agree,
     destroy_request,
     import_request,
+    kim_db,
     kim_rows,
     run_senders,
     start_trickle_attack,
@@ -74,10 +75,6 @@ def rse(shared_dir: Path) -> Iterator[Service]:
     service = start_rse_model(shared_dir)
     yield service
     service.stop()
-
-
-def kim_db(run_dir: Path) -> Path:
-    return run_dir / "parsec-store" / "kim.sqlite3"
 
 
 def rse_store(rse: Service) -> Path:

@@ -28,6 +28,7 @@ from parsec_demo.services import (
     start_rse_model,
     toolkit_env,
 )
+from parsec_load import assert_stores_agree, kim_db, kim_rows
 from parsec_service import contracts as pb
 from parsec_service import psa
 from parsec_service.client import (
@@ -56,13 +57,6 @@ def rse(tmp_path: Path) -> Iterator[Service]:
     service = start_rse_model(tmp_path)
     yield service
     service.stop()
-
-
-def kim_rows(tmp_path: Path) -> list[tuple[str, str, int, str]]:
-    with sqlite3.connect(tmp_path / "parsec-store" / "kim.sqlite3") as db:
-        return db.execute(
-            "SELECT app, key_name, key_id, state FROM keys ORDER BY key_id"
-        ).fetchall()
 
 
 def test_sigterm_stops_cleanly_and_removes_the_socket(tmp_path: Path, rse: Service) -> None:
@@ -167,15 +161,8 @@ def test_acknowledged_keys_survive_kill_9_and_no_rse_key_is_orphaned(
             assert client.export_public_key(name) == point
     finally:
         parsec.stop()
-    rows = kim_rows(tmp_path)
+    rows = assert_stores_agree(kim_db(tmp_path), tmp_path / "rse-store")
     assert {state for *_, state in rows} == {"active"}, "interrupted operations were settled"
-    rse_ids = {
-        int(p.name.split("-")[2].split(".")[0], 16)
-        for p in (tmp_path / "rse-store").glob("key-*.json")
-    }
-    assert rse_ids == {key_id for _, _, key_id, _ in rows}, (
-        "every RSE key has a name, and vice versa"
-    )
 
 
 def test_reconciliation_finishes_what_a_crash_interrupted(tmp_path: Path, rse: Service) -> None:
@@ -197,10 +184,12 @@ def test_reconciliation_finishes_what_a_crash_interrupted(tmp_path: Path, rse: S
             id=50,
         )
         rse_client.import_key(rse_attrs, point)
-    with sqlite3.connect(tmp_path / "parsec-store" / "kim.sqlite3") as db:
+    with sqlite3.connect(kim_db(tmp_path)) as db:
         db.execute("INSERT INTO keys VALUES (3, '0', 'half-made', 4, 50, x'', 'creating')")
         db.execute("UPDATE keys SET state = 'destroying' WHERE key_name = 'being-destroyed'")
-    destroyed_id = next(k for _, name, k, _ in kim_rows(tmp_path) if name == "being-destroyed")
+    destroyed_id = next(
+        k for _, name, k, _ in kim_rows(kim_db(tmp_path)) if name == "being-destroyed"
+    )
 
     parsec = start_parsec_service(tmp_path, rse.socket_path)
     try:
@@ -214,7 +203,7 @@ def test_reconciliation_finishes_what_a_crash_interrupted(tmp_path: Path, rse: S
         client.import_key("half-made", ATTRS, point)  # the name is free again
     finally:
         parsec.stop()
-    assert [(name, state) for _, name, _, state in kim_rows(tmp_path)] == [
+    assert [(name, state) for _, name, _, state in kim_rows(kim_db(tmp_path))] == [
         ("kept", "active"),
         ("half-made", "active"),
     ]

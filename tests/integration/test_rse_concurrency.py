@@ -15,7 +15,6 @@ import hashlib
 import json
 import multiprocessing
 import random
-import re
 import socket
 import threading
 import time
@@ -30,12 +29,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from parsec_demo.rse.keystore import SECRET_NAME, KeyStore
+from parsec_demo.rse.keystore import KeyStore
 from parsec_demo.services import start_rse_model
 from parsec_service import psa
 from parsec_service.psa import PsaError, Status
 from parsec_service.rse_link.client import RseClient, RseUnavailable
 from parsec_service.rse_link.tfm_crypto import KeyAttributes
+from rse_store import key_files
 
 if TYPE_CHECKING:
     from multiprocessing.pool import Pool
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 ALG = psa.ecdsa(psa.ALG_SHA_256)
-KEY_FILE_NAME = re.compile(r"key-([0-9a-f]{4})-([0-9a-f]{8})\.json")
 VOLATILE_PER_WORKER = 6
 
 Ref = tuple[int, int]  # (client id, key id)
@@ -222,18 +221,6 @@ def beliefs(results: list[dict[str, Any]]) -> tuple[dict[Ref, str], dict[Ref, st
                 assert ref not in into, f"two workers believe they own {ref}"
                 into[ref] = tag
     return persistent, volatile
-
-
-def key_files(store_dir: Path) -> set[Ref]:
-    """(owner, id) of every key file; anything else than the secret fails the test."""
-    found = set()
-    for path in store_dir.iterdir():
-        if path.name == SECRET_NAME:
-            continue
-        match = KEY_FILE_NAME.fullmatch(path.name)
-        assert match, f"unexpected file {path.name} in the store"
-        found.add((int(match[1], 16), int(match[2], 16)))
-    return found
 
 
 def assert_agreement(

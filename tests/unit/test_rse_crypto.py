@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import shutil
 import stat
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from parsec_service import psa
 from parsec_service.psa import PsaError, Status
 from parsec_service.rse_link.client import RseClient
 from parsec_service.rse_link.tfm_crypto import CRYPTO_HANDLE, FunctionId, KeyAttributes, PackIovec
+from rse_store import key_files
 
 SHA256 = psa.ALG_SHA_256
 PKCS1_SHA256 = psa.rsa_pkcs1v15_sign(SHA256)
@@ -543,7 +543,6 @@ def test_a_full_store_reports_insufficient_storage_and_keeps_old_keys(
 
 
 P256_PAIR = psa.KEY_TYPE_ECC_KEY_PAIR_SECP_R1
-KEY_FILE_NAME = re.compile(r"key-([0-9a-f]{4})-([0-9a-f]{8})\.json")
 
 
 def p256_material(seed: int) -> KeyMaterial:
@@ -559,18 +558,6 @@ def p256_attrs(key_id: int) -> KeyAttributes:
         alg=ECDSA_SHA256,
         id=key_id,
     )
-
-
-def key_files(store_dir: Path) -> set[tuple[int, int]]:
-    """(owner, id) of every key file; any other file but the secret fails the test."""
-    found = set()
-    for path in store_dir.iterdir():
-        if path.name == SECRET_NAME:
-            continue
-        match = KEY_FILE_NAME.fullmatch(path.name)
-        assert match, f"unexpected file {path.name} in the store"
-        found.add((int(match[1], 16), int(match[2], 16)))
-    return found
 
 
 def assert_table_is_disk(store: KeyStore) -> set[tuple[int, int]]:
