@@ -182,11 +182,6 @@ class KeyInfoManager:
         with self._lock:
             return sorted({e.app for e in self._active.values() if e.auth_type == auth_type})
 
-    def pending(self) -> list[KeyEntry]:
-        """Every row that is not active, held or not (for inspection)."""
-        with self._lock:
-            return self._select("SELECT * FROM keys WHERE state != 'active'")
-
     def has_leftovers(self) -> bool:
         with self._lock:
             return self._leftovers > 0
@@ -243,25 +238,6 @@ class KeyInfoManager:
         if candidate <= psa.KEY_ID_USER_MAX:
             return int(candidate)
         raise StorageError(Status.INSUFFICIENT_STORAGE, "every persistent key id has been used")
-
-    def renumber(self, entry: KeyEntry) -> KeyEntry:
-        """Give a held ``creating`` row the next key id (its id was found taken in the RSE)."""
-        with self._lock:
-            key_id = self._next_key_id(entry.provider_id)
-            self._transaction(
-                [
-                    (
-                        "UPDATE keys SET key_id = ? WHERE auth_type = ? AND app = ? "
-                        "AND key_name = ? AND key_id = ? AND state = 'creating'",
-                        (key_id, *entry.owner, entry.key_id),
-                    ),
-                    (
-                        "INSERT OR REPLACE INTO key_id_counter VALUES (?, ?)",
-                        (entry.provider_id, key_id + 1),
-                    ),
-                ]
-            )
-            return replace(entry, key_id=key_id)
 
     def activate(self, entry: KeyEntry, attributes: bytes) -> KeyEntry:
         """Make a held ``creating`` row active and release it."""

@@ -187,7 +187,7 @@ class TrustedServiceProvider:
         entry = self._reserve(app, name, message)
         try:
             with self.rse() as rse:
-                entry, bits = self._make_rse_key(rse, entry, attributes, rse_call)
+                bits = self._make_rse_key(rse, entry, attributes, rse_call)
         except PsaError as exc:
             if exc.status == Status.COMMUNICATION_FAILURE:
                 self.kim.abandon(entry)  # outcome unknown: settled as a leftover
@@ -219,17 +219,17 @@ class TrustedServiceProvider:
         entry: KeyEntry,
         attributes: convert.PsaKeyAttributes,
         rse_call: Callable[[RseClient, KeyAttributes], int],
-    ) -> tuple[KeyEntry, int]:
-        """Create the RSE key for a reserved row; returns the row and the key's size."""
+    ) -> int:
+        """Create the RSE key for a reserved row; returns the key's size."""
+        rse_attributes = KeyAttributes(
+            type=attributes.type,
+            bits=attributes.bits,
+            lifetime=psa.LIFETIME_PERSISTENT,
+            usage=attributes.usage,
+            alg=attributes.alg,
+            id=entry.key_id,
+        )
         for _attempt in range(2):
-            rse_attributes = KeyAttributes(
-                type=attributes.type,
-                bits=attributes.bits,
-                lifetime=psa.LIFETIME_PERSISTENT,
-                usage=attributes.usage,
-                alg=attributes.alg,
-                id=entry.key_id,
-            )
             try:
                 rse_call(rse, rse_attributes)
                 break
@@ -250,7 +250,7 @@ class TrustedServiceProvider:
                 with contextlib.suppress(PsaError):
                     _destroy_if_present(rse, entry.key_id)
             raise
-        return entry, bits
+        return bits
 
     def _drop_reservation(self, entry: KeyEntry) -> None:
         try:
