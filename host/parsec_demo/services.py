@@ -82,12 +82,6 @@ def python_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "parsec_demo", *args]
 
 
-def toolkit_env() -> dict[str, str]:
-    """The environment the toolkit's own processes run in (the project is installed in the
-    interpreter's environment, so nothing needs adding)."""
-    return dict(os.environ)
-
-
 @dataclass
 class Service:
     name: str
@@ -124,7 +118,7 @@ class Service:
 def start_service(
     name: str, command: Sequence[str], log_path: Path, socket_path: Path, timeout: float = 20.0
 ) -> Service:
-    service = Service(name, spawn(command, log_path, env=toolkit_env()), log_path, socket_path)
+    service = Service(name, spawn(command, log_path), log_path, socket_path)
     deadline = time.monotonic() + timeout
     while not socket_accepts(socket_path):
         if not service.alive():

@@ -26,7 +26,6 @@ from parsec_demo.services import (
     python_command,
     start_parsec_service,
     start_rse_model,
-    toolkit_env,
 )
 from parsec_load import assert_stores_agree, kim_db, kim_rows
 from parsec_service import contracts as pb
@@ -108,7 +107,6 @@ def test_refuses_to_run_as_root_unless_allowed(tmp_path: Path, rse: Service) -> 
             "--config",
             str(config),
         ),
-        env=toolkit_env(),
         capture_output=True,
         text=True,
         timeout=30,
@@ -282,7 +280,7 @@ def test_a_dead_rse_at_start_is_tolerated(tmp_path: Path) -> None:
 
 
 def _tool(socket_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = toolkit_env()
+    env = dict(os.environ)
     env["PARSEC_SERVICE_ENDPOINT"] = f"unix:{socket_path}"
     return subprocess.run(
         python_command("parsec", *args), env=env, capture_output=True, text=True, timeout=60

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import random
 import shutil
 import signal
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyhelpers import ec_point
 from parsec_demo.paths import PROJECT_ROOT
-from parsec_demo.services import Service, python_command, start_rse_model, toolkit_env
+from parsec_demo.services import Service, python_command, start_rse_model
 from parsec_service import psa
 from parsec_service.psa import PsaError, Status
 from parsec_service.rse_link.client import RseClient, RseUnavailable
@@ -69,7 +70,6 @@ def test_a_second_model_refuses_a_socket_in_use(tmp_path: Path, model: Service) 
         python_command(
             "rse", "serve", "--socket", str(model.socket_path), "--store", str(tmp_path / "s2")
         ),
-        env=toolkit_env(),
         capture_output=True,
         text=True,
         timeout=30,
@@ -92,7 +92,6 @@ def test_cli_rejects_bad_arguments_clearly() -> None:
         python_command(
             "rse", "serve", "--socket", "/tmp/x.sock", "--store", "/tmp/x", "--slots", "0"
         ),
-        env=toolkit_env(),
         capture_output=True,
         text=True,
         timeout=30,
@@ -206,7 +205,7 @@ def test_a_really_full_disk_is_reported_and_loses_nothing(
         str(tmp_path / "rse-console.log"),
     )
     stored: list[int] = []
-    with subprocess.Popen(command, env=toolkit_env()) as process:
+    with subprocess.Popen(command) as process:
         client = RseClient(tmp_path / "rse.sock", client_id=4)
         client.wait_ready()
         status = Status.SUCCESS
@@ -223,7 +222,7 @@ def test_a_really_full_disk_is_reported_and_loses_nothing(
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     command[command.index("--socket") + 1] = str(tmp_path / "rse2.sock")
-    with subprocess.Popen(command, env=toolkit_env()) as process:
+    with subprocess.Popen(command) as process:
         with RseClient(tmp_path / "rse2.sock", client_id=4) as client:
             client.wait_ready()
             for key_id in stored:
@@ -296,7 +295,6 @@ def serve_and_fail(socket_path: Path, store: Path) -> list[str]:
     """Start the model where it must refuse to start: exit status 1; its stderr lines."""
     result = subprocess.run(
         serve_command(socket_path, store),
-        env=toolkit_env(),
         capture_output=True,
         text=True,
         timeout=30,
@@ -336,7 +334,6 @@ def test_limits_reach_the_model_and_bad_ones_are_refused(tmp_path: Path) -> None
     for option in ("--max-keys", "--max-connections"):
         result = subprocess.run(
             serve_command(tmp_path / "x.sock", tmp_path / "x", option, "0"),
-            env=toolkit_env(),
             capture_output=True,
             text=True,
             timeout=30,
@@ -367,7 +364,7 @@ def test_a_read_only_store_answers_storage_failure_and_loses_nothing(
     empty.mkdir()
     console_log = tmp_path / "rse-console.log"
     command = serve_command(tmp_path / "rse.sock", store, "--log", str(console_log))
-    with subprocess.Popen(command, env=toolkit_env()) as process:
+    with subprocess.Popen(command) as process:
         with RseClient(tmp_path / "rse.sock", client_id=4) as client:
             client.wait_ready()
             for key_id in (1, 2):
@@ -408,7 +405,7 @@ def test_a_read_only_store_answers_storage_failure_and_loses_nothing(
     # A model started on a read-only store serves the keys it holds.
     remount(own_tmpfs, "ro")
     command[command.index("--socket") + 1] = str(tmp_path / "rse2.sock")
-    with subprocess.Popen(command, env=toolkit_env()) as process:
+    with subprocess.Popen(command) as process:
         with RseClient(tmp_path / "rse2.sock", client_id=4) as client:
             client.wait_ready()
             assert [client.export_public_key(k) for k in (2, 3)] == [point, point]
@@ -428,7 +425,7 @@ def test_a_read_only_store_answers_storage_failure_and_loses_nothing(
 
 
 def test_demo_walks_keys_through_the_model_and_summarises(tmp_path: Path) -> None:
-    env = toolkit_env()
+    env = dict(os.environ)
     env["PARSEC_DEMO_RUNS"] = str(tmp_path / "runs")
     result = subprocess.run(
         [sys.executable, "-m", "parsec_demo", "rse", "demo"],
@@ -460,7 +457,7 @@ def test_demo_walks_keys_through_the_model_and_summarises(tmp_path: Path) -> Non
 
 
 def test_bench_prints_both_rates_and_their_ratio(tmp_path: Path) -> None:
-    env = toolkit_env()
+    env = dict(os.environ)
     env["PARSEC_DEMO_RUNS"] = str(tmp_path / "runs")
     result = subprocess.run(
         [sys.executable, "-m", "parsec_demo", "bench", "rse", "--seconds", "0.2"],

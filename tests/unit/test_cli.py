@@ -19,7 +19,7 @@ import pytest
 
 from parsec_demo import cli, native_build
 from parsec_demo.cli import debian
-from parsec_demo.services import parsec_config_text, python_command, toolkit_env
+from parsec_demo.services import parsec_config_text, python_command
 
 STANDIN = Path(__file__).parents[1] / "fvp_standin.py"
 RUN_FVP = Path(sys.executable).with_name("run-fvp")  # the console script of this venv
@@ -45,7 +45,7 @@ def _restore_logging() -> Iterator[None]:
 def run_cli(
     *args: str, command: list[str] | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    environment = toolkit_env()
+    environment = dict(os.environ)
     environment.update(env)
     return subprocess.run(
         [*(command or python_command()), *args],
@@ -356,7 +356,6 @@ def test_run_fvp_describes_the_machine_in_machine_json(tmp_path: Path) -> None:
     info_path = run_dir / "machine.json"
     runner = subprocess.Popen(
         [str(RUN_FVP), "--run-dir", str(run_dir), "--timeout", "30", str(fvpconf)],
-        env=toolkit_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

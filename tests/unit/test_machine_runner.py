@@ -16,7 +16,6 @@ from parsec_demo.machine.fvp import FvpConfig, FvpMachine, forward_ssh, fvp_comm
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.ports import allocate_port
 from parsec_demo.machine.qemu import QemuConfig, QemuMachine
-from parsec_demo.services import toolkit_env
 
 STANDIN = Path(__file__).parents[1] / "fvp_standin.py"
 
@@ -146,7 +145,7 @@ def test_run_fvp_dry_run_prints_the_command(
 ) -> None:
     result = subprocess.run(
         [*command, "--dry-run", "--run-dir", str(tmp_path / "r"), str(fvpconf), "--", "--stat"],
-        env=toolkit_env(), capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") == 1, "the command line, and nothing else"
@@ -203,9 +202,7 @@ def test_port_leases_are_exclusive_and_die_with_their_process() -> None:
         "from parsec_demo.machine.ports import allocate_port\n"
         "lease = allocate_port()\nprint(lease.port, flush=True)\nimport os; os._exit(0)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], env=toolkit_env(), capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     port = int(result.stdout)
     import fcntl
 
