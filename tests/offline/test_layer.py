@@ -3,6 +3,7 @@ without a Yocto build host (kas's own schema, oelint-adv, the layer's structure,
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import re
@@ -10,6 +11,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import types
+import unittest
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +225,15 @@ def test_every_src_uri_file_exists_and_patches_say_upstream_status() -> None:
         assert patch.resolve() in referenced, f"{patch.name} is in no SRC_URI"
 
 
+def fetches_the_project(recipe: Path) -> bool:
+    """Whether the recipe's source is the project's repository, unpacked as S."""
+    values = variables(recipe.read_text())
+    return (
+        values.get("SRC_URI", "").split()[:1] == ["${PARSEC_DEMO_GIT_URI}"]
+        and values.get("S") == "${WORKDIR}/git"
+    )
+
+
 def test_license_checksums_match_the_files() -> None:
     for recipe in layer_files("*.bb"):
         chksum = variables(recipe.read_text()).get("LIC_FILES_CHKSUM", "")
@@ -232,10 +244,13 @@ def test_license_checksums_match_the_files() -> None:
                 and "driver" not in recipe.name
             ):
                 continue  # Mbed TLS's own LICENSE, checked against the source below
-            candidates = [
-                recipe.parent / "files" / name,
-                recipe.parent / "files" / "parsec-se-driver" / name,
-            ]
+            if fetches_the_project(recipe):
+                candidates = [PROJECT_ROOT / name]  # S is the repository's top
+            else:
+                candidates = [
+                    recipe.parent / "files" / name,
+                    recipe.parent / "files" / "parsec-se-driver" / name,
+                ]
             path = next(p for p in candidates if p.exists())
             assert hashlib.md5(path.read_bytes()).hexdigest() == md5, f"{recipe.name}: {name}"
 
@@ -288,3 +303,227 @@ def test_the_patches_apply_to_the_pinned_source() -> None:
         md5 = hashlib.md5(licence.read()).hexdigest()
     demo = next(LAYER.rglob("parsec-mbedtls-demo_*.bb")).read_text()
     assert f"file://LICENSE;md5={md5}" in demo
+
+
+# The layer on its own: a copy of meta-parsec-demo/ is the whole layer.
+
+
+def test_the_layer_has_no_symbolic_links() -> None:
+    assert [str(p.relative_to(LAYER)) for p in LAYER.rglob("*") if p.is_symlink()] == []
+
+
+def metadata_files(root: Path = LAYER) -> list[Path]:
+    """The layer's BitBake metadata (recipes, appends, includes, classes, configuration)."""
+    suffixes = {".bb", ".bbappend", ".inc", ".bbclass", ".conf"}
+    return sorted(p for p in root.rglob("*") if p.suffix in suffixes and "/files/" not in str(p))
+
+
+def test_no_path_in_the_metadata_leaves_the_layer() -> None:
+    for path in metadata_files():
+        text = path.read_text()
+        assert "../" not in text, f"{path.relative_to(LAYER)}: a relative path out of its folder"
+        assert str(PROJECT_ROOT) not in text, f"{path.relative_to(LAYER)}: a path of this checkout"
+        assert not re.search(r"file://\$\{(LAYERDIR|PARSEC_DEMO_LAYERDIR|THISDIR)\}/\.\.", text)
+    # The kas files are what finds the checkout, and from the layer's own directory only.
+    base = load(KAS / "base.yml")["local_conf_header"]["parsec-demo-source"]
+    assert "PARSEC_DEMO_LAYERDIR" in base and str(PROJECT_ROOT) not in base
+
+
+def test_a_copied_layer_has_every_file_its_recipes_name(tmp_path: Path) -> None:
+    copy = tmp_path / "meta-parsec-demo"
+    shutil.copytree(LAYER, copy, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for recipe in metadata_files(copy):
+        text = recipe.read_text()
+        if recipe.suffix in (".bb", ".bbappend"):
+            search = [recipe.parent / "files", recipe.parent / recipe.stem.split("_")[0]]
+            for name in src_uri_files(recipe):
+                assert any((d / name).exists() for d in search), f"{recipe.name}: {name}"
+        for required in re.findall(r"^(?:require|include)\s+(\S+)", text, re.M):
+            assert (recipe.parent / required).is_file() or (copy / required).is_file(), required
+    cases = copy / "lib/oeqa/runtime/cases/parsec_tls_demo.py"
+    for name in re.findall(r"parsec_tls_demo/([\w.-]+\.(?:pem|key))", cases.read_text()):
+        assert (copy / "lib/oeqa/runtime/files/parsec_tls_demo" / name).is_file(), name
+
+
+def test_homepage_and_bugtracker_name_the_project() -> None:
+    conf = variables((LAYER / "conf/layer.conf").read_text())
+    repository = conf["PARSEC_DEMO_REPOSITORY"]
+    assert re.fullmatch(r"[a-z0-9.-]+(/[\w.-]+)+", repository)
+    assert conf["PARSEC_DEMO_GIT_URI"].startswith("git://${PARSEC_DEMO_REPOSITORY}.git;")
+    for recipe in layer_files("*.bb"):
+        values = variables(recipe.read_text())
+        assert values["HOMEPAGE"] == "https://${PARSEC_DEMO_REPOSITORY}", recipe.name
+        assert values["BUGTRACKER"] == "https://${PARSEC_DEMO_REPOSITORY}/issues", recipe.name
+    assert f"https://{repository}" in (LAYER / "README.md").read_text()
+
+
+def test_the_project_recipes_fetch_the_project_at_one_commit() -> None:
+    """The service and the RSE model build the project's repository; the SE driver takes its
+    contracts from it. No recipe carries a copy of the contracts or of the target package."""
+    recipes = {p.name.split("_")[0]: p for p in layer_files("*.bb")}
+    for name in ("parsec-demo-service", "parsec-demo-rse-model-native"):
+        values = variables(recipes[name].read_text())
+        assert fetches_the_project(recipes[name]), name
+        assert values["SRCREV"] == "${PARSEC_DEMO_SRCREV}"
+    driver = variables(recipes["parsec-se-driver"].read_text())
+    assert "${PARSEC_DEMO_GIT_URI};destsuffix=parsec-demo;name=project" in driver["SRC_URI"]
+    assert driver["SRCREV_project"] == "${PARSEC_DEMO_SRCREV}"
+    assert (
+        "-DPARSEC_CONTRACTS_DIR=${WORKDIR}/parsec-demo/contracts/parsec" in driver["EXTRA_OECMAKE"]
+    )
+    assert not list(LAYER.rglob("*.proto")) and not list(LAYER.rglob("parsec_service"))
+
+
+def test_the_layers_srcrev_is_a_commit_the_recipes_can_build() -> None:
+    """PARSEC_DEMO_SRCREV names a commit of this repository whose tree has what the recipes
+    build: the target package with the contracts build that takes PROTOC, the contracts, the
+    distribution at the top with the RSE model's console script."""
+    srcrev = variables((LAYER / "conf/layer.conf").read_text())["PARSEC_DEMO_SRCREV"]
+    assert re.fullmatch(r"[0-9a-f]{40}", srcrev)
+
+    def show(path: str) -> str | None:
+        result = subprocess.run(
+            ["git", "show", f"{srcrev}:{path}"], cwd=PROJECT_ROOT, capture_output=True, text=True
+        )
+        return result.stdout if result.returncode == 0 else None
+
+    if show("") is None:
+        pytest.skip(f"commit {srcrev} is not in this clone (shallow?)")
+    assert show("contracts/parsec/psa_key_attributes.proto") is not None
+    assert show("target/pyproject.toml") is not None
+    assert "PROTOC" in (show("target/build_contracts.py") or ""), (
+        f"PARSEC_DEMO_SRCREV {srcrev[:12]} predates the recipes' build (PROTOC): set it to a "
+        "later commit"
+    )
+    assert "parsec-demo-rse-model" in (show("pyproject.toml") or "")
+
+
+def test_the_image_stages_the_rse_model_for_testimage_on_qemu() -> None:
+    image_text = next(LAYER.rglob("parsec-tls-demo-image.bb")).read_text()
+    image = variables(image_text)
+    staged = image["PARSEC_DEMO_TESTIMAGE_DEPENDS:qemuall"].split()
+    assert staged == [
+        "parsec-demo-rse-model-native:do_populate_sysroot",
+        "parsec-demo-rse-model-native:do_addto_recipe_sysroot",
+    ]
+    depends = re.findall(r'^do_testimage\[depends\] \+= "(.*)"$', image_text, re.M)
+    assert depends == ["${PARSEC_DEMO_TESTIMAGE_DEPENDS}"]
+    assert image["PARSEC_DEMO_TESTIMAGE_DEPENDS"] == ""
+
+
+def test_the_target_gets_no_host_toolkit_and_no_cryptography() -> None:
+    service = variables(next(LAYER.rglob("parsec-demo-service_*.bb")).read_text())
+    assert service["PEP517_SOURCE_PATH"] == "${S}/target"
+    runtime = service["RDEPENDS:${PN}"].split()
+    assert "python3-cryptography" not in runtime and "python3-protobuf" in runtime
+    group = variables(next(LAYER.rglob("packagegroup-parsec-tls-demo.bb")).read_text())
+    assert not any("rse-model" in r or "cryptography" in r for r in group["RDEPENDS:${PN}"].split())
+
+
+# The README, as yocto-check-layer's test_readme reads it (scripts/lib/checklayer/cases/
+# common.py): the first README* file, not empty; a README that mentions another README is let
+# off the rest, so this one must not; "maintainer", "patch" and an email address.
+
+
+def layer_readme() -> Path:
+    found = sorted(glob.glob(str(LAYER / "[Rr][Ee][Aa][Dd][Mm][Ee]*")))
+    assert found, "the layer has no README"
+    return Path(found[0])
+
+
+def test_the_readme_passes_yocto_check_layers_readme_checks() -> None:
+    text = layer_readme().read_text()
+    assert text.strip()
+    assert not re.search("README", text, re.IGNORECASE), "it would be let off the checks"
+    assert "maintainer" in text.lower() and "patch" in text.lower()
+    assert re.match(r"[^@]+@[^@]+", text)
+    # And the substance behind the keywords.
+    sections = re.findall(r"^## (.+)$", text, re.M)
+    assert {"Dependencies", "Recipes", "kas files", "Maintainer", "Patches"} <= set(sections)
+    assert re.search(r"^[^\n]*<[\w.+-]+@[\w.-]+\.[a-z]+>$", text, re.M), "maintainer's address"
+    assert not re.search(r"\b[Ss]tep \d", text), "no internal step numbers"
+    for recipe in layer_files("*.bb", "*.bbappend"):
+        name = recipe.stem.split("_")[0] + ("_%.bbappend" if recipe.suffix == ".bbappend" else "")
+        assert f"`{name}`" in text, f"the recipe table lacks {name}"
+    for kas_file in ("base.yml", "qemuarm64.yml", "fvp-rd1-ae.yml", "testimage.yml"):
+        assert f"`{kas_file}`" in text
+    conf = variables((LAYER / "conf/layer.conf").read_text())
+    for collection in conf["LAYERDEPENDS_parsec-demo"].split():
+        assert f"`{collection}`" in text, f"the dependency table lacks {collection}"
+
+
+POKY = os.environ.get("PARSEC_DEMO_POKY")
+needs_poky = pytest.mark.skipif(not POKY, reason="PARSEC_DEMO_POKY names no poky checkout")
+
+
+@needs_poky
+def test_poky_checklayer_passes_the_readme() -> None:
+    """yocto-check-layer's own test_readme, run on this layer as a software layer."""
+    assert POKY
+    for lib in (Path(POKY) / "scripts/lib", Path(POKY) / "meta/lib", Path(POKY) / "bitbake/lib"):
+        if str(lib) not in sys.path:
+            sys.path.insert(0, str(lib))
+    from checklayer import LayerType  # type: ignore[import-not-found]
+    from checklayer.cases.common import CommonCheckLayer  # type: ignore[import-not-found]
+
+    context = types.SimpleNamespace(
+        layer={"type": LayerType.SOFTWARE, "path": str(LAYER), "name": "meta-parsec-demo"}
+    )
+
+    case = CommonCheckLayer("test_readme")
+    case.tc = context
+    result = unittest.TestResult()
+    case.run(result)
+    assert result.testsRun == 1 and not result.skipped
+    assert result.failures == [] and result.errors == []
+
+
+#: A parse of poky's meta and this layer alone: the other layers it depends on are not there, so
+#: the configuration says so (LAYERDEPENDS, the bbappend of meta-parsec's recipe); it parses
+#: only, so the host tools a build needs, the sanity checks and the network are left out.
+PARSE_ALONE_CONF = """
+MACHINE = "qemuarm64"
+DISTRO = ""
+LAYERDEPENDS_parsec-demo = "core"
+BB_DANGLINGAPPENDS_WARNONLY = "1"
+INHERIT:remove = "sanity"
+HOSTTOOLS:remove = "chrpath cpio diffstat gawk"
+BB_NO_NETWORK = "1"
+INIT_MANAGER = "systemd"
+"""
+
+
+@needs_poky
+@pytest.mark.slow
+def test_a_copy_of_the_layer_parses_with_poky_alone(tmp_path: Path) -> None:
+    """``bitbake -p`` with poky's meta and a copy of the layer (no repository around it)."""
+    assert POKY
+    layer = tmp_path / "meta-parsec-demo"
+    shutil.copytree(LAYER, layer, ignore=shutil.ignore_patterns("__pycache__"))
+    build = tmp_path / "build"
+    (build / "conf").mkdir(parents=True)
+    (build / "conf/bblayers.conf").write_text(
+        f'BBPATH = "${{TOPDIR}}"\nBBFILES ?= ""\nBBLAYERS = "{POKY}/meta {layer}"\n'
+    )
+    (build / "conf/local.conf").write_text(PARSE_ALONE_CONF)
+    # BitBake insists on the en_US.UTF-8 locale: compiled here when the system lacks it.
+    locales = tmp_path / "locale"
+    locales.mkdir()
+    subprocess.run(
+        ["localedef", "-i", "en_US", "-f", "UTF-8", str(locales / "en_US.UTF-8")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    env = {
+        "PATH": f"{POKY}/bitbake/bin:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "LANG": "en_US.UTF-8",
+        "LOCPATH": str(locales),
+        "BB_ENV_PASSTHROUGH_ADDITIONS": "LOCPATH",
+    }
+    result = subprocess.run(
+        ["bitbake", "-p"], cwd=build, env=env, capture_output=True, text=True, timeout=1800
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert re.search(r"Parsing of \d+ \.bb files complete .* 0 errors", output), output[-2000:]
+    assert "ERROR" not in output, output[-4000:]

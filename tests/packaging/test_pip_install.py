@@ -101,4 +101,5 @@ def test_pip_install_gives_console_scripts_that_work_outside_the_checkout(
     )
     assert "--arch" in run("parsec-demo", "validate", "--help")
     assert "serve" in run("parsec-demo-service", "--help")
+    assert "--max-connections" in run("parsec-demo-rse-model", "--help")
     run(str(venv / "bin/python"), "-c", "import parsec_service.contracts")

@@ -242,10 +242,13 @@ def sign_hash(material: KeyMaterial, alg: int, hash_value: bytes) -> bytes:
     prehashed = utils.Prehashed(algorithm)
     if isinstance(material.private, rsa.RSAPrivateKey):
         return material.private.sign(hash_value, _rsa_padding(alg, algorithm), prehashed)
-    deterministic = psa.sign_base(alg) == psa.ALG_DETERMINISTIC_ECDSA_BASE
-    der = material.private.sign(
-        hash_value, ec.ECDSA(prehashed, deterministic_signing=deterministic)
-    )
+    if psa.sign_base(alg) == psa.ALG_DETERMINISTIC_ECDSA_BASE:
+        signer = ec.ECDSA(prehashed, deterministic_signing=True)
+    else:
+        # No keyword: cryptography before 44 (Yocto scarthgap's python3-cryptography-native,
+        # which the layer's native model runs on, is 42) has none, and signs randomized.
+        signer = ec.ECDSA(prehashed)
+    der = material.private.sign(hash_value, signer)
     r, s = utils.decode_dss_signature(der)
     size = _coordinate_bytes(material.bits)
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")

@@ -2,8 +2,8 @@ SUMMARY = "Image of the Parsec-enabled TLS demo"
 DESCRIPTION = "A console image with the Parsec TLS demo (ssl_client1, ssl_server, the \
                Parsec service of the machine, podman) and what testimage needs to \
                validate it over SSH."
-HOMEPAGE = "https://parallaxsecond.github.io/parsec-book/"
-BUGTRACKER = "https://github.com/parallaxsecond/parsec/issues"
+HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
+BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
 SECTION = "images"
 LICENSE = "MIT"
 # An image is no product of its own in the CVE database: its packages are checked.
@@ -16,3 +16,11 @@ IMAGE_INSTALL += "packagegroup-parsec-tls-demo"
 
 # Room for the container image the validation suite builds on the target.
 IMAGE_ROOTFS_EXTRA_SPACE = "524288"
+
+# testimage on a QEMU machine: the layer's controller (lib/oeqa/controllers/parsec_demo_qemu.py)
+# starts the RSE model beside the machine, parsec-demo-rse-model from this recipe's native
+# sysroot, which these dependencies fill as testimage's own do for runqemu (qemu-helper-native).
+PARSEC_DEMO_TESTIMAGE_DEPENDS = ""
+PARSEC_DEMO_TESTIMAGE_DEPENDS:qemuall = "parsec-demo-rse-model-native:do_populate_sysroot \
+                                         parsec-demo-rse-model-native:do_addto_recipe_sysroot"
+do_testimage[depends] += "${PARSEC_DEMO_TESTIMAGE_DEPENDS}"

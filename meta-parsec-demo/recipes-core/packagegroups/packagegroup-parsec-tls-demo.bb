@@ -3,8 +3,8 @@ DESCRIPTION = "ssl_client1 and ssl_server with the Parsec SE driver, the Parsec 
                the machine (the project's service on QEMU machines, upstream Parsec with the \
                Trusted Services provider where PARSEC_DEMO_SERVICE says so), and podman to \
                run the client in a container."
-HOMEPAGE = "https://parallaxsecond.github.io/parsec-book/"
-BUGTRACKER = "https://github.com/parallaxsecond/parsec/issues"
+HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
+BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
 SECTION = "console/network"
 LICENSE = "MIT"
 

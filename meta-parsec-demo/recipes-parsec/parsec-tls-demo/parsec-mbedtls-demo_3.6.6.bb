@@ -4,8 +4,8 @@ DESCRIPTION = "Mbed TLS 3.6 LTS programs for the Parsec TLS demo: ssl_server ser
                asymmetric operations (import the server's public key, verify each \
                signature, destroy the key) delegated to the Parsec service through the \
                Parsec secure-element driver."
-HOMEPAGE = "https://www.trustedfirmware.org/projects/mbed-tls/"
-BUGTRACKER = "https://github.com/Mbed-TLS/mbedtls/issues"
+HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
+BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
 SECTION = "console/network"
 LICENSE = "Apache-2.0 | GPL-2.0-or-later"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=379d5819937a6c2f1ef1630d341e026d"

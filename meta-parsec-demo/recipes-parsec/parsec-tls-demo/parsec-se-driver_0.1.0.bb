@@ -2,8 +2,8 @@ SUMMARY = "Parsec secure-element driver for Mbed TLS 3.6"
 DESCRIPTION = "A PSA secure-element driver (HAL version 5) whose keys live in the Parsec \
                service: import, generate, destroy, export public key, sign and verify \
                become Parsec wire protocol requests over the service's Unix socket."
-HOMEPAGE = "https://parallaxsecond.github.io/parsec-book/"
-BUGTRACKER = "https://github.com/parallaxsecond/parsec/issues"
+HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
+BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
 SECTION = "libs"
 LICENSE = "MIT"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=2af4fb66de15f87c886345ce793e5c18"
@@ -13,21 +13,25 @@ DEPENDS += "protobuf-c protobuf-c-native"
 
 require parsec-mbedtls-source.inc
 
-# The driver's sources and the Parsec .proto contracts; Mbed TLS only for its headers with the
-# demo configuration (the driver must see the same psa_key_attributes_t as the programs).
+# The driver's sources (in this layer); the Parsec .proto contracts, contracts/parsec of the
+# project's repository (conf/layer.conf), which the service is generated from as well; Mbed TLS
+# only for its headers with the demo configuration (the driver must see the same
+# psa_key_attributes_t as the programs).
 SRC_URI = "file://parsec-se-driver/ \
-           file://parsec-contracts/ \
            file://mbedtls-demo.config \
            ${MBEDTLS_SRC_URI};destsuffix=mbedtls;name=mbedtls \
+           ${PARSEC_DEMO_GIT_URI};destsuffix=parsec-demo;name=project \
            "
 SRCREV_mbedtls = "${MBEDTLS_SRCREV}"
+SRCREV_project = "${PARSEC_DEMO_SRCREV}"
+SRCREV_FORMAT = "mbedtls_project"
 
 S = "${WORKDIR}/parsec-se-driver"
 
 inherit cmake pkgconfig python3native
 
 EXTRA_OECMAKE = "-DMBEDTLS_INCLUDE_DIR=${WORKDIR}/mbedtls/include -DBUILD_TESTING=OFF \
-                 -DPARSEC_CONTRACTS_DIR=${WORKDIR}/parsec-contracts"
+                 -DPARSEC_CONTRACTS_DIR=${WORKDIR}/parsec-demo/contracts/parsec"
 
 do_configure:prepend() {
     apply_mbedtls_demo_config ${WORKDIR}/mbedtls
