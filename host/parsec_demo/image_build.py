@@ -14,6 +14,7 @@ shows step by step; a failed step says which and keeps its log.
 
 from __future__ import annotations
 
+import configparser
 import dataclasses
 import hashlib
 import json
@@ -211,6 +212,7 @@ def build_image(arch: str = "amd64", force: bool = False) -> Path:
     fingerprint = inputs_fingerprint(arch, recipe)
     output = image_dir(arch, fingerprint)
     if (output / "manifest.json").exists() and not force:
+        write_qemuboot(output)  # an image built before there was one, or QEMU moved
         return output
     started = time.monotonic()
     work = images_root() / f".work-{arch}-{os.getpid()}"
@@ -235,6 +237,7 @@ def build_image(arch: str = "amd64", force: bool = False) -> Path:
         if (work / scratch).exists():
             shutil.rmtree(work / scratch)
     work.rename(output)
+    write_qemuboot(output)
     prune_images(arch, keep=2)
     logger.info(f"image ready in {time.monotonic() - started:.0f} s: {output} ({manifest.rootfs})")
     return output
@@ -354,3 +357,100 @@ def _finish(spec: Architecture, work: Path, fingerprint: str, started: float) ->
     )
     (work / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2) + "\n")
     return manifest
+
+
+# --- the image as Yocto's runqemu sees it ---------------------------------------------------------
+
+#: The image's name in Yocto's terms (IMAGE_BASENAME); its files are named as scarthgap names
+#: an image's: ``<IMAGE_BASENAME>-<arch>.rootfs.<fstype>`` and ``....rootfs.qemuboot.conf``.
+IMAGE_BASENAME = "parsec-demo-dev-image"
+#: The serial console runqemu attaches (SERIAL_CONSOLES: speed;tty), per architecture.
+SERIAL_CONSOLE = {"amd64": "115200;ttyS0", "arm64": "115200;ttyAMA0"}
+
+
+def machine_name(arch: str) -> str:
+    """MACHINE of the dev image, in the test data and its qemuboot.conf."""
+    return f"parsec-demo-dev-{arch}"
+
+
+def image_link_name(arch: str) -> str:
+    """IMAGE_LINK_NAME of the dev image: its rootfs and qemuboot.conf are named after it."""
+    return f"{IMAGE_BASENAME}-{arch}.rootfs"
+
+
+def qemuboot_path(directory: Path) -> Path:
+    manifest = ImageManifest.load(directory)
+    return directory / f"{image_link_name(manifest.arch)}.qemuboot.conf"
+
+
+def qemuboot_rootfs(directory: Path) -> Path:
+    """The rootfs under the name runqemu recognises as one (a link to the manifest's)."""
+    manifest = ImageManifest.load(directory)
+    return directory / f"{image_link_name(manifest.arch)}.ext4"
+
+
+def native_bindir(qemu: str) -> Path:
+    """STAGING_BINDIR_NATIVE for the host's QEMU: where runqemu looks for the emulator first
+    (it tries PATH after), and a directory that exists, as runqemu requires."""
+    found = shutil.which(qemu)
+    return Path(found).parent if found else Path("/usr/bin")
+
+
+def write_qemuboot(directory: Path) -> Path:
+    """The dev image's ``qemuboot.conf`` (written whole), beside its manifest.json.
+
+    It describes the machine run-fvp boots from the manifest, in the QB_* keys runqemu reads
+    (scarthgap's ``scripts/runqemu``): the emulator, machine, CPU, memory, the kernel with the
+    initrd (QB_OPT_APPEND), the root disk, virtio networking with slirp's SSH forward, the
+    serial console. Paths of the image are relative to the file (``deploy_dir_image = .``) as
+    Yocto writes them; the native sysroot is where the host's QEMU is. Two keys are the
+    toolkit's own, which runqemu ignores: the SSH key that logs in as root, and the image's SSH
+    host key, so that run-fvp booting this file can check and log in as it does from the
+    manifest.
+    """
+    manifest = ImageManifest.load(directory)
+    arch = manifest.arch
+    rootfs = qemuboot_rootfs(directory)
+    if not rootfs.is_symlink():
+        rootfs.unlink(missing_ok=True)
+        rootfs.symlink_to(manifest.rootfs)
+    kept = [
+        word
+        for word in manifest.cmdline.split()
+        if not word.startswith("root=") and word not in ("rw", "ro")
+    ]
+    bindir = native_bindir(manifest.qemu)
+    settings = {
+        "MACHINE": machine_name(arch),
+        "DEPLOY_DIR_IMAGE": ".",
+        "IMAGE_NAME": image_link_name(arch),
+        "IMAGE_LINK_NAME": image_link_name(arch),
+        "STAGING_DIR_NATIVE": str(bindir.parent.parent),
+        "STAGING_BINDIR_NATIVE": str(bindir),
+        "SERIAL_CONSOLES": SERIAL_CONSOLE[arch],
+        "QB_SYSTEM_NAME": manifest.qemu,
+        "QB_MACHINE": f"-machine {manifest.machine}",
+        "QB_CPU": f"-cpu {manifest.cpu}",
+        "QB_SMP": "-smp 2",
+        "QB_MEM": "-m 1024",
+        "QB_DEFAULT_KERNEL": manifest.kernel,
+        "QB_DEFAULT_FSTYPE": "ext4",
+        "QB_KERNEL_ROOT": "/dev/vda",
+        "QB_KERNEL_CMDLINE_APPEND": " ".join(kept),
+        "QB_ROOTFS_OPT": "-drive file=@ROOTFS@,if=virtio,format=raw",
+        "QB_OPT_APPEND": f"-initrd @DEPLOY_DIR_IMAGE@/{manifest.initrd}",
+        "QB_NETWORK_DEVICE": "-device virtio-net-pci,netdev=net0,mac=@MAC@",
+        "QB_SLIRP_OPT": "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22",
+        "QB_CMDLINE_IP_SLIRP": "ip=dhcp",
+        "PARSEC_DEMO_SSH_KEY": manifest.ssh_key,
+        "PARSEC_DEMO_SSH_HOST_KEY": manifest.ssh_host_key,
+    }
+    parser = configparser.ConfigParser(interpolation=None)
+    parser["config_bsp"] = settings
+    path = qemuboot_path(directory)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    with open(partial, "w") as out:
+        parser.write(out)
+    partial.replace(path)
+    logger.debug(f"wrote {path}")
+    return path

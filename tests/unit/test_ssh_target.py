@@ -155,6 +155,12 @@ def test_the_default_timeout_is_oesshtarget_s(server: Server) -> None:
     assert server.target().timeout == 300
 
 
+def test_it_tells_the_cases_where_the_rse_console_log_is() -> None:
+    """``target.rse_log``, as the layer's testimage controllers have it: a path string or None."""
+    assert SSHTarget("127.0.0.1", 2222).rse_log is None
+    assert SSHTarget("127.0.0.1", 2222, rse_log=Path("/run/x/rse.log")).rse_log == "/run/x/rse.log"
+
+
 def test_timeout_none_means_the_target_s_timeout(server: Server) -> None:
     with server.target(timeout=1).connect(timeout=30) as short:
         started = time.monotonic()

@@ -1,11 +1,12 @@
 """Boot an Arm FVP from a .fvpconf, or QEMU from a qemuboot.conf or the dev image (the default).
 
-CONFIG is a .fvpconf (meta-arm's fvpboot), a qemuboot.conf (Yocto), or a dev image
-(its directory or manifest.json); without it, the dev image of this checkout (built if
-needed). Emulator arguments after -- need a CONFIG before them. Headless by default: once
-the machine is up it writes machine.json in the run directory (SSH host, port, user and
-key, console and RSE log paths, pids), prints the SSH command and where the logs are, and runs
-until SIGINT or SIGTERM, which shut the machine down and reap every process.
+CONFIG is a .fvpconf (meta-arm's fvpboot), a qemuboot.conf (Yocto's, or the dev image's that
+image build writes beside its manifest), or a dev image (its directory or manifest.json);
+without it, the dev image of this checkout (built if needed). Emulator arguments after --
+need a CONFIG before them. Headless by default: once the machine is up it writes machine.json
+in the run directory (SSH host, port, user and key, console and RSE log paths, pids), prints
+the SSH command and where the logs are, and runs until SIGINT or SIGTERM, which shut the
+machine down and reap every process.
 --console attaches the default console to this terminal instead (Ctrl-] leaves);
 --dry-run prints the exact command line and starts nothing.
 """

@@ -64,6 +64,14 @@ printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n
     > "$root/etc/systemd/network/20-wired.network"
 install -d -m 0700 "$root/root/.ssh"
 install -m 0600 "$PD_SSH_PUBKEY" "$root/root/.ssh/authorized_keys"
+# The serial console logs root in by itself, as Yocto test images' empty root password lets
+# oeqa's qemurunner do after the boot (a locked root costs it a 120 s wait per run). Only the
+# serial console changes: root keeps no password (SSH stays key-only, su stays closed to local
+# users); whoever holds the console holds the machine, as with a physical console.
+mkdir -p "$root/etc/systemd/system/serial-getty@.service.d"
+printf '%s\n' '[Service]' 'ExecStart=' \
+    'ExecStart=-/sbin/agetty --autologin root --keep-baud 115200,57600,38400,9600 - $TERM' \
+    > "$root/etc/systemd/system/serial-getty@.service.d/autologin.conf"
 # Seconds matter under TCG: no timers, no VT gettys, no waiting for the network.
 chroot "$root" systemctl enable -q systemd-networkd parsec-demo.service
 chroot "$root" systemctl mask -q apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \

@@ -69,13 +69,16 @@ class QemuConfig:
 
     @classmethod
     def from_qemuboot(cls, path: Path) -> QemuConfig:
-        """A Yocto ``qemuboot.conf`` (INI, section ``config_bsp``, QB_* keys)."""
+        """A Yocto ``qemuboot.conf`` (INI, section ``config_bsp``, QB_* keys), read as runqemu
+        reads one it is given: the image's files are in the file's directory, whatever its
+        DEPLOY_DIR_IMAGE says (Yocto writes that relative, ``.``, so that images can move).
+
+        The dev image's qemuboot.conf (``image_build.write_qemuboot``) adds the SSH key and the
+        image's host key, as its manifest has them."""
         parser = configparser.ConfigParser(interpolation=None)  # keys come lower-cased
         parser.read(path)
         qb = {key.upper(): value for key, value in parser["config_bsp"].items()}
-        deploy = Path(qb.get("DEPLOY_DIR_IMAGE", str(path.parent)))
-        if not deploy.is_dir():
-            deploy = path.parent  # the conf travels with its images
+        deploy = path.absolute().parent
 
         def sub(text: str) -> str:
             return text.replace("@DEPLOY_DIR_IMAGE@", str(deploy))
@@ -87,11 +90,13 @@ class QemuConfig:
         rootfs_opt = sub(rootfs_opt.replace("@ROOTFS@", str(rootfs)))
         network = qb.get("QB_NETWORK_DEVICE", "-device virtio-net-pci,netdev=net0,mac=@MAC@")
         network_device = shlex.split(network)[-1].split(",")[0]
+        root = qb.get("QB_KERNEL_ROOT", "/dev/vda")
+        if not {"ro", "rw"} & set(root.split()):
+            root += " rw"  # runqemu's default
         cmdline = " ".join(
             part
             for part in (
-                f"root={qb.get('QB_ROOTFS_DEVICE', '/dev/vda')}",
-                "rw",
+                f"root={root}",
                 qb.get("QB_KERNEL_CMDLINE_APPEND", ""),
                 qb.get("QB_CMDLINE_IP_SLIRP", "ip=dhcp"),
             )
@@ -116,8 +121,21 @@ class QemuConfig:
             network_device=network_device,
             virtio_serial=virtio_serial,
             extra=shlex.split(sub(qb.get("QB_OPT_APPEND", ""))),
+            ssh_key=Path(qb["PARSEC_DEMO_SSH_KEY"]) if "PARSEC_DEMO_SSH_KEY" in qb else None,
+            ssh_host_key=qb.get("PARSEC_DEMO_SSH_HOST_KEY"),
             source=str(path),
         )
+
+
+def rse_options(socket_path: Path | str, virtio_serial: str) -> list[str]:
+    """QEMU's options for the virtio-serial port ``rse`` on the RSE model's socket: QEMU
+    connects, and reconnects within a second if the model restarts. testimage's QEMU controller
+    (meta-parsec-demo/lib/oeqa/controllers/parsec_demo_qemu.py) passes the same options."""
+    return [
+        "-chardev", f"socket,id=rse,path={socket_path},reconnect=1",
+        "-device", f"{virtio_serial},id=vser0",
+        "-device", "virtserialport,bus=vser0.0,chardev=rse,name=rse",
+    ]  # fmt: skip
 
 
 def load_config(path: Path) -> QemuConfig:
@@ -173,15 +191,16 @@ class QemuMachine(Machine):
     def rse_socket(self) -> Path:
         return self.run_dir / "rse.sock"
 
+    @property
+    def rse_console_log(self) -> Path:
+        """The RSE model's console (``services.start_rse_model`` names it so)."""
+        return self.run_dir / "rse-console.log"
+
     def boot_console(self) -> Path:
         return self.console_log
 
     def logs(self) -> list[Path]:
-        return [
-            p
-            for p in (self.console_log, self.qemu_log, self.run_dir / "rse-console.log")
-            if p.exists()
-        ]
+        return [p for p in (self.console_log, self.qemu_log, self.rse_console_log) if p.exists()]
 
     # --- command line -------------------------------------------------------------------------
 
@@ -210,11 +229,7 @@ class QemuMachine(Machine):
         ]  # fmt: skip
         command += c.serial_device
         if self.with_rse:
-            command += [
-                "-chardev", f"socket,id=rse,path={self.rse_socket},reconnect=1",
-                "-device", f"{c.virtio_serial},id=vser0",
-                "-device", "virtserialport,bus=vser0.0,chardev=rse,name=rse",
-            ]  # fmt: skip
+            command += rse_options(self.rse_socket, c.virtio_serial)
         return command + c.extra + self.extra_args
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -233,7 +248,11 @@ class QemuMachine(Machine):
     def target(self) -> SSHTarget:
         assert self.ssh_port is not None
         target = SSHTarget(
-            "127.0.0.1", self.ssh_port.port, self.config.ssh_key, self.config.ssh_host_key
+            "127.0.0.1",
+            self.ssh_port.port,
+            self.config.ssh_key,
+            self.config.ssh_host_key,
+            rse_log=self.rse_console_log if self.with_rse else None,
         )
         return target.connect()
 

@@ -32,6 +32,10 @@ argument for argument, over paramiko instead of the ``ssh``/``scp`` programs:
     and ``copyTo`` for each file; ``rm``/``rmdir`` through ``run``, statuses not checked. As in
     poky, their paths reach the shell unquoted.
 
+``rse_log``
+    The RSE's console log on this host (a path string), or None: what the layer's testimage
+    controllers also tell the cases, which read the part written during a handshake.
+
 Connecting waits for the machine's SSH server to answer (slirp accepts TCP before sshd
 listens, so the SSH banner is awaited first), checks the host key when one is known, and says
 clearly when the host key or the authentication is wrong. A connection that drops is opened
@@ -106,8 +110,11 @@ class SSHTarget:
         host_key: str | None = None,
         user: str = "root",
         timeout: float = DEFAULT_TIMEOUT,
+        rse_log: Path | None = None,
     ) -> None:
         self.ip = host
+        #: The RSE's console log on this host, as the cases read it (a path string, or None).
+        self.rse_log = str(rse_log) if rse_log is not None else None
         self.host = host
         self.port = port
         self.user = user
