@@ -5,8 +5,13 @@ as pipelines, checked from their structure rather than from substrings:
 - what a job reads from an earlier build (``build/tmp/deploy/...``) is in the artifacts of a job
   it needs, and each artifact path is something the job's own commands write;
 - every command a job runs exists: this repository's ``./tools`` entry points (with options they
-  accept) and files, the kas configurations, the image recipe bitbake builds, and the upstream
-  commands and variables as the pinned poky defines them (recorded below).
+  accept; ``parsec-demo`` command lines as its own parser reads them) and files, the kas
+  configurations, the image recipe bitbake builds, and the upstream commands and variables as
+  the pinned poky defines them (recorded below);
+- the jobs read no program's output to drive the next step (no ``sed``, no machine booted in
+  the background by ``run-fvp``): testimage boots the machine through the layer's controllers,
+  and the JUnit reports come from the toolkit's ``report`` command reading the
+  ``testresults.json`` testimage writes, kept by the job the report job needs.
 
 Scripts are read as the shell reads them: each line split into simple commands at ``;``, ``&&``,
 ``||``, ``|`` and ``&``, redirections set aside, and the commands inside ``sh -c``,
@@ -58,6 +63,10 @@ BB_ENV_PASSTHROUGH_KAS = {
     "SSTATE_DIR", "SSTATE_MIRRORS", "BB_HASHSERVE_DB_DIR", "BB_HASHSERVE",
     "BB_HASHSERVE_UPSTREAM", "DL_DIR", "TMPDIR",
 }  # fmt: skip
+#: meta/lib/oeqa/utils/__init__.py get_json_result_dir: testimage writes testresults.json into
+#: ${LOG_DIR}/oeqa (unless OEQA_JSON_RESULT_DIR says otherwise), and adds to the one there;
+#: meta/conf/bitbake.conf: LOG_DIR = "${TMPDIR}/log", TMPDIR ?= "${TOPDIR}/tmp" (kas: build/).
+TESTRESULTS = "build/tmp/log/oeqa/testresults.json"
 #: meta/classes-recipe/image-artifact-names.bbclass: IMAGE_NAME_SUFFIX ??= ".rootfs", part of
 #: IMAGE_LINK_NAME, which names the deployed qemuboot.conf (qemuboot.bbclass).
 IMAGE_NAME_SUFFIX = ".rootfs"
@@ -65,9 +74,11 @@ IMAGE_NAME_SUFFIX = ".rootfs"
 #: Programs a job may run besides the repository's own: the shell's and the CI images' (the kas
 #: container, debian:bookworm), and, inside ``kas shell``, what the build environment provides.
 SHELL_PROGRAMS = {
-    "cd", "echo", "exit", "exec", "kill", "sleep", "test", "true", "false", "set",
-    "sh", "bash", "timeout", "grep", "sed", "head", "cat", "git", "kas", "apt-get",
+    "cd", "echo", "exit", "exec", "test", "true", "false", "set", "rm",
+    "sh", "bash", "cat", "git", "kas", "apt-get",
 }  # fmt: skip
+#: What drove the machine by hand and read its output, before testimage's controllers did.
+SCRAPING_PROGRAMS = {"sed", "grep", "head", "./tools/run-fvp", "sleep", "kill", "timeout"}
 KAS_SHELL_PROGRAMS = {"bitbake", "resulttool", "oe-test", "runqemu"}
 SHELL_KEYWORDS = {"if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "!"}
 OPERATORS = {";", "&&", "||", "|", "&", "(", ")"}
@@ -195,6 +206,17 @@ def kas_settings(config: str) -> dict[str, Any]:
 JOB_IDS = sorted(gitlab_jobs())
 
 
+def needs(job: dict[str, Any]) -> dict[str, bool]:
+    """The jobs a job needs, each with whether it fetches that job's artifacts."""
+    found = {}
+    for needed in job.get("needs", []):
+        if isinstance(needed, dict):
+            found[needed["job"]] = bool(needed.get("artifacts", True))
+        else:
+            found[needed] = True
+    return found
+
+
 def test_stages_run_in_order_and_needs_point_back() -> None:
     pipeline = gitlab()
     stages = pipeline["stages"]
@@ -202,18 +224,21 @@ def test_stages_run_in_order_and_needs_point_back() -> None:
     jobs = gitlab_jobs()
     assert {job["stage"] for job in jobs.values()} == set(stages), "every stage has a job"
     for name, job in jobs.items():
-        for needed in job.get("needs", []):
-            needed_name = needed["job"] if isinstance(needed, dict) else needed
+        for needed_name in needs(job):
             assert needed_name in jobs, f"{name} needs {needed_name}, which is not a job"
             assert stages.index(jobs[needed_name]["stage"]) < stages.index(job["stage"]), (
                 f"{name} needs {needed_name}, which runs in a later or the same stage"
             )
-    assert {n: sorted(j.get("needs", [])) for n, j in jobs.items() if j.get("needs")} == {
-        "testimage-fvp-rd1-ae": ["build-fvp-rd1-ae"],
-        "testimage-qemuarm64": ["build-qemuarm64"],
-        "junit-reports": ["testimage-fvp-rd1-ae", "testimage-qemuarm64"],
+    assert {n: needs(j) for n, j in jobs.items() if j.get("needs")} == {
+        # The image comes back from sstate; deploy artifacts unpacked into the build directory
+        # would clash with the files sstate installs there.
+        "testimage-fvp-rd1-ae": {"build-fvp-rd1-ae": False},
+        "testimage-qemuarm64": {"build-qemuarm64": False},
+        "junit-fvp-rd1-ae": {"testimage-fvp-rd1-ae": True},
+        "junit-qemuarm64": {"testimage-qemuarm64": True},
     }
-    assert jobs["junit-reports"].get("when") == "always", "reports also after a failed test"
+    for name in ("junit-fvp-rd1-ae", "junit-qemuarm64"):
+        assert jobs[name].get("when") == "always", f"{name}: reports also after a failed test"
 
 
 def test_each_job_runs_what_its_stage_is_for() -> None:
@@ -231,12 +256,10 @@ def test_each_job_runs_what_its_stage_is_for() -> None:
         "offline-checks": ["./tools/test"],
         "build-qemuarm64": ["kas build"],
         "build-fvp-rd1-ae": ["kas build"],
-        "testimage-fvp-rd1-ae": ["kas shell", "bitbake -c"],
-        "testimage-qemuarm64": [
-            "./tools/run-fvp", "timeout", "sh", "grep", "sed", "head", "kas shell", "bitbake -c",
-            "kill",
-        ],
-        "junit-reports": ["kas shell", "resulttool junit"],
+        "testimage-fvp-rd1-ae": ["rm", "kas build"],
+        "testimage-qemuarm64": ["rm", "kas build"],
+        "junit-fvp-rd1-ae": ["./tools/parsec-demo"],
+        "junit-qemuarm64": ["./tools/parsec-demo"],
     }  # fmt: skip
     builds = {
         name: c.argv[2]
@@ -247,17 +270,79 @@ def test_each_job_runs_what_its_stage_is_for() -> None:
     assert builds == {
         "build-qemuarm64": "kas/base.yml:kas/qemuarm64.yml",
         "build-fvp-rd1-ae": "kas/base.yml:kas/fvp-rd1-ae.yml",
-    }
-    testimage = {
-        name: c.kas_config
-        for name, job in gitlab_jobs().items()
-        for c in job_commands(job)
-        if c.program == "bitbake" and c.argv[1:3] == ["-c", "testimage"]
-    }
-    assert testimage == {
         "testimage-fvp-rd1-ae": "kas/base.yml:kas/fvp-rd1-ae.yml:kas/testimage.yml",
         "testimage-qemuarm64": "kas/base.yml:kas/qemuarm64.yml:kas/testimage.yml",
     }
+    # A testimage job starts from no results: testimage adds to a testresults.json it finds.
+    for name in ("testimage-fvp-rd1-ae", "testimage-qemuarm64"):
+        first = job_commands(gitlab_jobs()[name])[0]
+        assert first.argv == ["rm", "-rf", str(Path(TESTRESULTS).parent)], first.argv
+
+
+@pytest.mark.parametrize("name", ["testimage-fvp-rd1-ae", "testimage-qemuarm64"])
+def test_a_testimage_job_builds_with_testimage_run_after_the_build(name: str) -> None:
+    """``kas build`` of a configuration that has testimage run as part of the image's build
+    (TESTIMAGE_AUTO), through a controller testimage can find for the machine."""
+    [build] = [c for c in job_commands(gitlab_jobs()[name]) if c.argv[:2] == ["kas", "build"]]
+    config = build.argv[2]
+    settings = kas_settings(config)
+    local_conf = "\n".join(settings["local_conf_header"].values())
+    assert re.search(r'^\s*TESTIMAGE_AUTO\s*=\s*"1"', local_conf, re.M), config
+    assert re.search(r'IMAGE_CLASSES\s*\+=\s*"[^"]*\btestimage\b', local_conf), config
+    assert settings.get("target") and list(LAYER.glob(f"recipes-*/**/{settings['target']}.bb"))
+    machine = settings["machine"]
+    targets = dict(re.findall(r'^\s*TEST_TARGET:([\w-]+)\s*=\s*"([^"]+)"', local_conf, re.M))
+    controller = targets.get(machine) or targets.get("qemuall" if "qemu" in machine else "")
+    assert controller, f"{config} sets no TEST_TARGET for {machine}"
+    # Only the layer's controllers tell the cases where the RSE's console log is.
+    defined = [
+        path
+        for path in (LAYER / "lib/oeqa/controllers").glob("*.py")
+        if re.search(rf"^\s*class {controller}\(", path.read_text(), re.M)
+    ]
+    assert defined, f"{config}: TEST_TARGET {controller} is no class of the layer's controllers"
+
+
+def test_no_job_drives_a_machine_by_reading_output() -> None:
+    """No job boots a machine in the background and scrapes what it prints: no ``sed``, no
+    ``run-fvp``, nothing sent to the background, no TEST_TARGET_IP handed to bitbake."""
+    for name, job in gitlab_jobs().items():
+        for line in [*job.get("before_script", []), *job["script"]]:
+            lexer = shlex.shlex(str(line), posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            assert "&" not in list(lexer), f"{name} runs something in the background: {line}"
+        for command in job_commands(job):
+            assert command.program not in SCRAPING_PROGRAMS, f"{name} runs {command.program}"
+            assert "TEST_TARGET_IP" not in command.env, f"{name} sets TEST_TARGET_IP"
+
+
+def test_junit_comes_from_the_report_command_reading_what_testimage_wrote() -> None:
+    """Each JUnit report is written by ``parsec-demo report junit`` (a command line its parser
+    accepts) from testimage's testresults.json, which the job it needs keeps as an artifact,
+    to the file the job hands GitLab as its JUnit report."""
+    from parsec_demo.cli import build_parser
+
+    jobs = gitlab_jobs()
+    reporting = {
+        name: job
+        for name, job in jobs.items()
+        if "junit" in job.get("artifacts", {}).get("reports", {})
+    }
+    assert sorted(reporting) == ["junit-fvp-rd1-ae", "junit-qemuarm64"]
+    for name, job in reporting.items():
+        [command] = [c for c in job_commands(job) if c.program == "./tools/parsec-demo"]
+        args = build_parser().parse_args(command.argv[1:])
+        assert (args.command, args.report_format) == ("report", "junit"), command.argv
+        assert str(args.testresults) == TESTRESULTS
+        assert job["artifacts"]["reports"]["junit"] == str(args.output)
+        [needed] = needs(job)
+        kept = [p.rstrip("/") for p in jobs[needed]["artifacts"]["paths"]]
+        assert str(Path(TESTRESULTS).parent) in kept, f"{needed} does not keep {TESTRESULTS}"
+        assert jobs[needed]["artifacts"].get("when") == "always", "kept when tests fail too"
+        machine = kas_settings(
+            next(c.argv[2] for c in job_commands(jobs[needed]) if c.argv[:2] == ["kas", "build"])
+        )["machine"]
+        assert machine in name and machine in str(args.output)
 
 
 @pytest.mark.parametrize("name", JOB_IDS)
@@ -320,24 +405,7 @@ def test_bitbake_builds_a_recipe_of_the_layer_with_the_classes_its_task_needs(na
             )
 
 
-def _jobs_with_known_defects(defects: dict[str, str]) -> list[Any]:
-    """JOB_IDS, with the jobs these checks have found wrong marked as strict expected failures:
-    the defect stays visible in every run, and its fix must remove the entry (an unexpected pass
-    fails). Issue 12 (Step 9) replaces the QEMU testimage job and the JUnit job."""
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=defects[name]))
-        if name in defects
-        else name
-        for name in JOB_IDS
-    ]
-
-
-@pytest.mark.parametrize(
-    "name",
-    _jobs_with_known_defects(
-        {"testimage-qemuarm64": "TEST_TARGET_IP never reaches bitbake (issue 12)"}
-    ),
-)
+@pytest.mark.parametrize("name", JOB_IDS)
 def test_variables_set_for_bitbake_reach_it(name: str) -> None:
     """bitbake takes from the environment only the variables on its passthrough list."""
     for command in job_commands(gitlab_jobs()[name]):
@@ -353,12 +421,7 @@ def test_variables_set_for_bitbake_reach_it(name: str) -> None:
         )
 
 
-@pytest.mark.parametrize(
-    "name",
-    _jobs_with_known_defects(
-        {"junit-reports": "scarthgap's resulttool has no junit sub-command (issue 12)"}
-    ),
-)
+@pytest.mark.parametrize("name", JOB_IDS)
 def test_upstream_commands_exist_at_the_pinned_poky(name: str) -> None:
     base = yaml.safe_load((PROJECT_ROOT / "kas/base.yml").read_text())
     assert base["repos"]["poky"]["commit"] == POKY_COMMIT, "poky moved: read the facts again"
@@ -396,19 +459,21 @@ def test_what_a_job_reads_from_a_build_is_in_the_artifacts_it_needs() -> None:
     for name, job in jobs.items():
         provided = [
             path.rstrip("/")
-            for needed in job.get("needs", [])
+            for needed, fetched in needs(job).items()
+            if fetched
             for path in jobs[needed]["artifacts"]["paths"]
         ]
         for command in job_commands(job):
-            if command.program == "kas":
+            if command.program in ("kas", "rm"):
                 continue
             for word in command.argv[1:]:
+                if word.startswith("build/tmp/"):
+                    assert any(word.startswith(p + "/") for p in provided), (
+                        f"{name} reads {word}, which no job it needs keeps as an artifact"
+                    )
                 match = re.fullmatch(r"build/tmp/deploy/images/([^/]+)/(.+)", word)
                 if not match:
                     continue
-                assert any(word.startswith(p + "/") for p in provided), (
-                    f"{name} reads {word}, which no job it needs keeps as an artifact"
-                )
                 machine, file_name = match.groups()
                 if file_name.endswith(".qemuboot.conf"):
                     expected = f"{image}-{machine}{IMAGE_NAME_SUFFIX}.qemuboot.conf"

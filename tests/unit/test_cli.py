@@ -24,7 +24,9 @@ from parsec_demo.services import parsec_config_text, python_command
 STANDIN = Path(__file__).parents[1] / "fvp_standin.py"
 RUN_FVP = Path(sys.executable).with_name("run-fvp")  # the console script of this venv
 
-COMMANDS = ("run-fvp", "image", "validate", "bench", "rse", "parsec", "demo", "build", "setup")
+COMMANDS = (
+    "run-fvp", "image", "validate", "report", "bench", "rse", "parsec", "demo", "build", "setup",
+)  # fmt: skip
 #: The keys of machine.json, as README's run-fvp section documents them.
 MACHINE_JSON_KEYS = {
     "kind", "config", "run_dir", "pid", "emulator_pid", "ssh_host", "ssh_port", "ssh_user",
@@ -73,7 +75,7 @@ def test_the_parser_has_every_sub_command(capsys: pytest.CaptureFixture[str]) ->
     nested = [
         ("rse", "serve"), ("rse", "demo"), ("image", "build"), ("parsec", "serve"),
         ("parsec", "ping"), ("parsec", "list-providers"), ("parsec", "create-ecc-key"),
-        ("parsec", "sign"), ("parsec", "delete-key"),
+        ("parsec", "sign"), ("parsec", "delete-key"), ("report", "junit"), ("report", "html"),
     ]  # fmt: skip
     for words in [(name,) for name in COMMANDS] + nested:
         with pytest.raises(SystemExit) as done:

@@ -344,9 +344,8 @@ def test_the_table_lists_each_recorded_case_with_its_status(tmp_path: Path) -> N
     assert len(rows) == 7 and all(row.status == "PASSED" for row in rows)
     assert [row.duration for row in rows] == [f"{r.duration:.1f} s" for r in results]
     document = parse(page)
-    assert document.find("p", id="summary").text.startswith(
-        "7 passed, 0 failed, 0 error, 0 skipped"
-    )
+    assert document.find("p", id="summary").text.startswith("7 passed, 0 skipped, 0 failed ")
+    assert document.find_all("ul", id="skipped") == [], "no skipped list without skips"
     settings = {
         row.find("th").text: row.find("td").text
         for row in document.find("table", id="configuration").find_all("tr")
@@ -368,7 +367,9 @@ def test_failures_carry_their_log_and_the_machine_logs_skips_their_reason(tmp_pa
     assert rows[4].details == "dependency x did not pass" and rows[4].attached == []
     assert all(row.attached == [] for row in rows if row.status == "PASSED")
     summary = parse(page).find("p", id="summary").text
-    assert summary.startswith("5 passed, 1 failed, 0 error, 1 skipped")
+    assert summary.startswith("5 passed, 1 skipped, 1 failed ")
+    skipped = parse(page).find("ul", id="skipped").find_all("li")
+    assert [li.text for li in skipped] == [f"{results[4].name}: dependency x did not pass"]
 
 
 def test_without_rse_events_the_page_says_so_and_draws_nothing(tmp_path: Path) -> None:

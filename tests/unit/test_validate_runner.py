@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from parsec_demo.validate import oeqa_shim, reports
-from parsec_demo.validate.runner import cases_dir, collect, load_module, run_tests
+from parsec_demo.validate import oeqa_shim, reports, runner
+from parsec_demo.validate.runner import (
+    CaseResult,
+    cases_dir,
+    collect,
+    load_module,
+    run_tests,
+)
 
 CASES = """
 import time
@@ -179,3 +185,142 @@ def test_an_rse_with_only_comms_traces_still_gives_evidence() -> None:
         assert "too few RSE crypto calls" in str(exc)
     else:
         raise AssertionError("two calls cannot serve two signatures")
+
+
+# --- the RSE evidence case, against a stand-in machine -------------------------------------------
+
+EVIDENCE_CASE = "parsec_tls_demo.TlsHandshakeTest.test_rse_served_the_handshake"
+HANDSHAKE_CASE = "parsec_tls_demo.TlsHandshakeTest.test_handshake_on_the_host"
+CLIENT_OUTPUT = """
+  . Seeding the random number generator... ok
+  . Loading the CA root certificate ... ok (0 skipped)
+  . Connecting to tcp/127.0.0.1/4433... ok
+  . Setting up the SSL/TLS structure... ok
+  . Performing the SSL/TLS handshake... ok
+  . Verifying peer X.509 certificate... ok
+  > Write to server: 18 bytes written
+
+GET / HTTP/1.0
+
+  < Read from server: 152 bytes read
+
+HTTP/1.0 200 OK
+Content-Type: text/html
+
+<h2>Mbed TLS Test Server</h2>
+<p>Successful connection using: TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256</p>
+"""
+
+
+def served(key: int, verify: str = "PSA_SUCCESS") -> list[str]:
+    """The RSE model's console lines for one verified signature."""
+    return [
+        f"[Crypto] psa_import_key: type=RSA_PUBLIC_KEY bits=2048 lifetime=persistent "
+        f"-> key 0x{key:08x}",
+        f"[Crypto] psa_verify_hash: key 0x{key:08x} alg=RSA_PKCS1V15_SIGN(SHA_256) -> {verify}",
+        f"[Crypto] psa_destroy_key: key 0x{key:08x} -> PSA_SUCCESS",
+    ]
+
+
+class HandshakeMachine:
+    """Answers the handshake cases' commands; each ssl_client1 run appends ``rse_lines`` to the
+    RSE console log at ``rse_log`` (when it names one), as the RSE would."""
+
+    def __init__(self, rse_log: str | None, rse_lines: list[str]) -> None:
+        if rse_log is not None:
+            self.rse_log = rse_log
+        self.rse_lines = rse_lines
+        self.commands: list[str] = []
+
+    def run(self, command: str, timeout: float | None = None) -> tuple[int, str]:
+        self.commands.append(command)
+        if "ssl_client1" in command:
+            if self.rse_lines and getattr(self, "rse_log", None):
+                with open(self.rse_log, "a") as log:
+                    log.write("".join(line + "\n" for line in self.rse_lines))
+            return 0, CLIENT_OUTPUT
+        if command.startswith("systemctl is-active"):
+            return 0, "active"
+        if command == "parsec-tool ping":
+            return 0, "1.0"
+        return 0, ""
+
+
+def run_evidence(machine: object) -> dict[str, CaseResult]:
+    oeqa_shim.install()
+    tests = [
+        t
+        for t in collect(cases_dir(), ["parsec_tls_demo"])
+        if runner.test_name(t) in (EVIDENCE_CASE, HANDSHAKE_CASE)
+        or runner.test_name(t).startswith("parsec_tls_demo.ParsecServiceTest.")
+    ]
+    td = {"MACHINE": "qemu-test", "IMAGE_PKGS": ("parsec-mbedtls-demo",)}
+    return {r.name: r for r in run_tests(tests, machine, td)}
+
+
+def test_the_evidence_case_passes_with_a_triple_per_signature(tmp_path: Path) -> None:
+    log = tmp_path / "rse-console.log"
+    log.write_text("[RSE] booted\n")
+    machine = HandshakeMachine(str(log), served(1) + served(2))
+    results = run_evidence(machine)
+    assert results[HANDSHAKE_CASE].status == "PASSED", results[HANDSHAKE_CASE].log
+    assert results[EVIDENCE_CASE].status == "PASSED", results[EVIDENCE_CASE].log
+    # It ran a handshake of its own and left the server stopped.
+    assert sum("ssl_client1" in c for c in machine.commands) == 2
+    assert machine.commands[-1].startswith("pkill -x ssl_server")
+
+
+@pytest.mark.parametrize(
+    ("lines", "says"),
+    [
+        ([], "the RSE did not serve the handshake's signatures"),
+        (served(1), "the RSE did not serve the handshake's signatures"),
+        (served(1) + served(2, "PSA_ERROR_INVALID_SIGNATURE"), "PSA_ERROR_INVALID_SIGNATURE"),
+        (served(1) + served(2)[:2] + served(3)[2:], "a key was left in the RSE"),
+    ],
+    ids=["nothing", "one signature", "a failed verify", "a key left"],
+)
+def test_the_evidence_case_fails_without_the_evidence(
+    tmp_path: Path, lines: list[str], says: str
+) -> None:
+    log = tmp_path / "rse-console.log"
+    log.write_text("")
+    result = run_evidence(HandshakeMachine(str(log), lines))[EVIDENCE_CASE]
+    assert result.status == "FAILED" and says in result.log, result.log
+
+
+def test_the_evidence_case_is_skipped_with_its_reason_without_an_rse_log(
+    tmp_path: Path,
+) -> None:
+    results = run_evidence(HandshakeMachine(None, served(1) + served(2)))
+    assert results[HANDSHAKE_CASE].status == "PASSED"
+    skipped = results[EVIDENCE_CASE]
+    assert skipped.status == "SKIPPED"
+    assert (
+        skipped.log == "no RSE console log on this machine (the target HandshakeMachine names none)"
+    )
+    missing = tmp_path / "gone.log"
+    skipped = run_evidence(HandshakeMachine(str(missing), []))[EVIDENCE_CASE]
+    assert (skipped.status, skipped.log) == (
+        "SKIPPED", f"no RSE console log on this machine ({missing} does not exist)",
+    )  # fmt: skip
+    # The reason reaches the reports: JUnit's <skipped message=...> and the summary.
+    reports.write_junit(tmp_path / "junit.xml", [skipped], "parsec_tls_demo")
+    element = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite/testcase/skipped")
+    assert element is not None and element.get("message") == skipped.log
+    assert reports.skipped_lines([skipped]) == [f"skipped {EVIDENCE_CASE}: {skipped.log}"]
+
+
+def test_only_a_string_names_an_rse_log() -> None:
+    """meta-arm's OEFVPTarget answers any attribute it lacks with a function."""
+    oeqa_shim.install()
+    module = load_module(cases_dir() / "parsec_tls_demo.py")
+
+    class AnswersEverything:
+        def __getattr__(self, name: str) -> object:
+            return lambda *args: None
+
+    assert module.rse_log_path(AnswersEverything()) is None
+    assert module.missing_rse_log(AnswersEverything()) == (
+        "no RSE console log on this machine (the target AnswersEverything names none)"
+    )

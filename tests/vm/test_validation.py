@@ -17,6 +17,7 @@ import pytest
 
 from parsec_demo.image_build import build_image
 from parsec_demo.validate.command import run_validation
+from parsec_demo.validate.reports import summary_line
 from parsec_demo.validate.runner import CaseResult
 
 pytestmark = [
@@ -48,7 +49,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[object]
 
 
 def test_every_case_passes_against_the_dev_vm(report: tuple[Path, list[object]]) -> None:
-    report_dir, _ = report
+    report_dir, outcomes = report
     document = json.loads((report_dir / "testresults.json").read_text())
     [(result_id, entry)] = document.items()
     assert result_id.startswith("runtime_parsec-demo-dev-image_parsec-demo-dev-amd64_")
@@ -60,12 +61,17 @@ def test_every_case_passes_against_the_dev_vm(report: tuple[Path, list[object]])
     assert {
         "parsec_tls_demo.ParsecServiceTest.test_list_providers",
         "parsec_tls_demo.TlsHandshakeTest.test_handshake_on_the_host",
+        # The RSE evidence: it would be SKIPPED (so failing here) without the RSE model's log.
+        "parsec_tls_demo.TlsHandshakeTest.test_rse_served_the_handshake",
         "parsec_tls_demo.TlsHandshakeTest.test_handshake_in_a_container",
         "parsec_tls_demo.NegativeTest.test_a_corrupted_certificate_is_refused",
         "parsec_tls_demo.NegativeTest.test_handshakes_survive_a_parsec_restart",
     } <= set(statuses)
     suite = ET.parse(report_dir / "junit.xml").getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "0" and suite.get("errors") == "0"
+    assert suite.get("skipped") == "0"
+    results = [r for r in outcomes if isinstance(r, CaseResult)]
+    assert summary_line(results) == f"{len(statuses)} passed, 0 skipped, 0 failed"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
@@ -86,7 +92,7 @@ def test_the_html_report_renders_in_chromium(
     # The page as Chromium built it, read as tests/unit/test_reports.py reads the recorded one.
     reading = _report_reading()
     reading.check_results_table(dom, [(r.name, r.status) for r in results])
-    assert len(results) >= 7 and all(r.status == "PASSED" for r in results)
+    assert len(results) >= 8 and all(r.status == "PASSED" for r in results)
     # Import, verify and destroy for each of the handshake's two signatures.
     calls = [("psa_import_key", None, "PSA_SUCCESS"), ("psa_verify_hash", None, "PSA_SUCCESS"),
              ("psa_destroy_key", None, "PSA_SUCCESS")] * 2  # fmt: skip

@@ -2,10 +2,15 @@
 
 Boots the dev image (built first unless --image names one) under QEMU with the RSE model beside
 it, runs the cases in meta-parsec-demo/lib/oeqa/runtime/cases through the project's oeqa
-stand-in, or through a real openembedded-core's oeqa with --oe-core, and writes
-testresults.json (oeqa's format), junit.xml and report.html into <run directory>/report, beside
-the machine's logs (or into --report-dir). Needs the project's checkout (the cases are in its
-layer). Exit status 1 when a test failed.
+stand-in, and writes testresults.json (oeqa's format), junit.xml and report.html into
+<run directory>/report, beside the machine's logs (or into --report-dir).
+
+--oe-core POKY runs them as testimage does, through that poky checkout: its runqemu boots the
+dev image's qemuboot.conf, the layer's testimage controller (ParsecDemoQemuTarget) starts the
+RSE model beside it, poky's OESSHTarget (ssh, scp) runs the commands, and poky's ping and ssh
+cases run before the layer's, in its OERuntimeTestContext. No Yocto build is needed.
+
+Needs the project's checkout (the cases are in its layer). Exit status 1 when a test failed.
 """
 
 from __future__ import annotations
@@ -37,7 +42,11 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
         "--report-dir", type=Path, help="where the reports go (default: <run directory>/report)"
     )
     parser.add_argument(
-        "--oe-core", type=Path, help="an openembedded-core (or poky) checkout: run with its oeqa"
+        "--oe-core",
+        type=Path,
+        metavar="POKY",
+        help="a poky checkout: boot with its runqemu and the layer's testimage controller, "
+        "run the cases with its oeqa",
     )
     parser.add_argument(
         "--module", action="append", help="case module to run (repeatable; default: all)"
@@ -46,7 +55,9 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..image_build import ImageManifest, build_image
-    from ..validate.command import check_oe_core, run_validation
+    from ..validate import reports
+    from ..validate.command import run_validation
+    from ..validate.oe_core import check_oe_core
     from ..validate.runner import cases_dir
 
     cases_dir()  # the checkout is there, before anything is built or booted
@@ -63,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
         image = build_image(arch)
     results, run_dir = run_validation(image, args.report_dir, args.module, args.oe_core, arch)
     report_dir = args.report_dir or run_dir / "report"
-    bad = [r for r in results if r.status in ("FAILED", "ERROR")]
-    print(
-        f"{len(results) - len(bad)} passed or skipped, {len(bad)} failed; reports in {report_dir}"
-    )
+    bad = reports.failures(results)
+    print(f"{reports.summary_line(results)}; reports in {report_dir}")
+    for line in reports.skipped_lines(results):
+        print(line)
     print(f"machine logs in {run_dir}")
     return 1 if bad else 0

@@ -1,10 +1,13 @@
 """Reports of a validation run: oeqa's testresults.json, JUnit XML, and a readable HTML page.
 
-``testresults.json`` has oeqa's shape (one ``runtime_<image>_<machine>_<start>`` entry with
-``configuration`` and ``result``), so ``resulttool`` reads it. The HTML page lists each test
-with its status and duration, attaches the console and service logs to failures, and draws
-the handshake as a sequence diagram (client, server, Parsec, RSE) from the RSE's events
-recorded during the handshake test, each PSA call where it happened.
+``testresults.json`` has oeqa's shape (``runtime_<image>_<machine>_<start>`` entries, each with
+``configuration`` and ``result``: test name -> status, log, duration), so ``resulttool`` reads
+what the toolkit's runner writes, and :func:`read_testresults` reads what ``testimage`` writes
+(``parsec-demo report`` turns it into JUnit or HTML). The summary line counts passed, skipped
+and failed tests, and each skipped test is listed with its reason: a skip is never silent.
+The HTML page lists each test with its status and duration, attaches the console and service
+logs to failures, and draws the handshake as a sequence diagram (client, server, Parsec, RSE)
+from the RSE's events recorded during the handshake test, each PSA call where it happened.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from .runner import CaseResult
 
 PARSEC_OPCODES = {
@@ -27,6 +31,79 @@ PARSEC_OPCODES = {
     "psa_sign_hash": "PsaSignHash",
     "psa_export_public_key": "PsaExportPublicKey",
 }
+
+
+#: oeqa's statuses that count as passed and as skipped; every other one (FAILED, ERROR, and
+#: UNKNOWN for a test an interrupted run never reached) counts as failed.
+PASSED_STATUSES = ("PASSED", "EXPECTEDFAIL")
+SKIPPED_STATUSES = ("SKIPPED",)
+
+
+def failures(results: Sequence[CaseResult]) -> list[CaseResult]:
+    """The results that count as failed."""
+    return [r for r in results if r.status not in PASSED_STATUSES + SKIPPED_STATUSES]
+
+
+def summary_line(results: Sequence[CaseResult]) -> str:
+    """``N passed, M skipped, K failed``; when some of the failures are errors, how many."""
+    passed = sum(1 for r in results if r.status in PASSED_STATUSES)
+    skipped = sum(1 for r in results if r.status in SKIPPED_STATUSES)
+    failed = len(failures(results))
+    errors = sum(1 for r in results if r.status == "ERROR")
+    line = f"{passed} passed, {skipped} skipped, {failed} failed"
+    return line + (f" ({errors} of them errors)" if errors else "")
+
+
+def skip_reason(result: CaseResult) -> str:
+    """Why a test was skipped, in one line (oeqa keeps the skip's reason as its log)."""
+    return _last_line(result.log) or "no reason given"
+
+
+def skipped_lines(results: Sequence[CaseResult]) -> list[str]:
+    """One line per skipped test: ``skipped <name>: <reason>``."""
+    return [f"skipped {r.name}: {skip_reason(r)}" for r in results if r.status in SKIPPED_STATUSES]
+
+
+def read_testresults(path: Path) -> dict[str, tuple[dict[str, Any], list[CaseResult]]]:
+    """The runs a ``testresults.json`` holds (testimage's, or the toolkit's), by result id:
+    their configuration and their test results, in the file's order. A UserError names the
+    first thing wrong with the file. Entries without a status are extra results oeqa stores
+    beside the tests (``ptestresult.sections``) and are left out."""
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read it ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not JSON ({exc})") from None
+    if not isinstance(document, dict) or not document:
+        raise UserError(
+            f"{path} is not an oeqa testresults.json: expected an object of result ids, each "
+            "with configuration and result"
+        )
+    runs: dict[str, tuple[dict[str, Any], list[CaseResult]]] = {}
+    for result_id, run in document.items():
+        where = f"{path}: {result_id}"
+        if not isinstance(run, dict) or not isinstance(run.get("result"), dict):
+            raise UserError(f"{where} has no 'result' object (not an oeqa testresults.json)")
+        configuration = run.get("configuration", {})
+        if not isinstance(configuration, dict):
+            raise UserError(f"{where}: 'configuration' is not an object")
+        results = []
+        for name, entry in run["result"].items():
+            if not isinstance(entry, dict):
+                raise UserError(f"{where}: the result of {name} is not an object")
+            if "status" not in entry:
+                continue
+            status, log, duration = entry["status"], entry.get("log", ""), entry.get("duration", 0)
+            if not isinstance(status, str) or not isinstance(log, str):
+                raise UserError(f"{where}: {name} has a status or log that is not a string")
+            if not isinstance(duration, int | float) or isinstance(duration, bool):
+                raise UserError(f"{where}: {name} has a duration that is not a number")
+            results.append(CaseResult(name, status, round(float(duration), 2), log))
+        runs[result_id] = (configuration, results)
+    return runs
 
 
 def write_testresults(
@@ -47,29 +124,44 @@ def write_testresults(
 
 
 def write_junit(path: Path, results: Sequence[CaseResult], suite_name: str) -> None:
-    counts = {s: sum(1 for r in results if r.status == s) for s in ("FAILED", "ERROR", "SKIPPED")}
-    suite = ET.Element(
-        "testsuite",
-        name=suite_name,
-        tests=str(len(results)),
-        failures=str(counts["FAILED"]),
-        errors=str(counts["ERROR"]),
-        skipped=str(counts["SKIPPED"]),
-        time=f"{sum(r.duration for r in results):.2f}",
-    )
-    for r in results:
-        classname, _, name = r.name.rpartition(".")
-        case = ET.SubElement(
-            suite, "testcase", classname=classname, name=name, time=f"{r.duration:.2f}"
-        )
-        if r.status == "FAILED":
-            ET.SubElement(case, "failure", message=_last_line(r.log)).text = r.log
-        elif r.status == "ERROR":
-            ET.SubElement(case, "error", message=_last_line(r.log)).text = r.log
-        elif r.status == "SKIPPED":
-            ET.SubElement(case, "skipped", message=_last_line(r.log))
+    """One JUnit test suite of ``results``."""
+    write_junit_suites(path, {suite_name: results})
+
+
+def write_junit_suites(path: Path, suites: Mapping[str, Sequence[CaseResult]]) -> None:
+    """JUnit XML with one test suite per entry of ``suites`` (name -> results). A failure or
+    an error carries its log (its message: the log's last line); a skip, its reason. A status
+    JUnit has no word for (oeqa's UNKNOWN: the test never ran) is an error that says so."""
     root = ET.Element("testsuites")
-    root.append(suite)
+    for suite_name, results in suites.items():
+        failures = sum(1 for r in results if r.status == "FAILED")
+        skipped = sum(1 for r in results if r.status in SKIPPED_STATUSES)
+        errors = len(results) - failures - skipped
+        errors -= sum(1 for r in results if r.status in PASSED_STATUSES)
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=suite_name,
+            tests=str(len(results)),
+            failures=str(failures),
+            errors=str(errors),
+            skipped=str(skipped),
+            time=f"{sum(r.duration for r in results):.2f}",
+        )
+        for r in results:
+            classname, _, name = r.name.rpartition(".")
+            case = ET.SubElement(
+                suite, "testcase", classname=classname, name=name, time=f"{r.duration:.2f}"
+            )
+            if r.status == "FAILED":
+                ET.SubElement(case, "failure", message=_last_line(r.log)).text = r.log
+            elif r.status in SKIPPED_STATUSES:
+                ET.SubElement(case, "skipped", message=skip_reason(r))
+            elif r.status == "ERROR":
+                ET.SubElement(case, "error", message=_last_line(r.log)).text = r.log
+            elif r.status not in PASSED_STATUSES:
+                message = f"status {r.status}: the test did not complete"
+                ET.SubElement(case, "error", message=message).text = r.log or message
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
@@ -148,22 +240,25 @@ def write_html(
     rows = []
     for r in results:
         detail = ""
-        if r.status in ("FAILED", "ERROR"):
+        if r.status not in PASSED_STATUSES + SKIPPED_STATUSES:
             attached = "".join(
                 f"<details><summary>{html.escape(name)}</summary><pre>{html.escape(text)}</pre></details>"
                 for name, text in logs.items()
             )
             detail = f"<pre>{html.escape(r.log)}</pre>{attached}"
-        elif r.status == "SKIPPED":
-            detail = html.escape(r.log.strip())
+        elif r.status in SKIPPED_STATUSES:
+            detail = html.escape(skip_reason(r))
         rows.append(
             f'<tr class="{r.status.lower()}"><td>{html.escape(r.name)}</td>'
             f'<td class="status">{r.status}</td><td>{r.duration:.1f} s</td><td>{detail}</td></tr>'
         )
-    summary = ", ".join(
-        f"{sum(1 for r in results if r.status == s)} {s.lower()}"
-        for s in ("PASSED", "FAILED", "ERROR", "SKIPPED")
+    summary = html.escape(summary_line(results))
+    skips = "".join(
+        f"<li>{html.escape(r.name)}: {html.escape(skip_reason(r))}</li>"
+        for r in results
+        if r.status in SKIPPED_STATUSES
     )
+    skipped_list = f'<h2>Skipped</h2><ul id="skipped">{skips}</ul>' if skips else ""
     config_rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
         for k, v in configuration.items()
@@ -181,7 +276,7 @@ body {{ font-family: sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
 tr.passed .status {{ color: #2e7d32; }}
-tr.failed .status, tr.error .status {{ color: #c62828; font-weight: bold; }}
+tr.failed .status, tr.error .status, tr.unknown .status {{ color: #c62828; font-weight: bold; }}
 tr.skipped .status {{ color: #777; }}
 pre {{ white-space: pre-wrap; max-height: 30em; overflow: auto; }}
 </style></head>
@@ -193,6 +288,7 @@ pre {{ white-space: pre-wrap; max-height: 30em; overflow: auto; }}
 <table id="results"><tr><th>test</th><th>status</th><th>duration</th><th>details</th></tr>
 {"".join(rows)}
 </table>
+{skipped_list}
 <h2>The handshake</h2>
 <p>Each PSA call of the client's handshake as the RSE recorded it: through the Parsec service to
 the RSE crypto service and back.</p>
