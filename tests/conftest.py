@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
@@ -52,6 +53,17 @@ def start_in_thread(config: ServerConfig) -> RunningRse:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return RunningRse(server, thread, config)
+
+
+@pytest.fixture
+def restore_toolkit_logging() -> Iterator[None]:
+    """For tests that call the CLI's main() in this process: it points the toolkit's log
+    handler at the test's captured stderr; afterwards the handlers and level are as before."""
+    logger = logging.getLogger("parsec_demo")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
 
 
 @pytest.fixture

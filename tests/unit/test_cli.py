@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,14 +34,7 @@ MACHINE_JSON_KEYS = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """main() in this process points the toolkit's log handler at pytest's captured stderr."""
-    logger = logging.getLogger("parsec_demo")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_toolkit_logging")
 
 
 def run_cli(

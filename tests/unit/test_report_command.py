@@ -12,13 +12,11 @@ oeqa instead.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,14 +82,7 @@ TESTIMAGE_RESULTS = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """cli.main() points the toolkit's log handler at this test's captured stderr."""
-    logger = logging.getLogger("parsec_demo")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_toolkit_logging")
 
 
 def write(tmp_path: Path, document: object, name: str = "testresults.json") -> Path:
