@@ -224,7 +224,8 @@ class UnixDaemon:
             except OSError as error:
                 self.accept_failed(error)
                 return
-            sock.setblocking(True)
+            if sock.gettimeout() is not None:  # only under socket.setdefaulttimeout()
+                sock.setblocking(True)
             self.on_accept(sock)
 
     def _drain_wake(self) -> None:

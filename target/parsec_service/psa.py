@@ -9,6 +9,7 @@ Keeping them in one module, with a name for each, lets logs and test failures sa
 from __future__ import annotations
 
 import enum
+import functools
 
 
 class Status(enum.IntEnum):
@@ -41,6 +42,7 @@ class Status(enum.IntEnum):
     DATA_INVALID = -153
 
 
+@functools.lru_cache(maxsize=256)  # on every RSE console line and event; pure
 def status_name(value: int) -> str:
     """``PSA_SUCCESS`` / ``PSA_ERROR_<NAME>``, or the raw number for values PSA does not define."""
     try:
@@ -120,6 +122,7 @@ def public_key_type_of(key_type: int) -> int:
     return key_type & ~0x3000 if key_type_is_key_pair(key_type) else key_type
 
 
+@functools.lru_cache(maxsize=256)
 def key_type_name(key_type: int) -> str:
     if key_type == KEY_TYPE_RSA_PUBLIC_KEY:
         return "RSA_PUBLIC_KEY"
@@ -211,6 +214,7 @@ def sign_hash_alg(alg: int) -> int:
     return 0x02000000 | low if low else ALG_NONE
 
 
+@functools.lru_cache(maxsize=256)
 def alg_name(alg: int) -> str:
     if alg == ALG_NONE:
         return "NONE"

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import selectors
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -52,6 +52,7 @@ from .wire import HEADER, Header, WireError, check_fixed_fields, header_stage_er
 log = logging.getLogger("parsec")
 
 Reader = Callable[[int], bytes]
+Item = TypeVar("Item")
 
 
 class EmptyConnection(Exception):
@@ -218,18 +219,41 @@ class ParsecService:
         log.warning("configuration reloaded from %s", self.config_path)
 
 
+class _LogFormatter(logging.Formatter):
+    """``<local time>.<ms> <level> <message>``, the date and time formatted once a second
+    (the service logs a line per request)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s.%(msecs)03d %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        self._second = -1
+        self._formatted = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # The handler's lock is held while it formats: no other thread is in here.
+        second = int(record.created)
+        if second != self._second:
+            self._formatted = time.strftime(self.datefmt or "", self.converter(record.created))
+            self._second = second
+        return self._formatted
+
+
 def configure_logging(config: ServiceConfig) -> None:
     logging.addLevelName(5, "TRACE")
     root = logging.getLogger("parsec")
     root.setLevel(config_module.LOG_LEVELS[config.log_level])
     if not root.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s.%(msecs)03d %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"
-            )
-        )
+        handler.setFormatter(_LogFormatter())
         root.addHandler(handler)
+
+
+def _lean_log_records() -> None:
+    """The service process's log records carry no caller, thread or process (its format names
+    none of them): the logging module's documented optimisation, for a line per request."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def buffer_reader(data: bytes | bytearray, short: str = "connection closed mid-request") -> Reader:
@@ -271,7 +295,7 @@ WRITE_DEADLINE_S = 5.0
 class _Connection:
     """One client connection: its peer, the request received so far, then the response."""
 
-    __slots__ = ("deadline", "outgoing", "peer", "received", "sock")
+    __slots__ = ("deadline", "outgoing", "peer", "received", "registered", "sock")
 
     def __init__(self, sock: socket.socket, peer: Peer, deadline: float) -> None:
         self.sock = sock
@@ -279,6 +303,7 @@ class _Connection:
         self.deadline = deadline
         self.received = bytearray()
         self.outgoing: memoryview | None = None
+        self.registered = False  # with the loop's selector
 
     def send_some(self) -> bool:
         """Send what the socket takes now; True when done (sent, or the peer is gone)."""
@@ -291,6 +316,45 @@ class _Connection:
         except OSError:
             return True
         return True
+
+
+class WorkerPool(Generic[Item]):
+    """``size`` threads that run ``work(item)`` for each submitted item, in submission order.
+
+    What ``ThreadPoolExecutor`` does for the listener, without a future, a work item and their
+    locks per request: a submission is one put on a lock-free queue. ``shutdown`` lets what was
+    submitted finish.
+    """
+
+    def __init__(self, size: int, work: Callable[[Item], None], name: str) -> None:
+        self._size = size
+        self._work = work
+        self._name = name
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for number in range(self._size):
+            thread = threading.Thread(target=self._run, name=f"{self._name}_{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, item: Item) -> None:
+        self._queue.put(item)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._work(item)
+            except Exception:  # a bug must cost one request, not a worker
+                log.exception("internal error in a worker")
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)  # after every request already submitted
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
 
 
 class ParsecServer(UnixDaemon):
@@ -312,8 +376,8 @@ class ParsecServer(UnixDaemon):
         # Any local user may connect (mode 0666); authentication decides the rest.
         super().__init__(service.config.socket_path, "service", 128, mode=0o666, logger=log)
         self.service = service
-        self._workers = ThreadPoolExecutor(
-            max_workers=service.config.thread_pool_size, thread_name_prefix="parsec"
+        self._workers: WorkerPool[_Connection] = WorkerPool(
+            service.config.thread_pool_size, self._work, "parsec"
         )
         self._lock = threading.Lock()  # the worker count and the hand-back queue
         self._in_workers = 0
@@ -323,6 +387,7 @@ class ParsecServer(UnixDaemon):
     # --- the skeleton's hooks -----------------------------------------------------------------
 
     def on_start(self) -> None:
+        self._workers.start()
         settled = self._reconcile()
         log.warning(
             "Parsec service ready on %s (provider %s, %d interrupted key operations settled)",
@@ -347,15 +412,15 @@ class ParsecServer(UnixDaemon):
             return
         sock.setblocking(False)
         conn = _Connection(sock, peer, time.monotonic() + config.listener_timeout_ms / 1000)
-        self.selector.register(sock, selectors.EVENT_READ, conn)
-        self._read(conn)  # the request is often there already
+        # The request is often there already: then the connection never enters the selector.
+        self._read(conn)
 
     def on_ready(self, data: Any, events: int) -> None:
         conn: _Connection = data
         if conn.outgoing is None:
             self._read(conn)
         elif conn.send_some():
-            self.selector.unregister(conn.sock)
+            self._unwatch(conn)
             self._close(conn)
 
     def next_timeout(self) -> float | None:
@@ -378,9 +443,9 @@ class ParsecServer(UnixDaemon):
 
     def on_stop(self) -> None:
         for conn in self._connections():
-            self.selector.unregister(conn.sock)
+            self._unwatch(conn)
             self._close(conn)
-        self._workers.shutdown(wait=True)  # in-flight requests finish
+        self._workers.shutdown()  # in-flight requests finish
         for conn in self._handed_back:
             self._close(conn)
         self.service.close()
@@ -420,10 +485,26 @@ class ParsecServer(UnixDaemon):
                 config.max_connections_per_peer,
             )
 
+    def _watch(self, conn: _Connection, events: int) -> None:
+        """Let the loop wait for ``events`` on the connection (reading, or writing)."""
+        if conn.registered:
+            self.selector.modify(conn.sock, events, conn)
+        else:
+            self.selector.register(conn.sock, events, conn)
+            conn.registered = True
+
+    def _unwatch(self, conn: _Connection) -> None:
+        if conn.registered:
+            self.selector.unregister(conn.sock)
+            conn.registered = False
+
     def _read(self, conn: _Connection) -> None:
+        """Read what has arrived; a complete request goes to a worker, else the loop waits."""
         try:
             chunk = conn.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
+            if not conn.registered:
+                self._watch(conn, selectors.EVENT_READ)
             return
         except OSError as exc:
             self._answer_incomplete(conn, str(exc))
@@ -433,14 +514,16 @@ class ParsecServer(UnixDaemon):
             return
         conn.received += chunk
         if len(conn.received) >= request_size(conn.received, self.service.config.body_len_limit):
-            self.selector.unregister(conn.sock)
+            self._unwatch(conn)
             with self._lock:
                 self._in_workers += 1
-            self._workers.submit(self._work, conn)
+            self._workers.submit(conn)
+        elif not conn.registered:
+            self._watch(conn, selectors.EVENT_READ)
 
     def _answer_incomplete(self, conn: _Connection, why: str) -> None:
         """The request will not be completed: answer ConnectionError (nothing, if empty)."""
-        self.selector.unregister(conn.sock)
+        self._unwatch(conn)
         if not conn.received:
             self._close(conn)
             return
@@ -478,7 +561,7 @@ class ParsecServer(UnixDaemon):
     def _send_later(self, conn: _Connection) -> None:
         """The loop sends the rest of the response, within ``WRITE_DEADLINE_S``."""
         conn.deadline = time.monotonic() + WRITE_DEADLINE_S
-        self.selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+        self._watch(conn, selectors.EVENT_WRITE)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -488,7 +571,7 @@ class ParsecServer(UnixDaemon):
             if conn.outgoing is None:
                 self._answer_incomplete(conn, "timed out reading")
             else:  # the client does not read its response
-                self.selector.unregister(conn.sock)
+                self._unwatch(conn)
                 self._close(conn)
 
     def _close(self, conn: _Connection) -> None:
@@ -503,6 +586,7 @@ def serve(
     if socket_path is not None:
         config = replace(config, socket_path=socket_path)
     configure_logging(config)
+    _lean_log_records()
     if os.geteuid() == 0 and not config.allow_root:
         raise config_module.ConfigError(
             "refusing to run as root: set [core_settings] allow_root = true in the configuration"

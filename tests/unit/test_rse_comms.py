@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import struct
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from parsec_service.rse_link import comms
+from parsec_service.rse_link.client import RseClient, RseUnavailable
 from parsec_service.rse_link.comms import Call, Header, MessageError, Reply
 
 
@@ -94,3 +99,97 @@ def test_encoder_refuses_what_the_format_cannot_carry() -> None:
         comms.encode_call(Call(Header(), 1, 0, (b"a", b"b", b"c"), (1, 2)))
     with pytest.raises(MessageError):
         comms.encode_call(Call(Header(), 1, 0, (b"a" * 0x10000,), ()))
+
+
+class ChunkedStream:
+    """A stream that hands out its bytes in the given chunks and counts the reads."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+        self.reads = 0
+
+    def recv(self, size: int, /) -> bytes:
+        self.reads += 1
+        if not self.chunks:
+            return b""
+        chunk = self.chunks.pop(0)
+        assert len(chunk) <= size, "the reader asked for less than a chunk"
+        return chunk
+
+
+def test_frame_reader_reads_a_frame_in_one_recv_and_keeps_what_follows() -> None:
+    stream = ChunkedStream(comms.frame(b"first") + comms.frame(b"second")[:6], b"cond")
+    frames = comms.FrameReader(stream)
+    assert frames.read_length() == 5
+    assert frames.read_exact(5) == b"first"
+    assert stream.reads == 1, "prefix and body came in one chunk: one recv"
+    assert frames.read_length() == 6
+    assert frames.read_exact(6) == b"second", "a frame split across chunks is joined"
+    assert frames.read_length() is None, "a clean end of stream between frames"
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [(b"\x05\x00",), (comms.frame(b"12345")[:-1],)],
+    ids=["inside the prefix", "inside the body"],
+)
+def test_frame_reader_reports_an_end_of_stream_mid_frame(chunks: tuple[bytes, ...]) -> None:
+    frames = comms.FrameReader(ChunkedStream(*chunks))
+    with pytest.raises(ConnectionError):
+        length = frames.read_length()
+        frames.read_exact(length or 0)
+
+
+def test_frame_reader_discards_an_oversized_frame_chunk_by_chunk() -> None:
+    size = 3 * comms.FrameReader.CHUNK + 10
+    body = bytes(size)
+    data = comms.frame(body) + comms.frame(b"next")
+    chunk = comms.FrameReader.CHUNK
+    frames = comms.FrameReader(
+        ChunkedStream(*(data[i : i + chunk] for i in range(0, len(data), chunk)))
+    )
+    assert frames.read_length() == size
+    assert frames.read_exact(comms.HEADER.size) == bytes(comms.HEADER.size)
+    frames.discard(size - comms.HEADER.size)
+    assert len(frames._buffer) <= chunk, "never more than one chunk held"
+    assert frames.read_length() == 4 and frames.read_exact(4) == b"next"
+    truncated = comms.FrameReader(ChunkedStream(bytes(10)))
+    with pytest.raises(ConnectionError):
+        truncated.discard(11)
+
+
+def test_a_silent_rse_fails_the_call_within_the_link_timeout(tmp_path: Path) -> None:
+    """The link's timeout is the kernel's (SO_RCVTIMEO): a call to an RSE that takes the message
+    and never answers fails with COMMUNICATION_FAILURE after about that long, and the next call
+    reaches an RSE that answers on a fresh link."""
+    path = tmp_path / "rse.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        silent, _ = listener.accept()  # reads nothing, answers nothing
+        accepted.append(silent)
+        answering, _ = listener.accept()
+        accepted.append(answering)
+        frames = comms.FrameReader(answering)
+        length = frames.read_length()
+        call = comms.decode_call(frames.read_exact(length or 0))
+        reply = Reply(call.header, 0, (b"\x07" * call.out_sizes[0],))
+        answering.sendall(comms.frame(comms.encode_reply(reply)))
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        with RseClient(path, client_id=1, timeout=0.3) as client:
+            started = time.monotonic()
+            with pytest.raises(RseUnavailable, match=r"no reply within 0\.3 s"):
+                client.generate_random(4)
+            assert 0.25 <= time.monotonic() - started < 10, "it waited for the timeout, not forever"
+            assert client.generate_random(4) == b"\x07" * 4
+        server.join(timeout=5)
+    finally:
+        listener.close()
+        for sock in accepted:
+            sock.close()

@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -1074,3 +1075,27 @@ def test_verification_does_not_need_the_signature_to_be_made_by_cryptography(
         )
     except InvalidSignature:  # pragma: no cover - the assertion below explains
         pytest.fail("the RSE's RSA-4096 signature does not verify with cryptography")
+
+
+def test_the_volatile_count_follows_the_slots(tmp_path: Path) -> None:
+    """Every call's event reports ``volatile_keys`` from a counter: it must match the slots
+    through additions, a full table, destructions, other clients and persistent keys."""
+    store = KeyStore(tmp_path / "store", slots=3)
+
+    def volatile_in_table() -> int:
+        return sum(1 for key in store.snapshot().values() if not key.persistent)
+
+    volatile = replace(p256_attrs(0), lifetime=psa.LIFETIME_VOLATILE)
+    ids = [store.add(owner, volatile, p256_material(owner + 1)).id for owner in (1, 2, 1)]
+    assert store.volatile_in_use() == volatile_in_table() == 3
+    expect_status(Status.INSUFFICIENT_MEMORY, lambda: store.add(1, volatile, p256_material(9)))
+    store.add(1, p256_attrs(5), p256_material(5))  # persistent: not a slot
+    expect_status(Status.INVALID_HANDLE, lambda: store.destroy(1, ids[1]))  # client 2's key
+    assert store.volatile_in_use() == volatile_in_table() == 3
+    store.destroy(2, ids[1])
+    store.destroy(1, 5)
+    assert store.volatile_in_use() == volatile_in_table() == 2
+    assert store.add(2, volatile, p256_material(7)).id == ids[1], "the freed slot is reused"
+    for owner, key_id in ((1, ids[0]), (1, ids[2]), (2, ids[1])):
+        store.destroy(owner, key_id)
+    assert store.volatile_in_use() == volatile_in_table() == 0

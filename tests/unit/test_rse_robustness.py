@@ -32,11 +32,10 @@ def raw_exchange(sock: socket.socket, message: bytes) -> comms.Reply:
 
 
 def read_reply(sock: socket.socket, out_len: int = 0) -> comms.Reply:
-    prefix = comms.recv_exact(sock, 4)
-    assert prefix is not None, "the model closed the link instead of replying"
-    (length,) = struct.unpack("<I", prefix)
-    body = comms.recv_exact(sock, length) or b""
-    return comms.decode_reply(body, out_len)
+    frames = comms.FrameReader(sock)  # one reply at a time: nothing is left in its buffer
+    length = frames.read_length()
+    assert length is not None, "the model closed the link instead of replying"
+    return comms.decode_reply(frames.read_exact(length), out_len)
 
 
 def random_call(seq: int) -> bytes:

@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+#: One encoder for every event (``json.dumps`` with options builds a new one per call).
+_EVENT_ENCODER = json.JSONEncoder(sort_keys=True)
+
 
 class RseLog:
     def __init__(self, console_path: Path | None, events_path: Path | None) -> None:
@@ -48,9 +51,9 @@ class RseLog:
     def event(self, record: dict[str, Any]) -> None:
         if self._events is None:
             return
-        record = {"time": round(time.time(), 6), **record}
+        line = _EVENT_ENCODER.encode({"time": round(time.time(), 6), **record}) + "\n"
         with self._lock:
-            self._events.write(json.dumps(record, sort_keys=True) + "\n")
+            self._events.write(line)
             self._events.flush()
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ key can never be stored in a form the model would later export differently.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -50,6 +50,11 @@ class KeyMaterial:
     data: bytes
     public: PublicKey
     private: PrivateKey | None
+    #: Whether it is an RSA key: asked on every signature, and an ABC isinstance is not free.
+    is_rsa: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_rsa", isinstance(self.public, rsa.RSAPublicKey))
 
     def export_public(self) -> bytes:
         return encode_public(self.public)
@@ -208,7 +213,7 @@ _BY_DIGEST_SIZE: dict[int, type[hashes.HashAlgorithm]] = {
 
 def _check_compatible(material: KeyMaterial, alg: int, hash_value: bytes) -> hashes.HashAlgorithm:
     base = psa.sign_base(alg)
-    is_rsa = isinstance(material.public, rsa.RSAPublicKey)
+    is_rsa = material.is_rsa
     rsa_algs = (psa.ALG_RSA_PKCS1V15_SIGN_BASE, psa.ALG_RSA_PSS_BASE)
     ecc_algs = (psa.ALG_ECDSA_BASE, psa.ALG_DETERMINISTIC_ECDSA_BASE)
     if base not in (rsa_algs if is_rsa else ecc_algs):
@@ -230,7 +235,7 @@ def _check_compatible(material: KeyMaterial, alg: int, hash_value: bytes) -> has
 
 
 def signature_size(material: KeyMaterial) -> int:
-    if isinstance(material.public, rsa.RSAPublicKey):
+    if material.is_rsa:
         return _coordinate_bytes(material.bits)
     return 2 * _coordinate_bytes(material.bits)
 

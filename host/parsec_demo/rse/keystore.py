@@ -128,6 +128,7 @@ class KeyStore:
         self.max_persistent = max_persistent
         self.volatile_min = psa.KEY_ID_VENDOR_MAX - slots + 1
         self._slots: list[StoredKey | None] = [None] * slots
+        self._volatile_used = 0  # slots that are not None (every call's event reports it)
         self._persistent: dict[tuple[int, int], StoredKey] = {}
         self._lock = threading.Lock()
         self._warn = warn
@@ -140,7 +141,7 @@ class KeyStore:
 
     def volatile_in_use(self) -> int:
         with self._lock:
-            return sum(1 for slot in self._slots if slot is not None)
+            return self._volatile_used
 
     def persistent_count(self) -> int:
         with self._lock:
@@ -194,6 +195,7 @@ class KeyStore:
                         owner, replace(attributes, id=self.volatile_min + index), material
                     )
                     self._slots[index] = key
+                    self._volatile_used += 1
                     return key
         raise PsaError(
             Status.INSUFFICIENT_MEMORY, f"all {self.slot_count} key slots are in use; raise --slots"
@@ -236,6 +238,7 @@ class KeyStore:
                 del self._persistent[(owner, key_id)]
             else:
                 self._slots[key_id - self.volatile_min] = None
+                self._volatile_used -= 1
             return key
 
     # --- persistence --------------------------------------------------------------------------

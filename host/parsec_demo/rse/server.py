@@ -239,23 +239,20 @@ class RseServer(UnixDaemon):
         self.limits.release(None)
 
     def _serve_connection(self, conn: socket.socket) -> None:
+        frames = comms.FrameReader(conn)
         try:
             while not self.stopping:
-                prefix = comms.recv_exact(conn, comms.LENGTH_PREFIX.size)
-                if prefix is None:
+                length = frames.read_length()
+                if length is None:
                     break
-                (length,) = comms.LENGTH_PREFIX.unpack(prefix)
                 if length > self.model.max_message:
-                    head = comms.recv_exact(conn, min(length, comms.HEADER.size)) or b""
-                    comms.discard_exact(conn, length - len(head))
+                    head = frames.read_exact(min(length, comms.HEADER.size))
+                    frames.discard(length - len(head))
                     reply = self.model.reject(
                         head, f"message of {length} bytes exceeds {self.model.max_message}"
                     )
                 else:
-                    message = comms.recv_exact(conn, length) if length else b""
-                    if message is None:
-                        break
-                    reply = self._answer(message)
+                    reply = self._answer(frames.read_exact(length))
                 conn.sendall(comms.frame(reply))
         except OSError:
             pass  # the peer went away mid-frame, or the server is stopping

@@ -12,6 +12,7 @@ import os
 import select
 import socket
 import stat
+import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -81,6 +82,21 @@ class SerialLink:
         os.close(self.fd)
 
 
+def _kernel_timeouts(sock: socket.socket, timeout: float) -> None:
+    """Make a connected socket blocking, with ``timeout`` enforced by the kernel
+    (SO_RCVTIMEO, SO_SNDTIMEO): a read or write that waits longer fails with EAGAIN, as
+    Python's own timeout would, but without a poll() before every call. Where the kernel
+    refuses the value (a ``struct timeval`` of another size), Python's timeout stays."""
+    seconds = int(timeout)
+    value = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    except OSError:
+        return
+    sock.settimeout(None)
+
+
 def is_serial_port(path: str | Path) -> bool:
     try:
         return stat.S_ISCHR(os.stat(path).st_mode)
@@ -94,6 +110,7 @@ class RseClient:
         self.client_id = client_id
         self.timeout = timeout
         self._sock: Link | None = None
+        self._frames: comms.FrameReader | None = None
         self._seq = 0
         self._lock = threading.Lock()
 
@@ -105,15 +122,18 @@ class RseClient:
                 self._sock = SerialLink(self.socket_path, self.timeout)
             except OSError as exc:
                 raise RseUnavailable(f"cannot open the RSE port {self.socket_path}: {exc}") from exc
+            self._frames = comms.FrameReader(self._sock)
         if self._sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout)
             try:
                 sock.connect(self.socket_path)
+                _kernel_timeouts(sock, self.timeout)
             except OSError as exc:
                 sock.close()
                 raise RseUnavailable(f"cannot reach the RSE at {self.socket_path}: {exc}") from exc
             self._sock = sock
+            self._frames = comms.FrameReader(sock)
         return self._sock
 
     def close(self) -> None:
@@ -124,6 +144,7 @@ class RseClient:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+            self._frames = None
 
     def __enter__(self) -> RseClient:
         return self
@@ -172,19 +193,18 @@ class RseClient:
         return self._receive()
 
     def _receive(self) -> bytes:
-        sock = self._sock
-        assert sock is not None
+        frames = self._frames
+        assert frames is not None
         try:
-            prefix = comms.recv_exact(sock, comms.LENGTH_PREFIX.size)
-            if prefix is None:
+            length = frames.read_length()
+            if length is None:
                 raise ConnectionError("the RSE closed the link")
-            (length,) = comms.LENGTH_PREFIX.unpack(prefix)
             if length > 1 << 20:
                 raise ConnectionError(f"a reply of {length} bytes: the link is out of step")
-            reply = comms.recv_exact(sock, length) if length else b""
-            if reply is None:
-                raise ConnectionError("the RSE closed the link mid-reply")
-            return reply
+            return frames.read_exact(length)
+        except (BlockingIOError, TimeoutError) as exc:  # SO_RCVTIMEO, or the timeout, ran out
+            self._drop()
+            raise RseUnavailable(f"RSE link failed: no reply within {self.timeout:g} s") from exc
         except (OSError, ConnectionError) as exc:
             self._drop()
             raise RseUnavailable(f"RSE link failed: {exc}") from exc

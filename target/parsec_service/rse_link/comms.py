@@ -166,29 +166,52 @@ def frame(message: bytes) -> bytes:
     return LENGTH_PREFIX.pack(len(message)) + message
 
 
-def recv_exact(sock: Readable, size: int) -> bytes | None:
-    """Read exactly ``size`` bytes; None on a clean end of stream before the first byte.
+class FrameReader:
+    """Reads a framed byte stream in large chunks: usually one ``recv`` per frame, not two.
 
-    An end of stream in the middle raises ``ConnectionError``: the peer went away mid-message.
+    Bytes past the frame being read stay in the buffer for the next one, so a reader must live
+    as long as its stream (and be dropped with it).
     """
-    chunks = []
-    remaining = size
-    while remaining:
-        chunk = sock.recv(min(remaining, 65536))
-        if not chunk:
-            if remaining == size:
-                return None
-            raise ConnectionError(f"stream ended {size - remaining} bytes into a {size}-byte read")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
 
+    CHUNK = 65536
 
-def discard_exact(sock: Readable, size: int) -> None:
-    """Consume ``size`` bytes without keeping them, so an oversized frame cannot exhaust memory."""
-    remaining = size
-    while remaining:
-        chunk = sock.recv(min(remaining, 65536))
+    def __init__(self, stream: Readable) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    def _fill(self) -> bool:
+        """One ``recv`` into the buffer; False at the end of the stream."""
+        chunk = self._stream.recv(self.CHUNK)
         if not chunk:
-            raise ConnectionError("stream ended inside an oversized frame")
-        remaining -= len(chunk)
+            return False
+        self._buffer += chunk
+        return True
+
+    def read_length(self) -> int | None:
+        """The next frame's length prefix; None on a clean end of stream before it."""
+        if not self._buffer and not self._fill():
+            return None
+        (length,) = LENGTH_PREFIX.unpack(self.read_exact(LENGTH_PREFIX.size))
+        return int(length)
+
+    def read_exact(self, size: int) -> bytes:
+        """Exactly ``size`` bytes; ``ConnectionError`` if the stream ends first (mid-frame)."""
+        while len(self._buffer) < size:
+            if not self._fill():
+                raise ConnectionError(
+                    f"stream ended {len(self._buffer)} bytes into a {size}-byte read"
+                )
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def discard(self, size: int) -> None:
+        """Consume ``size`` bytes without keeping them, so an oversized frame cannot exhaust
+        memory (the buffer never holds more than one chunk beyond what is consumed)."""
+        remaining = size
+        while remaining:
+            if not self._buffer and not self._fill():
+                raise ConnectionError("stream ended inside an oversized frame")
+            taken = min(remaining, len(self._buffer))
+            del self._buffer[:taken]
+            remaining -= taken

@@ -1,0 +1,83 @@
+"""The Parsec listener's own paths: a request that is already whole when its connection is
+accepted never enters the selector, one that arrives in pieces does, and both are answered the
+same; the worker pool runs every submitted request, survives a bug in one, and lets the
+submitted ones finish on shutdown."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import RunningParsec
+from parsec_service import contracts as pb
+from parsec_service.constants import Opcode
+from parsec_service.server import WorkerPool
+from parsec_service.wire import HEADER, Header, encode_request
+
+LIST_OPCODES = encode_request(
+    Header(opcode=Opcode.LIST_OPCODES),
+    pb.list_opcodes.Operation(provider_id=4).SerializeToString(),
+    b"",
+)
+
+
+def exchange_in_pieces(parsec: RunningParsec, pieces: list[bytes]) -> bytes:
+    """Send ``pieces`` 30 ms apart on one connection; the whole response."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(parsec.socket_path))
+        for piece in pieces:
+            sock.sendall(piece)
+            time.sleep(0.03)  # each piece its own read: the connection waits in the selector
+        response = b""
+        while (
+            len(response) < HEADER.size
+            or len(response) < HEADER.size + Header.decode(response[: HEADER.size]).body_len
+        ):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            response += chunk
+    return response
+
+
+def test_whole_and_piecewise_requests_get_the_same_answer(parsec: RunningParsec) -> None:
+    whole = exchange_in_pieces(parsec, [LIST_OPCODES])
+    assert Header.decode(whole[: HEADER.size]).status == 0 and len(whole) > HEADER.size
+    cuts = (0, 10, HEADER.size, HEADER.size + 1, len(LIST_OPCODES))
+    pieces = [LIST_OPCODES[start:end] for start, end in itertools.pairwise(cuts)]
+    assert exchange_in_pieces(parsec, pieces) == whole
+    deadline = time.monotonic() + 5
+    while parsec.server.open_connections() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert parsec.server.open_connections() == 0
+    assert not parsec.server._connections(), "no connection is left in the selector"
+
+
+def test_the_worker_pool_runs_everything_and_survives_a_bug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def work(item: int) -> None:
+        if item == 3:
+            raise RuntimeError("a bug in one request")
+        time.sleep(0.001)
+        with lock:
+            done.append(item)
+
+    pool: WorkerPool[int] = WorkerPool(2, work, "test")
+    pool.start()
+    with caplog.at_level(logging.ERROR, logger="parsec"):
+        for item in range(50):
+            pool.submit(item)
+        pool.shutdown()  # returns once every submitted item ran
+    assert sorted(done) == [i for i in range(50) if i != 3]
+    assert "internal error in a worker" in caplog.text
+    assert not any(t.name.startswith("test_") for t in threading.enumerate())
