@@ -9,8 +9,12 @@ line prints them); where its processes keep their logs is logged.
 - ``rse``: psa_verify_hash calls per second through the RSE model over its socket, against
   ``cryptography`` verifying the same signature in-process (RSA-2048 PKCS#1 v1.5 and P-256 ECDSA).
 - ``parsec``: PsaVerifyHash requests per second and p50/p99 latency through the Parsec service
-  and the RSE model, with 1 and 8 concurrent client processes, against the same in-process
-  verification. Goal: at least 10% of the in-process rate with 8 clients, p99 under 5 ms.
+  and the RSE model, with 1 and 8 concurrent client processes of two kinds, against the same
+  in-process verification: Python processes sending one prepared request per connection, and
+  ``parsec-se-driver-bench`` (C: psa_verify_hash through Mbed TLS's PSA core and the Parsec SE
+  driver, as the demo's client does), with the CPU time each kind of client spends per call.
+  Goal: at least 10% (RSA-2048) and 20% (P-256) of the in-process rate with 8 clients, p99
+  under 5 ms.
 - ``boot``: the dev image: build time cold and cached, image size, and seconds from QEMU's
   start to SSH answering (median of 3 boots).
 - ``handshake``: full TLS handshakes per second (one ssl_client1 process each) with the
@@ -21,9 +25,12 @@ line prints them); where its processes keep their logs is logged.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import multiprocessing
 import queue
+import shlex
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -140,11 +147,27 @@ def bench_rse(seconds: float) -> Iterator[str]:
         rse.stop()
 
 
+@dataclass(frozen=True)
+class LoadResult:
+    """What a load run measured: calls, their aggregate rate, p50 and p99 latency (ms), and the
+    CPU time (user + system) the client processes used while measuring."""
+
+    count: int
+    rate_per_s: float
+    p50_ms: float
+    p99_ms: float
+    client_cpu_s: float
+
+    @property
+    def client_cpu_us_per_call(self) -> float:
+        return self.client_cpu_s / self.count * 1e6
+
+
 def _parsec_worker(
-    socket_path: str, request: bytes, seconds: float, out: Queue[list[float] | str]
+    socket_path: str, request: bytes, seconds: float, out: Queue[tuple[list[float], float] | str]
 ) -> None:
     """One client process: the same PsaVerifyHash request, each on a new connection; its
-    latencies, or what went wrong, go to ``out``."""
+    latencies and the CPU time it used measuring them, or what went wrong, go to ``out``."""
     import socket
 
     from parsec_service.wire import HEADER, Header
@@ -161,22 +184,22 @@ def _parsec_worker(
         for _ in range(10):
             one()
         latencies = []
+        cpu_started = time.process_time()
         deadline = time.perf_counter() + seconds
         while (started := time.perf_counter()) < deadline:
             one()
             latencies.append(time.perf_counter() - started)
+        cpu = time.process_time() - cpu_started
     except (BenchError, OSError) as exc:
         out.put(f"a client process failed: {exc}")
         return
-    out.put(latencies)
+    out.put((latencies, cpu))
 
 
-def _parsec_rate(
-    socket_path: Path, request: bytes, clients: int, seconds: float
-) -> tuple[float, float, float]:
-    """Requests per second, p50 and p99 latency (ms) with ``clients`` client processes."""
+def _parsec_rate(socket_path: Path, request: bytes, clients: int, seconds: float) -> LoadResult:
+    """Requests per second, p50 and p99 latency (ms) with ``clients`` Python processes."""
     context = multiprocessing.get_context("fork")
-    results: Queue[list[float] | str] = context.Queue()
+    results: Queue[tuple[list[float], float] | str] = context.Queue()
     workers = [
         context.Process(target=_parsec_worker, args=(str(socket_path), request, seconds, results))
         for _ in range(clients)
@@ -184,6 +207,7 @@ def _parsec_rate(
     for worker in workers:
         worker.start()
     latencies: list[float] = []
+    cpu = 0.0
     failures: list[str] = []
     try:
         for _ in workers:
@@ -191,7 +215,8 @@ def _parsec_rate(
             if isinstance(result, str):
                 failures.append(result)
             else:
-                latencies.extend(result)
+                latencies.extend(result[0])
+                cpu += result[1]
     except queue.Empty:
         failures.append(f"a client process gave no result within {seconds + 60:.0f} s")
     for worker in workers:
@@ -201,11 +226,58 @@ def _parsec_rate(
             worker.join()
     if failures:
         raise BenchError(failures[0])
+    if not latencies:
+        raise BenchError("the Python clients made no call in their time")
     latencies.sort()
-    rate_per_s = len(latencies) / seconds
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-    return rate_per_s, p50, p99
+    return LoadResult(len(latencies), len(latencies) / seconds, p50, p99, cpu)
+
+
+#: ``parsec-se-driver-bench --key`` for each benchmark case, by PSA key type.
+C_CLIENT_KEYS = {
+    psa.KEY_TYPE_RSA_PUBLIC_KEY: "rsa2048",
+    psa.KEY_TYPE_ECC_PUBLIC_KEY_SECP_R1: "p256",
+}
+
+
+def c_client_command(
+    program: Path, socket_path: Path, key: str, processes: int, seconds: float
+) -> list[str]:
+    return [
+        str(program), "--socket", str(socket_path), "--seconds", f"{seconds:g}",
+        "--key", key, "--processes", str(processes),
+    ]  # fmt: skip
+
+
+def run_c_clients(command: list[str], seconds: float) -> LoadResult:
+    """Run ``parsec-se-driver-bench`` (``c_client_command``) and read its JSON line."""
+    logger.debug("$ %s", shlex.join(command))
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(
+            f"parsec-se-driver-bench gave no result within {seconds + 120:.0f} s"
+        ) from exc
+    errors = result.stderr.strip().splitlines()
+    if result.returncode != 0:
+        raise BenchError(
+            errors[-1] if errors else f"parsec-se-driver-bench: exit {result.returncode}"
+        )
+    try:
+        report = json.loads(result.stdout)
+        measured = LoadResult(
+            int(report["count"]),
+            float(report["rate_per_s"]),
+            float(report["p50_ms"]),
+            float(report["p99_ms"]),
+            float(report["client_cpu_s"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BenchError(f"parsec-se-driver-bench printed {result.stdout!r}: {exc}") from exc
+    if measured.count == 0:
+        raise BenchError("parsec-se-driver-bench made no call in its time")
+    return measured
 
 
 def _verify_request(client: object, case: VerifyCase, alg: object) -> bytes:
@@ -226,18 +298,30 @@ def _verify_request(client: object, case: VerifyCase, alg: object) -> bytes:
     return encode_request(header, operation.SerializeToString(), auth.data)
 
 
+#: The client process counts of ``bench_parsec``.
+PARSEC_CLIENT_COUNTS = (1, 8)
+#: The client kinds of ``bench_parsec``, as its ``client`` column names them.
+PYTHON_CLIENT = "python"
+C_CLIENT = "C"
+
+
 def bench_parsec(seconds: float) -> Iterator[str]:
     from parsec_service.client import SECP_R1, SHA_256, ParsecClient, key_attributes, sign_alg
 
+    from .native_build import build_host
     from .services import start_parsec_service
 
+    c_program = build_host().driver_bench
     run_dir = new_run_dir("bench-parsec")
     rse = start_rse_model(run_dir)
     parsec = start_parsec_service(run_dir, rse.socket_path, parsec_config_text(log_level="warn"))
     logger.info(f"Parsec service and RSE model: {run_dir}")
+    template = c_client_command(c_program, parsec.socket_path, "KEY", 0, seconds)
+    yield f"{C_CLIENT} clients: {shlex.join(template[:-4])} --key rsa2048|p256 --processes 1|8"
     yield (
-        f"{'PsaVerifyHash':<22} {'clients':>7} {'Parsec /s':>10} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'in-process /s':>14} {'ratio':>7}"
+        f"{'PsaVerifyHash':<22} {'client':>6} {'clients':>7} {'calls':>7} {'Parsec /s':>10} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'client CPU us/call':>18} {'in-process /s':>14} "
+        f"{'ratio':>7}"
     )
     try:
         client = ParsecClient(parsec.socket_path)
@@ -254,12 +338,23 @@ def bench_parsec(seconds: float) -> Iterator[str]:
             client.verify_hash(case.name, alg, case.digest, case.signature)
             request = _verify_request(client, case, alg)
             local_rate = rate(case.local_verify, seconds)
-            for clients in (1, 8):
-                service_rate, p50, p99 = _parsec_rate(parsec.socket_path, request, clients, seconds)
-                yield (
-                    f"{case.name:<22} {clients:>7} {service_rate:>10,.0f} {p50:>7.2f} {p99:>7.2f} "
-                    f"{local_rate:>14,.0f} {service_rate / local_rate:>7.3f}"
-                )
+            for kind in (PYTHON_CLIENT, C_CLIENT):
+                for clients in PARSEC_CLIENT_COUNTS:
+                    if kind == PYTHON_CLIENT:
+                        result = _parsec_rate(parsec.socket_path, request, clients, seconds)
+                    else:
+                        key = C_CLIENT_KEYS[case.key_type]
+                        command = c_client_command(
+                            c_program, parsec.socket_path, key, clients, seconds
+                        )
+                        result = run_c_clients(command, seconds)
+                    yield (
+                        f"{case.name:<22} {kind:>6} {clients:>7} {result.count:>7} "
+                        f"{result.rate_per_s:>10,.0f} {result.p50_ms:>7.2f} "
+                        f"{result.p99_ms:>7.2f} {result.client_cpu_us_per_call:>18.0f} "
+                        f"{local_rate:>14,.0f} "
+                        f"{result.rate_per_s / local_rate:>7.3f}"
+                    )
             client.destroy_key(case.name)
     finally:
         parsec.stop()

@@ -12,7 +12,10 @@ recipe's checksum.
 The driver is built twice: as the demo links it, and, for the tests only, with AddressSanitizer
 and UndefinedBehaviorSanitizer (``PARSEC_SE_DRIVER_SANITIZE``) in ``build/host/driver-sanitize``:
 its unit tests and the harness that drives its entry points
-(``bin/parsec-se-driver-tests-sanitized``, ``bin/parsec-se-driver-harness``).
+(``bin/parsec-se-driver-tests-sanitized``, ``bin/parsec-se-driver-harness``). Both builds also
+make the load generator ``parsec-se-driver-bench`` (linked with the patched Mbed TLS's
+``libmbedcrypto``, built first): ``bin/parsec-se-driver-bench`` for ``parsec-demo bench parsec``,
+``bin/parsec-se-driver-bench-sanitized`` for its test.
 
 Every step logs to ``build/host/logs/<step>.log``; a failed step says which and prints the tail
 of its log. A finished build records the hash of all its inputs, so nothing is rebuilt until an
@@ -163,8 +166,23 @@ class HostBuild:
         return self.bin_dir / "parsec-se-driver-harness"
 
     @property
+    def driver_bench(self) -> Path:
+        """psa_verify_hash through Mbed TLS's PSA core and the driver from N processes."""
+        return self.bin_dir / "parsec-se-driver-bench"
+
+    @property
+    def driver_bench_sanitized(self) -> Path:
+        """The load generator built with ASan and UBSan, for its test."""
+        return self.bin_dir / "parsec-se-driver-bench-sanitized"
+
+    @property
     def test_programs(self) -> tuple[Path, ...]:
         return (self.driver_tests, self.driver_tests_sanitized, self.driver_harness)
+
+    @property
+    def driver_programs(self) -> tuple[Path, ...]:
+        """Everything the driver's two builds put in ``bin/``."""
+        return (*self.test_programs, self.driver_bench, self.driver_bench_sanitized)
 
     @property
     def source_dir(self) -> Path:
@@ -331,7 +349,7 @@ def _build_host_locked(host_build: Path, force: bool) -> HostBuild:
         and stamp.exists()
         and stamp.read_text().strip() == fingerprint
         and all(result.program(p).exists() for p in PROGRAMS)
-        and all(p.exists() for p in result.test_programs)
+        and all(p.exists() for p in result.driver_programs)
     ):
         return result
     started = time.monotonic()
@@ -346,13 +364,24 @@ def _build_host_locked(host_build: Path, force: bool) -> HostBuild:
     tarball = fetch_source(recipe, log_dir)
     logger.info(f"preparing Mbed TLS {recipe.version} with {len(recipe.patches)} patches")
     source = prepare_tree(recipe, tarball, result.source_dir, log_dir)
+    driver_libraries = f"{driver_build / 'libparsec-se-driver.a'};protobuf-c"
+    mbedtls_options = [
+        "-DENABLE_TESTING=OFF",
+        "-DMBEDTLS_FATAL_WARNINGS=ON",
+        "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+        f"-DPARSEC_SE_DRIVER_LIBRARIES={driver_libraries}",
+    ]
+    # libmbedcrypto first (it does not need the driver): the driver's load generator links it.
+    logger.info("building Mbed TLS's libmbedcrypto")
+    _cmake("mbedtls", source, mbedtls_build, mbedtls_options, log_dir, targets=("mbedcrypto",))
     driver_options = [
         f"-DMBEDTLS_INCLUDE_DIR={source / 'include'}",
         f"-DPARSEC_CONTRACTS_DIR={contracts_dir()}",
         "-DPARSEC_SE_DRIVER_WERROR=ON",
+        f"-DPARSEC_SE_DRIVER_MBEDCRYPTO_LIBRARY={mbedtls_build / 'library/libmbedcrypto.a'}",
     ]
 
-    logger.info("building the Parsec SE driver")
+    logger.info("building the Parsec SE driver and its load generator")
     _cmake(
         "driver",
         driver_dir(),
@@ -364,13 +393,6 @@ def _build_host_locked(host_build: Path, force: bool) -> HostBuild:
     sanitize = ["-DCMAKE_BUILD_TYPE=Debug", "-DPARSEC_SE_DRIVER_SANITIZE=ON"]
     _cmake("driver-sanitize", driver_dir(), sanitized_build, [*driver_options, *sanitize], log_dir)
     logger.info("building Mbed TLS ssl_client1, ssl_server, ssl_server2 (warnings are errors)")
-    driver_libraries = f"{driver_build / 'libparsec-se-driver.a'};protobuf-c"
-    mbedtls_options = [
-        "-DENABLE_TESTING=OFF",
-        "-DMBEDTLS_FATAL_WARNINGS=ON",
-        "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-        f"-DPARSEC_SE_DRIVER_LIBRARIES={driver_libraries}",
-    ]
     _cmake("mbedtls", source, mbedtls_build, mbedtls_options, log_dir, targets=PROGRAMS)
 
     result.bin_dir.mkdir(parents=True, exist_ok=True)
@@ -379,6 +401,8 @@ def _build_host_locked(host_build: Path, force: bool) -> HostBuild:
     shutil.copy2(driver_build / "parsec-se-driver-tests", result.driver_tests)
     shutil.copy2(sanitized_build / "parsec-se-driver-tests", result.driver_tests_sanitized)
     shutil.copy2(sanitized_build / "parsec-se-driver-harness", result.driver_harness)
+    shutil.copy2(driver_build / "parsec-se-driver-bench", result.driver_bench)
+    shutil.copy2(sanitized_build / "parsec-se-driver-bench", result.driver_bench_sanitized)
     stamp.write_text(fingerprint + "\n")
     logger.info(f"built in {time.monotonic() - started:.0f} s: {result.bin_dir}")
     return result

@@ -1,7 +1,8 @@
 """Benchmarks, each with a baseline measured in the same run (these machines are noisy, so no
 figure is compared with a constant): rse (psa_verify_hash through the RSE model against
 in-process verification), parsec (PsaVerifyHash through the Parsec service with 1 and 8
-clients: rates, p50 and p99), handshake (full TLS handshakes with and without delegation),
+client processes, Python ones and the C parsec-se-driver-bench built with the SE driver: rates,
+p50 and p99), handshake (full TLS handshakes with and without delegation),
 boot (the dev image: build time, size, seconds to SSH). The table goes to standard output.
 """
 
@@ -28,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "handshake":
         project_root()  # the demo's programs are built from the checkout
         debian.ensure(debian.BUILD + debian.HOST_DEMO)
+    elif args.what == "parsec":
+        project_root()  # and so is the SE driver's load generator
+        debian.ensure(debian.BUILD)
     elif args.what == "boot":
         project_root()  # and so is the dev image
         debian.ensure(debian.dev_machine("amd64"))
