@@ -5,7 +5,9 @@ cloud kernel and an initramfs of just the virtio modules. Its customize hook
 (``image_files/customize.sh``) builds ``ssl_client1``, ``ssl_server`` and the Parsec SE driver
 inside the image from the same patched and configured sources as the host build
 (``native_build.prepare_tree``, reading the layer), installs the project's Parsec service with
-the layer's systemd unit and configuration, and the SSH key of this build directory. The kernel
+the layer's systemd unit and configuration, and the SSH key of this build directory. Then the
+client container (``client_container``: the layer's definition, the image's own ``ssl_client1``)
+goes in as an OCI archive with the unit that loads it into podman at boot. The kernel
 and initrd are copied out for direct ``-kernel`` boot, and ``mkfs.ext4 -d`` makes the disk.
 
 Images are cached by a hash of every input: a rebuild happens only when one changes. Progress
@@ -28,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import native_build
+from . import client_container, native_build
 from .errors import UserError
 from .native_build import BuildError, MbedtlsRecipe, build_root, contracts_dir, driver_dir
 from .paths import project_root
@@ -176,7 +178,9 @@ def inputs_fingerprint(arch: str, recipe: MbedtlsRecipe) -> str:
     files = sorted(p for d in (IMAGE_FILES, service_dir()) for p in d.rglob("*") if p.is_file())
     files += sorted(p for p in target_package().rglob("*.py") if not p.name.endswith("_pb2.py"))
     files += sorted(contracts_dir().glob("*.proto"))
-    files += [Path(__file__).resolve(), ssh_key().with_suffix(".pub")]
+    files += client_container.definition_files()
+    files += [Path(__file__).resolve(), Path(client_container.__file__).resolve()]
+    files += [ssh_key().with_suffix(".pub")]
     for path in files:
         digest.update(native_build.input_name(path).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
@@ -325,6 +329,12 @@ def _build(spec: Architecture, recipe: MbedtlsRecipe, work: Path, log_dir: Path)
         MIRROR,
     ]
     _run("mmdebstrap", command, log_dir, env)
+    container = client_container.ClientContainer.load()
+    logger.info(f"client container {container.reference}: the image's own {container.programs[0]}")
+    archive = client_container.install_into_image(rootfs, spec.name, container)
+    logger.info(
+        f"client container: {archive.stat().st_size // 1024} KiB OCI archive, loaded at boot"
+    )
 
 
 def _finish(spec: Architecture, work: Path, fingerprint: str, started: float) -> ImageManifest:

@@ -326,7 +326,10 @@ def run_host_demo() -> int:
     progress.info("Starting the RSE model, the Parsec service and ssl_server ...")
     with TlsDemo(run_dir, build) as demo:
         where = "a private network namespace" if demo.netns.isolated else "this host's network"
-        progress.info(f"ssl_server listens on port {TLS_PORT} in {where}; running ssl_client1:")
+        progress.info(
+            f"ssl_server listens on port {TLS_PORT} in {where}; running ssl_client1 directly "
+            "(the host mode runs no container):"
+        )
         run = demo.run_client()
         print(run.output)
         print(summary(run.events))

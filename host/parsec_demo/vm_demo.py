@@ -3,8 +3,10 @@
 The dev image is built if needed (cached by its inputs), booted under QEMU with the RSE model
 on the host attached as the machine's virtio-serial port, and reached over SSH. Inside it,
 ``ssl_server`` starts in the background and ``ssl_client1`` performs the handshake through the
-machine's Parsec service; the RSE model's JSON events, read on the host, show what the RSE
-served for that handshake.
+machine's Parsec service: by default in the image's client container (``client_container``:
+``podman run`` with the host's network and ``/run/parsec`` bind-mounted), or directly in the
+machine. The RSE model's JSON events, read on the host, show what the RSE served for that
+handshake.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .client_container import LOAD_UNIT, ClientContainer
 from .image_build import build_image
 from .machine.qemu import QemuMachine, load_config
 from .machine.ssh_target import SSHTarget
@@ -58,21 +61,52 @@ def start_server(target: SSHTarget, timeout: float = 30.0) -> None:
     start_tls_server(MachineServer(target), ["ssl_server"], timeout, interval=0.2)
 
 
-def run_client(target: SSHTarget, events: Path, address: str = "127.0.0.1") -> ClientRun:
-    """ssl_client1 inside the machine, with the RSE events of its run read on the host."""
+def client_command(address: str, container: ClientContainer | None) -> str:
+    """The command line that runs ssl_client1 in the machine: in ``container``, or directly
+    (in a fresh working directory, where the client keeps its PSA storage)."""
+    if container is not None:
+        return container.run_command(["ssl_client1", address])
+    return f'cd "$(mktemp -d)" && ssl_client1 {address}'
+
+
+def wait_for_container(target: SSHTarget, container: ClientContainer) -> None:
+    """The client container in podman's store: the machine loads it at boot; this waits for
+    that unit (and starts it if it has not run)."""
+    status, output = target.run(f"systemctl start {LOAD_UNIT}", timeout=300)
+    if status == 0:
+        status, output = target.run(f"podman image exists {container.reference}")
+    if status != 0:
+        raise ServiceError(
+            f"the client container {container.reference} is not in the machine's podman store "
+            f"({LOAD_UNIT}): {output or 'podman image exists failed'}"
+        )
+
+
+def run_client(
+    target: SSHTarget,
+    events: Path,
+    address: str = "127.0.0.1",
+    container: ClientContainer | None = None,
+) -> ClientRun:
+    """ssl_client1 inside the machine (in ``container`` when given), with the RSE events of
+    its run read on the host."""
+    if container is not None:
+        wait_for_container(target, container)
+    command = client_command(address, container)
     _, offset = read_events(events)
     started = time.monotonic()
-    command = f'cd "$(mktemp -d)" && ssl_client1 {address}'
     status, output = target.run(command, timeout=120)
     calls, _ = read_events(events, offset)
     return ClientRun([command], output, status, time.monotonic() - started, calls)
 
 
-def run_vm_demo(arch: str = "amd64") -> int:
-    """``./tools/demo``: the handshake inside the dev VM, and the RSE's part of it.
+def run_vm_demo(arch: str = "amd64", in_container: bool = True) -> int:
+    """``./tools/demo``: the handshake inside the dev VM, and the RSE's part of it; the client
+    runs in the image's client container unless ``in_container`` is false.
 
-    The client's output and the RSE's part are the result (standard output); what the demo is
-    doing meanwhile is logged (the command line shows it on standard error)."""
+    The client's command line, its output and the RSE's part are the result (standard
+    output); what the demo is doing meanwhile is logged (the command line shows it on standard
+    error)."""
     import logging
 
     progress = logging.getLogger(__name__)
@@ -90,8 +124,11 @@ def run_vm_demo(arch: str = "amd64") -> int:
         with machine.target() as target:
             progress.info(f"Parsec service in the machine: {target.run('parsec-tool ping')[1]}")
             start_server(target)
-            progress.info("ssl_server runs in the machine; running ssl_client1 there:")
-            run = run_client(target, run_dir / "rse-events.jsonl")
+            container = ClientContainer.load() if in_container else None
+            where = f"in the container {container.reference}" if container else "directly"
+            progress.info(f"ssl_server runs in the machine; running ssl_client1 there {where}:")
+            run = run_client(target, run_dir / "rse-events.jsonl", container=container)
+            print(f"$ {run.command[0]}")
             print(run.output)
             print()
             print(summary(run.events), flush=True)

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from kas.configschema import CONFIGSCHEMA
 
+from parsec_demo.client_container import LOAD_UNIT, ClientContainer
 from parsec_demo.native_build import (
     DEBIAN_SOURCE_PACKAGE,
     MbedtlsRecipe,
@@ -420,6 +421,55 @@ def test_the_target_gets_no_host_toolkit_and_no_cryptography() -> None:
     assert not any("rse-model" in r or "cryptography" in r for r in group["RDEPENDS:${PN}"].split())
 
 
+CONTAINER_DIR = LAYER / "recipes-parsec/parsec-demo-client-container"
+
+
+def test_the_client_container_is_an_oci_image_of_the_client() -> None:
+    """meta-virtualization's OCI image support: the container and oci image types, the tag
+    and settings from the one definition (the .inc the toolkit reads too), no linux-dummy."""
+    text = (CONTAINER_DIR / "parsec-demo-client-container.bb").read_text()
+    recipe = variables(text)
+    assert re.search(r"^inherit image image-oci$", text, re.M)
+    assert "require parsec-demo-client-container.inc" in text.splitlines()
+    assert recipe["IMAGE_FSTYPES"] == "container oci"
+    assert recipe["IMAGE_CONTAINER_NO_DUMMY"] == "1"
+    assert recipe["IMAGE_INSTALL"] == "parsec-mbedtls-demo"
+    assert recipe["IMAGE_FEATURES"] == "" and recipe["NO_RECOMMENDATIONS"] == "1"
+    assert recipe["OCI_IMAGE_TAG"] == "${PARSEC_DEMO_CLIENT_TAG}"
+    assert recipe["OCI_IMAGE_ENTRYPOINT"] == ""
+    assert recipe["OCI_IMAGE_ENTRYPOINT_ARGS"] == "${PARSEC_DEMO_CLIENT_CMD}"
+    assert recipe["OCI_IMAGE_WORKINGDIR"] == "${PARSEC_DEMO_CLIENT_WORKDIR}"
+    assert recipe["PARSEC_DEMO_CLIENT_FILES"] == "${THISDIR}/files/client-container.files"
+    assert "parsec_demo_client_container_files;" in recipe["ROOTFS_POSTPROCESS_COMMAND"]
+    spec = ClientContainer.load(CONTAINER_DIR)
+    assert spec.reference == "localhost/parsec-demo-client:1"
+    assert spec.command == ("ssl_client1",) and "/run/parsec" in spec.directories
+
+
+def test_the_image_carries_the_container_and_loads_it_at_boot() -> None:
+    load_recipe = CONTAINER_DIR / "parsec-demo-client-container-load_0.1.0.bb"
+    text = load_recipe.read_text()
+    recipe = variables(text)
+    depends = re.findall(r'^do_install\[depends\] \+= "(.*)"$', text, re.M)
+    assert depends == ["parsec-demo-client-container:do_image_complete"]
+    # image-oci's link in DEPLOY_DIR_IMAGE: <IMAGE_BASENAME>-<OCI_IMAGE_TAG>-oci.tar
+    assert recipe["PARSEC_DEMO_CLIENT_OCI"] == (
+        "${DEPLOY_DIR_IMAGE}/parsec-demo-client-container-${PARSEC_DEMO_CLIENT_TAG}-oci.tar"
+    )
+    assert "install -m 0644 ${PARSEC_DEMO_CLIENT_OCI} ${D}${PARSEC_DEMO_CLIENT_ARCHIVE}" in text
+    assert recipe["PACKAGE_ARCH"] == "${MACHINE_ARCH}"
+    assert recipe["SYSTEMD_SERVICE:${PN}"] == "parsec-demo-client-container.service"
+    assert recipe["RDEPENDS:${PN}"] == "podman"
+    for placeholder in ("@ARCHIVE@", "@REFERENCE@"):
+        assert f"s|{placeholder}|" in text
+        assert placeholder in (CONTAINER_DIR / "files" / LOAD_UNIT).read_text()
+    group = variables(next(LAYER.rglob("packagegroup-parsec-tls-demo.bb")).read_text())
+    assert "parsec-demo-client-container-load" in group["RDEPENDS:${PN}"].split()
+    script = CONTAINER_DIR / "files/load-client-container"
+    assert os.access(script, os.X_OK)
+    assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+
+
 # The README, as yocto-check-layer's test_readme reads it (scripts/lib/checklayer/cases/
 # common.py): the first README* file, not empty; a README that mentions another README is let
 # off the rest, so this one must not; "maintainer", "patch" and an email address.
@@ -479,12 +529,14 @@ def test_poky_checklayer_passes_the_readme() -> None:
 
 
 #: A parse of poky's meta and this layer alone: the other layers it depends on are not there, so
-#: the configuration says so (LAYERDEPENDS, the bbappend of meta-parsec's recipe); it parses
+#: the configuration says so (LAYERDEPENDS, the bbappend of meta-parsec's recipe, the container
+#: image, whose image-oci class is meta-virtualization's); it parses
 #: only, so the host tools a build needs, the sanity checks and the network are left out.
 PARSE_ALONE_CONF = """
 MACHINE = "qemuarm64"
 DISTRO = ""
 LAYERDEPENDS_parsec-demo = "core"
+BBMASK += "/parsec-demo-client-container/parsec-demo-client-container\\.bb$"
 BB_DANGLINGAPPENDS_WARNONLY = "1"
 INHERIT:remove = "sanity"
 HOSTTOOLS:remove = "chrpath cpio diffstat gawk"
@@ -495,6 +547,7 @@ INIT_MANAGER = "systemd"
 
 @needs_poky
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_a_copy_of_the_layer_parses_with_poky_alone(tmp_path: Path) -> None:
     """``bitbake -p`` with poky's meta and a copy of the layer (no repository around it)."""
     assert POKY
@@ -506,6 +559,16 @@ def test_a_copy_of_the_layer_parses_with_poky_alone(tmp_path: Path) -> None:
         f'BBPATH = "${{TOPDIR}}"\nBBFILES ?= ""\nBBLAYERS = "{POKY}/meta {layer}"\n'
     )
     (build / "conf/local.conf").write_text(PARSE_ALONE_CONF)
+    result = run_bitbake(["-p"], build, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert re.search(r"Parsing of \d+ \.bb files complete .* 0 errors", output), output[-2000:]
+    assert "ERROR" not in output, output[-4000:]
+
+
+def run_bitbake(args: list[str], build: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """poky's bitbake with ``args`` in the build directory ``build``."""
+    assert POKY
     # BitBake insists on the en_US.UTF-8 locale: compiled here when the system lacks it.
     locales = tmp_path / "locale"
     locales.mkdir()
@@ -520,10 +583,79 @@ def test_a_copy_of_the_layer_parses_with_poky_alone(tmp_path: Path) -> None:
         "LOCPATH": str(locales),
         "BB_ENV_PASSTHROUGH_ADDITIONS": "LOCPATH",
     }
-    result = subprocess.run(
-        ["bitbake", "-p"], cwd=build, env=env, capture_output=True, text=True, timeout=1800
+    return subprocess.run(
+        ["bitbake", *args], cwd=build, env=env, capture_output=True, text=True, timeout=2400
     )
+
+
+#: A directory holding the other layers the layer depends on (scarthgap checkouts named as
+#: their repositories): meta-openembedded, meta-security, meta-clang, meta-virtualization.
+YOCTO_LAYERS = os.environ.get("PARSEC_DEMO_YOCTO_LAYERS")
+#: Those layers' collections, as kas/base.yml enables them (meta-filesystems for
+#: meta-virtualization).
+DEPENDENCY_LAYERS = (
+    "meta-openembedded/meta-oe",
+    "meta-openembedded/meta-python",
+    "meta-openembedded/meta-networking",
+    "meta-openembedded/meta-filesystems",
+    "meta-security/meta-parsec",
+    "meta-clang",
+    "meta-virtualization",
+)
+TASK_GRAPH_CONF = """
+MACHINE = "qemuarm64"
+DISTRO = "poky"
+DISTRO_FEATURES:append = " virtualization seccomp"
+INIT_MANAGER = "systemd"
+INHERIT:remove = "sanity"
+HOSTTOOLS:remove = "chrpath cpio diffstat gawk"
+BB_NO_NETWORK = "1"
+"""
+
+
+@needs_poky
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+@pytest.mark.skipif(
+    not YOCTO_LAYERS, reason="PARSEC_DEMO_YOCTO_LAYERS names no directory of the other layers"
+)
+def test_the_image_task_graph_builds_the_client_container(tmp_path: Path) -> None:
+    """``bitbake -g parsec-tls-demo-image`` with copies of every layer the layer depends on:
+    the image's task graph builds the client container with meta-virtualization's image-oci
+    and installs its OCI archive through parsec-demo-client-container-load."""
+    assert POKY and YOCTO_LAYERS
+    layers = [f"{POKY}/meta", f"{POKY}/meta-poky"]
+    for relative in DEPENDENCY_LAYERS:
+        top = relative.split("/")[0]
+        if not (tmp_path / top).exists():
+            shutil.copytree(Path(YOCTO_LAYERS) / top, tmp_path / top, symlinks=True)
+        layers.append(str(tmp_path / relative))
+    shutil.copytree(
+        LAYER, tmp_path / "meta-parsec-demo", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    layers.append(str(tmp_path / "meta-parsec-demo"))
+    build = tmp_path / "build"
+    (build / "conf").mkdir(parents=True)
+    (build / "conf/bblayers.conf").write_text(
+        f'BBPATH = "${{TOPDIR}}"\nBBFILES ?= ""\nBBLAYERS = "{" ".join(layers)}"\n'
+    )
+    (build / "conf/local.conf").write_text(TASK_GRAPH_CONF)
+    result = run_bitbake(["-g", "parsec-tls-demo-image"], build, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert re.search(r"Parsing of \d+ \.bb files complete .* 0 errors", output), output[-2000:]
-    assert "ERROR" not in output, output[-4000:]
+    check_task_graph((build / "task-depends.dot").read_text())
+
+
+def check_task_graph(graph: str) -> None:
+    """The client container in ``bitbake -g parsec-tls-demo-image``'s task-depends.dot."""
+    edges = set(re.findall(r'^"([^"]+)" -> "([^"]+)"', graph, re.M))
+    container, load = "parsec-demo-client-container", "parsec-demo-client-container-load"
+    # Its rootfs is the client's package; the container type is a tar (IMAGE_TYPEDEP), which
+    # image-oci's umoci turns into the OCI image; do_image_complete waits for both.
+    assert (f"{container}.do_rootfs", "parsec-mbedtls-demo.do_package_write_rpm") in edges
+    assert (f"{container}.do_image_oci", f"{container}.do_image_tar") in edges
+    assert (f"{container}.do_image_oci", "umoci-native.do_populate_sysroot") in edges
+    assert (f"{container}.do_image_complete", f"{container}.do_image_oci") in edges
+    # The image's rootfs takes the package that installs the archive, made after it.
+    assert (f"{load}.do_install", f"{container}.do_image_complete") in edges
+    assert ("parsec-tls-demo-image.do_rootfs", f"{load}.do_package_write_rpm") in edges

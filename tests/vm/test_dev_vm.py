@@ -16,6 +16,7 @@ import pexpect.fdpexpect
 import pytest
 
 from handshake_checks import assert_handshake_ok, assert_rse_evidence
+from parsec_demo.client_container import LOAD_UNIT, ClientContainer
 from parsec_demo.image_build import build_image
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.qemu import QemuMachine, load_config
@@ -53,14 +54,21 @@ def test_the_parsec_service_runs_in_the_machine(target: SSHTarget) -> None:
     assert target.run("test -c /dev/virtio-ports/rse")[0] == 0
 
 
-def test_the_handshake_inside_is_served_by_the_rse_outside(
+def test_the_handshake_in_the_client_container_is_served_by_the_rse_outside(
     machine: QemuMachine, target: SSHTarget
 ) -> None:
+    """What ``./tools/demo`` does by default: the client in the container the image loaded
+    into podman at boot, the Parsec socket bind-mounted, the server on the host's network."""
+    container = ClientContainer.load()
     start_server(target)
     try:
-        run = run_client(target, machine.run_dir / "rse-events.jsonl")
+        run = run_client(target, machine.run_dir / "rse-events.jsonl", container=container)
     finally:
         target.run("pkill -x ssl_server; true")
+    assert run.command == [
+        "podman run --rm --network host -v /run/parsec:/run/parsec "
+        "localhost/parsec-demo-client:1 ssl_client1 127.0.0.1"
+    ]
     assert_handshake_ok(run, "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256")
     # The host-side RSE model served each signature of the handshake.
     assert_rse_evidence(run, signatures=2)
@@ -69,6 +77,22 @@ def test_the_handshake_inside_is_served_by_the_rse_outside(
     assert target.run("parsec-tool list-keys")[0] == 0
     console = (machine.run_dir / "rse-console.log").read_text()
     assert "[Crypto] psa_verify_hash: key 0x" in console
+    # Loaded at boot by its unit, from the archive in the image; the run left no container.
+    assert target.run(f"systemctl is-active {LOAD_UNIT}") == (0, "active")
+    assert target.run(f"test -s {container.archive}")[0] == 0
+    assert target.run(f"podman ps -aq --filter ancestor={container.reference}") == (0, "")
+
+
+def test_the_handshake_directly_in_the_machine(machine: QemuMachine, target: SSHTarget) -> None:
+    """``./tools/demo --no-container``: ssl_client1 run directly in the machine."""
+    start_server(target)
+    try:
+        run = run_client(target, machine.run_dir / "rse-events.jsonl")
+    finally:
+        target.run("pkill -x ssl_server; true")
+    assert run.command == ['cd "$(mktemp -d)" && ssl_client1 127.0.0.1']
+    assert_handshake_ok(run, "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256")
+    assert_rse_evidence(run, signatures=2)
 
 
 def test_the_ssh_target_behaves_like_oeqas(target: SSHTarget, tmp_path: Path) -> None:

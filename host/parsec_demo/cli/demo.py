@@ -1,11 +1,13 @@
 """The Parsec-enabled TLS handshake, and what the RSE served for it.
 
 By default in the dev image under QEMU, with the RSE model on this machine attached as the
-machine's virtio-serial port (the image is built first if needed): ssl_server and ssl_client1
-run in the machine over SSH. With --host every process runs on this machine instead: the RSE
-model, the Parsec service, ssl_server (in a private network namespace when root) and
-ssl_client1. Either way the client's output is printed, then the RSE's part read from the
-model's JSON events; the logs stay in the run directory it names.
+machine's virtio-serial port (the image is built first if needed): ssl_server runs in the
+machine over SSH, and ssl_client1 in the image's client container (podman, the host's network,
+/run/parsec bind-mounted; the `podman run` line is printed), or directly in the machine with
+--no-container. With --host every process runs on this machine instead, the client directly
+(no podman): the RSE model, the Parsec service, ssl_server (in a private network namespace when
+root) and ssl_client1. Either way the client's output is printed, then the RSE's part read from
+the model's JSON events; the logs stay in the run directory it names.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
         "--host", action="store_true", help="every process on this machine (default: a QEMU VM)"
     )
     parser.add_argument(
+        "--no-container",
+        dest="container",
+        action="store_false",
+        help="in the VM, run ssl_client1 directly instead of in its container",
+    )
+    parser.add_argument(
         "--arch", default="amd64", choices=ARCHITECTURES, help="dev image architecture"
     )
 
@@ -39,4 +47,4 @@ def run(args: argparse.Namespace) -> int:
     from ..vm_demo import run_vm_demo
 
     debian.ensure(debian.dev_machine(args.arch))
-    return run_vm_demo(args.arch)
+    return run_vm_demo(args.arch, in_container=args.container)

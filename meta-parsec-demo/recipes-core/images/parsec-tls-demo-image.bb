@@ -1,7 +1,7 @@
 SUMMARY = "Image of the Parsec-enabled TLS demo"
 DESCRIPTION = "A console image with the Parsec TLS demo (ssl_client1, ssl_server, the \
-               Parsec service of the machine, podman) and what testimage needs to \
-               validate it over SSH."
+               Parsec service of the machine, podman with the client's container) and what \
+               testimage needs to validate it over SSH."
 HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
 BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
 SECTION = "images"
@@ -14,7 +14,7 @@ inherit core-image
 IMAGE_FEATURES += "ssh-server-openssh"
 IMAGE_INSTALL += "packagegroup-parsec-tls-demo"
 
-# Room for the container image the validation suite builds on the target.
+# Room for podman's copy of the client's container (loaded at boot from its OCI archive).
 IMAGE_ROOTFS_EXTRA_SPACE = "524288"
 
 # testimage on a QEMU machine: the layer's controller (lib/oeqa/controllers/parsec_demo_qemu.py)

@@ -1,8 +1,8 @@
 SUMMARY = "The Parsec-enabled TLS demo"
 DESCRIPTION = "ssl_client1 and ssl_server with the Parsec SE driver, the Parsec service of \
                the machine (the project's service on QEMU machines, upstream Parsec with the \
-               Trusted Services provider where PARSEC_DEMO_SERVICE says so), and podman to \
-               run the client in a container."
+               Trusted Services provider where PARSEC_DEMO_SERVICE says so), podman, and the \
+               client's container (parsec-demo-client-container), loaded into podman at boot."
 HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
 BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
 SECTION = "console/network"
@@ -15,4 +15,5 @@ inherit packagegroup
 # The FVP configuration (kas/fvp-rd1-ae.yml) sets "parsec-service parsec-tool".
 PARSEC_DEMO_SERVICE ?= "parsec-demo-service"
 
-RDEPENDS:${PN} = "${PARSEC_DEMO_SERVICE} iproute2 parsec-mbedtls-demo podman procps"
+RDEPENDS:${PN} = "${PARSEC_DEMO_SERVICE} iproute2 parsec-demo-client-container-load \
+                  parsec-mbedtls-demo podman procps"

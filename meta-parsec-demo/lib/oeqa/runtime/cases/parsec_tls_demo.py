@@ -5,7 +5,7 @@
 
 oeqa runtime cases: testimage runs them (TEST_SUITES = "parsec_tls_demo"), and so does the
 parsec-demo toolkit against its dev VM (`./tools/parsec-demo validate`). Each test leaves the
-machine as it found it: servers stopped, keys destroyed, containers and images removed.
+machine as it found it: servers stopped, keys destroyed, containers removed.
 
 The evidence that the RSE served a handshake is in the RSE's console log on the host (the RSE
 model's console on QEMU, the FVP's "rse" console): the target object names it, as
@@ -27,8 +27,16 @@ from oeqa.runtime.case import OERuntimeTestCase
 from oeqa.runtime.decorator.package import OEHasPackage
 
 SERVER_LOG = "/tmp/parsec-demo-ssl_server.log"
-PARSEC_SOCKET = "/run/parsec/parsec.sock"
+PARSEC_RUN_DIR = "/run/parsec"
+PARSEC_SOCKET = PARSEC_RUN_DIR + "/parsec.sock"
 FILES = os.path.join(os.path.dirname(__file__), "..", "files", "parsec_tls_demo")
+#: The client container's definition in this layer (its name and tag), and the unit that loads
+#: it into podman at boot (parsec-demo-client-container-load; the toolkit's dev image has both).
+CLIENT_CONTAINER_INC = os.path.join(
+    os.path.dirname(__file__), "..", "..", "..", "..", "recipes-parsec",
+    "parsec-demo-client-container", "parsec-demo-client-container.inc",
+)
+CLIENT_CONTAINER_UNIT = "parsec-demo-client-container.service"
 EXPECTED_LINES = (
     ". Seeding the random number generator... ok",
     ". Loading the CA root certificate ... ok",
@@ -39,6 +47,13 @@ EXPECTED_LINES = (
     "<h2>Mbed TLS Test Server</h2>",
 )
 CIPHER_SUITE = re.compile(r"Successful connection using: (TLS-[A-Z0-9-]+)")
+
+def client_container_reference():
+    """name:tag of the client container, as the layer defines it."""
+    with open(CLIENT_CONTAINER_INC) as inc:
+        settings = dict(re.findall(r'^([A-Z_]+)\s*=\s*"([^"]*)"\s*$', inc.read(), re.M))
+    return "%s:%s" % (settings["PARSEC_DEMO_CLIENT_IMAGE"], settings["PARSEC_DEMO_CLIENT_TAG"])
+
 
 # --- the restart case: ssl_client1 over and over, in the background on the target ---------------
 
@@ -295,31 +310,30 @@ class TlsHandshakeTest(ParsecDemoCase):
     @OEHasPackage(["podman"])
     @OETimeout(600)
     def test_handshake_in_a_container(self):
-        """ssl_client1 in a container made on the target from its own files, no registry."""
-        image = "localhost/parsec-demo-client:validation"
-        build = (
-            "set -e; root=$(mktemp -d); "
-            "for f in $(which ssl_client1) $(ldd $(which ssl_client1) | grep -o '/[^ ]*'); do "
-            '  mkdir -p "$root$(dirname $f)"; cp -L "$f" "$root$f"; done; '
-            'mkdir -p "$root/run/parsec" "$root/tmp" "$root/work"; '
-            'tar -C "$root" -c . | podman import --change "WORKDIR /work" - %s >/dev/null; '
-            'rm -rf "$root"' % image
-        )
-        self.run_ok(build, 300)
+        """ssl_client1 in the client container the image ships (its OCI archive, loaded into
+        podman at boot: no registry, no network), the Parsec socket's directory bind-mounted
+        and the server reached through the host's network; the same container without the
+        socket mounted fails closed with the driver's one-line error."""
+        image = client_container_reference()
+        self.run_ok("systemctl start %s" % CLIENT_CONTAINER_UNIT, 300)
+        self.run_ok("podman image exists %s" % image)
+        run = "podman run --rm --network host %s%s ssl_client1 127.0.0.1"
+        mount = "-v %s:%s " % (PARSEC_RUN_DIR, PARSEC_RUN_DIR)
         self.start_server()
         try:
             with RseLogWindow(self.target) as rse:
-                status, output = self.target.run(
-                    "podman run --rm --network host -v %s:%s %s /usr/bin/ssl_client1 127.0.0.1"
-                    % (PARSEC_SOCKET, PARSEC_SOCKET, image), 300
-                )
+                status, output = self.target.run(run % (mount, image), 300)
             self.assert_handshake(status, output)
             if rse.available:
                 check_evidence(self, rse_calls(rse.text), 2, rse.text)
+            status, output = self.target.run(run % ("", image), 300)
+            self.assertNotEqual(status, 0, "succeeded without the Parsec socket:\n" + output)
+            self.assertIn("parsec-se-driver: cannot reach the Parsec service at", output)
+            self.assertNotIn("Verifying peer X.509 certificate... ok", output)
         finally:
             self.stop_server()
-            self.target.run("podman rmi -f %s" % image)
-        self.assertNotEqual(self.target.run("podman image exists %s" % image)[0], 0, "image left")
+        left = self.target.run("podman ps -aq --filter ancestor=%s" % image)[1].strip()
+        self.assertEqual(left, "", "containers left behind")
 
 
 class NegativeTest(ParsecDemoCase):
