@@ -33,6 +33,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -46,7 +47,7 @@ from parsec_service.rse_link.tfm_crypto import KeyAttributes
 
 from .errors import UserError
 from .paths import new_run_dir
-from .services import parsec_config_text, start_rse_model
+from .services import Service, parsec_config_text, start_rse_model
 
 logger = logging.getLogger(__name__)
 
@@ -305,7 +306,10 @@ PYTHON_CLIENT = "python"
 C_CLIENT = "C"
 
 
-def bench_parsec(seconds: float) -> Iterator[str]:
+def bench_parsec(seconds: float, profile_dir: Path | None = None) -> Iterator[str]:
+    """The rows of ``parsec``; with ``profile_dir``, then for each case one more run of 8 C
+    clients with py-spy recording both daemons (not one of the measured rows: the profiler
+    slows what it samples), its stacks written there and its top functions printed."""
     from parsec_service.client import SECP_R1, SHA_256, ParsecClient, key_attributes, sign_alg
 
     from .native_build import build_host
@@ -355,10 +359,36 @@ def bench_parsec(seconds: float) -> Iterator[str]:
                         f"{local_rate:>14,.0f} "
                         f"{result.rate_per_s / local_rate:>7.3f}"
                     )
+            if profile_dir is not None:
+                key = C_CLIENT_KEYS[case.key_type]
+                command = c_client_command(c_program, parsec.socket_path, key, 8, seconds)
+                yield from _profile_daemons(profile_dir, case.name, command, seconds, parsec, rse)
             client.destroy_key(case.name)
     finally:
         parsec.stop()
         rse.stop()
+
+
+def _profile_daemons(
+    directory: Path, case: str, command: list[str], seconds: float, *daemons: Service
+) -> Iterator[str]:
+    """One C-client run with py-spy on each daemon: the top functions of each, per call."""
+    from . import profiling
+
+    directory.mkdir(parents=True, exist_ok=True)
+    slug = case.split()[0].lower()
+    outputs = [directory / f"{daemon.name}-{slug}.txt" for daemon in daemons]
+    with ExitStack() as stack:
+        for daemon, output in zip(daemons, outputs, strict=True):
+            stack.enter_context(profiling.recording(daemon.pid, output))
+        result = run_c_clients(command, seconds)
+    for daemon, output in zip(daemons, outputs, strict=True):
+        profile = profiling.top_functions(output, result.count, profiling.DEFAULT_RATE)
+        yield (
+            f"profile of {daemon.name} ({case}, 8 C clients, {result.count} calls under py-spy): "
+            f"{profile.total_us:.0f} us of Python CPU per call; stacks: {output}"
+        )
+        yield from profiling.table(profile)
 
 
 def bench_handshake(seconds: float) -> Iterator[str]:
