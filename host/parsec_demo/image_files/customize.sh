@@ -66,11 +66,13 @@ install -d -m 0700 "$root/root/.ssh"
 install -m 0600 "$PD_SSH_PUBKEY" "$root/root/.ssh/authorized_keys"
 # The serial console logs root in by itself, as Yocto test images' empty root password lets
 # oeqa's qemurunner do after the boot (a locked root costs it a 120 s wait per run). Only the
-# serial console changes: root keeps no password (SSH stays key-only, su stays closed to local
+# serial console changes (and it starts at once: Type=simple, not Debian's Type=idle, which
+# holds the prompt back up to 5 s while boot jobs run): root keeps no password (SSH stays key-only, su stays closed to local
 # users); whoever holds the console holds the machine, as with a physical console.
 mkdir -p "$root/etc/systemd/system/serial-getty@.service.d"
 printf '%s\n' '[Service]' 'ExecStart=' \
     'ExecStart=-/sbin/agetty --autologin root --keep-baud 115200,57600,38400,9600 - $TERM' \
+    'Type=simple' \
     > "$root/etc/systemd/system/serial-getty@.service.d/autologin.conf"
 # Seconds matter under TCG: no timers, no VT gettys, no waiting for the network.
 chroot "$root" systemctl enable -q systemd-networkd parsec-demo.service
@@ -84,6 +86,21 @@ ln -sf /dev/null "$root/etc/systemd/system/getty.target.wants/getty@tty1.service
 # with a restart policy; the demo has neither, and both took CPU from sshd while it started.
 chroot "$root" systemctl mask -q podman-auto-update.timer podman-auto-update.service \
     podman-restart.service 2>/dev/null || true
+# Early units the machine does not need, each a process or a mount under TCG: modules loaded
+# ahead of need (DRM, EFI pstore, device mapper, loop, configfs), the debug, tracing, hugepage
+# and configfs mounts, binfmt, network settings from the kernel command line, a remount of the
+# root the kernel mounted read-write already, system users the image build created.
+chroot "$root" systemctl mask -q modprobe@drm.service modprobe@efi_pstore.service \
+    modprobe@dm_mod.service modprobe@loop.service modprobe@configfs.service \
+    sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount \
+    dev-hugepages.mount systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
+    systemd-network-generator.service systemd-remount-fs.service systemd-sysusers.service \
+    2>/dev/null || true
+# sshd listens on every address, so it need not wait for network.target: it starts beside
+# systemd-networkd (the machine's unit, less that one ordering).
+sed 's/^After=network.target /After=/' "$root/lib/systemd/system/ssh.service" \
+    > "$root/etc/systemd/system/ssh.service"
+grep -q '^After=auditd.service$' "$root/etc/systemd/system/ssh.service"
 # --- end of boot time
 rm -f "$root/etc/machine-id" "$root/var/lib/dbus/machine-id"
 touch "$root/etc/machine-id"
