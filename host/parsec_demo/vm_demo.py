@@ -61,6 +61,23 @@ def start_server(target: SSHTarget, timeout: float = 30.0) -> None:
     start_tls_server(MachineServer(target), ["ssl_server"], timeout, interval=0.2)
 
 
+#: The Parsec service's unit in the dev image (the layer's parsec-demo.service).
+PARSEC_UNIT = "parsec-demo.service"
+
+
+def wait_for_parsec(target: SSHTarget, timeout: float = 120.0) -> None:
+    """Until the machine's Parsec service serves: its unit (``Type=notify``) stays
+    "activating" until the service says READY=1, which may come after SSH answers."""
+    command = (
+        f"for i in $(seq {int(2 * timeout)}); do s=$(systemctl is-active {PARSEC_UNIT}); "
+        '[ "$s" = activating ] || break; sleep 0.5; done; echo "$s"'
+    )
+    _, output = target.run(command, timeout=timeout + 30)
+    state = output.strip().splitlines()[-1] if output.strip() else "in no state"
+    if state != "active":
+        raise ServiceError(f"the machine's Parsec service ({PARSEC_UNIT}) is {state}")
+
+
 def client_command(address: str, container: ClientContainer | None) -> str:
     """The command line that runs ssl_client1 in the machine: in ``container``, or directly
     (in a fresh working directory, where the client keeps its PSA storage)."""
@@ -122,6 +139,7 @@ def run_vm_demo(arch: str = "amd64", in_container: bool = True) -> int:
             f"{machine.ssh_port.port if machine.ssh_port else '?'}"
         )
         with machine.target() as target:
+            wait_for_parsec(target)
             progress.info(f"Parsec service in the machine: {target.run('parsec-tool ping')[1]}")
             start_server(target)
             container = ClientContainer.load() if in_container else None

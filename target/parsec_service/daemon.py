@@ -17,6 +17,10 @@ reloads (``on_reload``) and what it releases at the end (``on_stop``). The rules
   descriptor left, say) goes to ``accept_failed`` and the client waits in the backlog. A
   readable wake pipe is drained. Any other ready key goes to ``on_ready``. After each wait the
   loop runs ``on_reload`` if a reload was requested, then ``after_wait``.
+- **The service manager.** Under systemd (``NOTIFY_SOCKET``, a ``Type=notify`` unit) the
+  daemon says ``READY=1`` once ``on_start`` is done and the listener answers, brackets each
+  reload with ``RELOADING=1`` and ``READY=1``, and says ``STOPPING=1`` when a stop begins
+  (``service_manager``).
 - **Waking.** ``wake()`` makes the wait return. Any thread or signal handler may call it: it
   never blocks (a full pipe already holds a wake-up) and does nothing once the daemon is
   closed, so a late call never writes into a file descriptor number reused by someone else.
@@ -55,6 +59,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, ClassVar
 
+from . import service_manager
 from .unix_socket import listen_unix, remove_socket_file, socket_file_identity
 
 log = logging.getLogger(__name__)
@@ -165,8 +170,13 @@ class UnixDaemon:
     def serve_forever(self) -> None:
         try:
             self.on_start()
+            service_manager.notify(service_manager.READY)
+            told_stopping = False
             while True:
                 if self.stopping:
+                    if not told_stopping:
+                        service_manager.notify(service_manager.STOPPING)
+                        told_stopping = True
                     self._close_listener()
                     if self.idle():
                         break
@@ -179,7 +189,9 @@ class UnixDaemon:
                         self.on_ready(key.data, events)
                 if self._reload.is_set():
                     self._reload.clear()
+                    service_manager.notify(*service_manager.reloading())
                     self.on_reload()
+                    service_manager.notify(service_manager.READY)
                 self.after_wait()
         finally:
             self._close_listener()

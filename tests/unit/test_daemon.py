@@ -407,3 +407,69 @@ def test_a_response_the_loop_finishes_sending_leaves_the_service_sound(
     until(lambda: parsec.server.open_connections() == 0)
     time.sleep(0.1)
     assert parsec.server.open_connections() == 0, "each connection is released once"
+
+
+# --- the service manager (systemd's notification protocol) -------------------------------------
+
+
+@pytest.fixture(params=["path", "abstract"])
+def notify_socket(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[socket.socket]:
+    """A datagram socket where systemd would listen, named in NOTIFY_SOCKET."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if request.param == "path":
+        sock.bind(str(tmp_path / "notify"))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    else:
+        name = f"parsec-demo-test-{os.getpid()}-{id(sock)}"
+        sock.bind("\0" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+    sock.settimeout(5)
+    with sock:
+        yield sock
+
+
+def test_the_daemon_tells_the_service_manager_ready_reloading_and_stopping(
+    notify_socket: socket.socket, tmp_path: Path
+) -> None:
+    daemon = ReloadingEcho(tmp_path / "echo.sock")
+    messages: list[str] = []
+
+    def signals() -> None:
+        messages.append(notify_socket.recv(4096).decode())
+        # READY=1 comes once the daemon serves: its socket answers now.
+        assert echo(tmp_path / "echo.sock") == b"ping\n"
+        os.kill(os.getpid(), signal.SIGHUP)
+        messages.append(notify_socket.recv(4096).decode())
+        messages.append(notify_socket.recv(4096).decode())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=signals, name="manager")
+    sender.start()
+    daemon.serve_until_signalled()
+    sender.join(5)
+    messages.append(notify_socket.recv(4096).decode())
+    ready, reloading, ready_again, stopping = messages
+    assert ready == "READY=1" and ready_again == "READY=1"
+    first, clock = reloading.split("\n")
+    assert first == "RELOADING=1"
+    assert clock.startswith("MONOTONIC_USEC=")
+    usec = int(clock.removeprefix("MONOTONIC_USEC="))
+    assert 0 < usec <= time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert stopping == "STOPPING=1"
+    assert daemon.reloads == [threading.current_thread().name]
+
+
+def test_without_a_service_manager_nothing_is_sent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from parsec_service import service_manager
+
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert service_manager.notify(service_manager.READY) is False
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody-listens"))
+    assert service_manager.notify(service_manager.READY) is False
+    assert "could not notify the service manager" in caplog.text
+    monkeypatch.setenv("NOTIFY_SOCKET", "vsock:2:1234")
+    assert service_manager.notify(service_manager.READY) is False

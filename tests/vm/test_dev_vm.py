@@ -21,7 +21,7 @@ from parsec_demo.image_build import build_image
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.qemu import QemuMachine, load_config
 from parsec_demo.machine.ssh_target import SSHTarget, TargetError
-from parsec_demo.vm_demo import run_client, start_server
+from parsec_demo.vm_demo import run_client, start_server, wait_for_parsec
 
 pytestmark = [
     pytest.mark.vm,
@@ -43,6 +43,7 @@ def machine(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Q
 @pytest.fixture(scope="module")
 def target(machine: QemuMachine) -> Iterator[SSHTarget]:
     with machine.target() as connected:
+        wait_for_parsec(connected)  # activating until the service says READY=1
         yield connected
 
 
