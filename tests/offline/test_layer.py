@@ -397,6 +397,13 @@ def test_the_layers_srcrev_is_a_commit_the_recipes_can_build() -> None:
         "later commit"
     )
     assert "parsec-demo-rse-model" in (show("pyproject.toml") or "")
+    # The layer's unit waits for the service's READY=1: the service at that commit sends it.
+    unit = next(LAYER.rglob("parsec-demo.service")).read_text()
+    if re.search(r"^Type=notify$", unit, re.M):
+        assert "READY=1" in (show("target/parsec_service/service_manager.py") or ""), (
+            f"parsec-demo.service is Type=notify, but the service at PARSEC_DEMO_SRCREV "
+            f"{srcrev[:12]} does not notify systemd: set it to a later commit"
+        )
 
 
 def test_the_image_stages_the_rse_model_for_testimage_on_qemu() -> None:

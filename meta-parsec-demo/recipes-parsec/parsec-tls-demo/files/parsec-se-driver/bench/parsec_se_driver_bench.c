@@ -14,7 +14,8 @@
  *
  * The parent prints one JSON line: the total count, the aggregate rate (the sum of each
  * process's count over its own measured time), p50 and p99 latency over all calls, the CPU
- * time the client processes used while measuring (user + system), and each process's count. A failure is one line on stderr and exit status 1.
+ * time the client processes used while measuring (user + system), and each process's count.
+ * A failure is one line on stderr and exit status 1.
  *
  * The service is PARSEC_SERVICE_ENDPOINT (unix:/path), else the driver's default
  * (/run/parsec/parsec.sock); --socket PATH sets it. The PSA core keeps the secure element's
