@@ -36,8 +36,12 @@ def spawn(
     env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """``command`` in the background, in a session (and process group) of its own, its standard
-    output and error appended to ``log_path``, its standard input empty."""
+    output and error appended to ``log_path``, its standard input empty. It is no service of
+    the service manager this toolkit may run under: ``NOTIFY_SOCKET`` is not passed on, so a
+    daemon's READY=1 or STOPPING=1 never reaches the manager of, say, a CI runner's unit."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    child_env = dict(os.environ if env is None else env)
+    child_env.pop("NOTIFY_SOCKET", None)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             list(command),
@@ -45,7 +49,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=cwd,
-            env=env,
+            env=child_env,
             start_new_session=True,
         )
 

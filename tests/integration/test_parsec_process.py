@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -64,6 +65,45 @@ def test_sigterm_stops_cleanly_and_removes_the_socket(tmp_path: Path, rse: Servi
     assert parsec.stop() == 0
     assert not parsec.socket_path.exists()
     assert "Parsec service stopped" in (tmp_path / "parsec.log").read_text()
+
+
+def test_under_systemd_the_service_says_ready_once_it_answers(
+    tmp_path: Path, rse: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unit's contract (Type=notify): READY=1 only when a client gets an answer, then
+    STOPPING=1 at SIGTERM; and a service the toolkit spawns never speaks to the manager of
+    whatever runs the toolkit (NOTIFY_SOCKET is not passed on)."""
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(tmp_path / "notify"))
+    manager.settimeout(30)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    with manager:
+        spawned = start_parsec_service(tmp_path, rse.socket_path)
+        assert ParsecClient(spawned.socket_path).ping() == (1, 0)
+        assert spawned.stop() == 0
+        manager.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            manager.recv(4096)  # nothing from the spawned service
+        manager.settimeout(30)
+
+        socket_path = tmp_path / "unit.sock"
+        command = python_command(
+            "parsec", "serve", "--socket", str(socket_path), "--rse", str(rse.socket_path),
+            "--store", str(tmp_path / "unit-store"),
+            "--config", str(tmp_path / "parsec-config.toml"),
+        )  # fmt: skip
+        with open(tmp_path / "unit.log", "wb") as log:
+            unit = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            assert manager.recv(4096) == b"READY=1"
+            assert ParsecClient(socket_path).ping() == (1, 0), "ready means it answers"
+            unit.send_signal(signal.SIGTERM)
+            assert manager.recv(4096) == b"STOPPING=1"
+            assert unit.wait(30) == 0
+        finally:
+            if unit.poll() is None:
+                unit.kill()
+                unit.wait()
 
 
 def test_sighup_reloads_the_configuration(tmp_path: Path, rse: Service) -> None:
