@@ -342,14 +342,14 @@ def bench_parsec(seconds: float, profile_dir: Path | None = None) -> Iterator[st
             client.verify_hash(case.name, alg, case.digest, case.signature)
             request = _verify_request(client, case, alg)
             local_rate = rate(case.local_verify, seconds)
+            c_key = C_CLIENT_KEYS[case.key_type]
             for kind in (PYTHON_CLIENT, C_CLIENT):
                 for clients in PARSEC_CLIENT_COUNTS:
                     if kind == PYTHON_CLIENT:
                         result = _parsec_rate(parsec.socket_path, request, clients, seconds)
                     else:
-                        key = C_CLIENT_KEYS[case.key_type]
                         command = c_client_command(
-                            c_program, parsec.socket_path, key, clients, seconds
+                            c_program, parsec.socket_path, c_key, clients, seconds
                         )
                         result = run_c_clients(command, seconds)
                     yield (
@@ -360,8 +360,7 @@ def bench_parsec(seconds: float, profile_dir: Path | None = None) -> Iterator[st
                         f"{result.rate_per_s / local_rate:>7.3f}"
                     )
             if profile_dir is not None:
-                key = C_CLIENT_KEYS[case.key_type]
-                command = c_client_command(c_program, parsec.socket_path, key, 8, seconds)
+                command = c_client_command(c_program, parsec.socket_path, c_key, 8, seconds)
                 yield from _profile_daemons(profile_dir, case.name, command, seconds, parsec, rse)
             client.destroy_key(case.name)
     finally:

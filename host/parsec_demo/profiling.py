@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .logtail import log_failure
+from .services import spawn
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +58,7 @@ def recording(pid: int, output: Path, rate: int = DEFAULT_RATE) -> Iterator[Path
         "--format", "raw", "--output", str(output),
     ]  # fmt: skip
     logger.debug("$ %s", " ".join(command))
-    with log_path.open("wb") as log:
-        recorder = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    recorder = spawn(command, log_path)
     try:
         yield output
     finally:
@@ -70,11 +71,8 @@ def recording(pid: int, output: Path, rate: int = DEFAULT_RATE) -> Iterator[Path
             recorder.wait()
             status = -1
     if status != 0 or not output.exists():
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
-        raise ProfileError(
-            f"py-spy could not profile process {pid} (status {status}): "
-            f"{tail[0] if tail else 'no output'}; its log: {log_path}"
-        )
+        headline = f"py-spy could not profile process {pid} (status {status})"
+        raise ProfileError(log_failure(headline, log_path))
 
 
 @dataclass(frozen=True)
