@@ -1,10 +1,11 @@
 """The dev image: a bootable Debian machine with the demo, made from Debian packages.
 
 ``mmdebstrap`` builds the root file system into a directory (no loop mounts), with Debian's
-cloud kernel and an initramfs of just the virtio modules. Its customize hook
-(``image_files/customize.sh``) builds ``ssl_client1``, ``ssl_server`` and the Parsec SE driver
-inside the image from the same patched and configured sources as the host build
-(``native_build.prepare_tree``, reading the layer), installs the project's Parsec service with
+cloud kernel and tiny-initramfs (one static init that loads the virtio modules and mounts the
+root disk; no udev, no scripts). Its customize hook (``image_files/customize.sh``) builds
+``ssl_client1``, ``ssl_server`` and the Parsec SE driver inside the image from the same
+patched and configured sources as the host build (``native_build.prepare_tree``, reading the
+layer), installs the project's Parsec service with
 the layer's systemd unit and configuration, and the SSH key of this build directory. Then the
 client container (``client_container``: the layer's definition, the image's own ``ssl_client1``)
 goes in as an OCI archive with the unit that loads it into podman at boot. The kernel
@@ -71,8 +72,7 @@ PACKAGES = (
     "procps",
     "podman",
     "dbus",  # podman's OCI runtime reaches systemd over D-Bus for cgroups
-    "initramfs-tools",
-    "zstd",
+    "tiny-initramfs",  # the kernel's initramfs generator (image_files/essential.sh)
 )
 #: Needed to build the demo programs and the protobuf modules in the image; removed after.
 BUILD_ONLY = (

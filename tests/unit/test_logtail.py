@@ -1,0 +1,54 @@
+"""The one shape of a failure: headline, the last console lines, the logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from parsec_demo.logtail import (
+    MAX_TAIL_LINES,
+    PANIC_CONTEXT,
+    TAIL_LINES,
+    last_lines,
+    log_failure,
+)
+
+PANIC_REPORT = [
+    "[   12.711186] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100",
+    *(f"[   12.714638] trace line {n}" for n in range(40)),
+    "[   12.714638] Rebooting in 1 seconds..",
+]
+
+
+def test_a_failure_shows_the_last_lines_and_every_log(tmp_path: Path) -> None:
+    console = tmp_path / "console.log"
+    console.write_text("".join(f"line {n}\n" for n in range(100)))
+    other = tmp_path / "rse.log"
+    message = log_failure("boot failed: QEMU exited with status 1", console, [other])
+    headline, rest = message.split("\n", 1)
+    assert headline == "boot failed: QEMU exited with status 1"
+    shown, logs = rest.removeprefix("last console lines:\n").split("\nlogs:\n")
+    assert shown.splitlines() == [f"line {n}" for n in range(100 - TAIL_LINES, 100)]
+    assert logs.split() == [str(console), str(other)]
+
+
+def test_a_missing_console_shows_none(tmp_path: Path) -> None:
+    message = log_failure("rse exited", tmp_path / "absent.log")
+    assert "last console lines:\n(none)\nlogs:" in message
+
+
+def test_a_kernel_panic_s_tail_starts_with_what_made_the_kernel_panic() -> None:
+    why = ["initramfs: No working init found.", "initramfs: Will cause kernel panic in 10s..."]
+    text = "\n".join(["booting"] * 50 + why + PANIC_REPORT)
+    shown = last_lines(text).splitlines()
+    assert PANIC_CONTEXT == 3
+    assert shown == ["booting", *why, *PANIC_REPORT]  # PANIC_CONTEXT lines before the panic
+
+
+def test_the_panic_tail_is_bounded() -> None:
+    report = [PANIC_REPORT[0], *(f"trace {n}" for n in range(200))]
+    assert len(last_lines("\n".join(["why", *report])).splitlines()) == MAX_TAIL_LINES
+
+
+def test_a_panic_inside_the_ordinary_tail_changes_nothing() -> None:
+    text = "\n".join([f"line {n}" for n in range(100)] + PANIC_REPORT[:1] + ["after"] * 5)
+    assert last_lines(text).splitlines() == text.splitlines()[-TAIL_LINES:]
