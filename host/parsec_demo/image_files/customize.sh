@@ -60,7 +60,7 @@ echo parsec-demo > "$root/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 parsec-demo\n::1 localhost ip6-localhost\n' > "$root/etc/hosts"
 printf '/dev/vda / ext4 defaults,noatime 0 1\n' > "$root/etc/fstab"
 mkdir -p "$root/etc/systemd/network"
-printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n' \
+printf '[Match]\nName=eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n' \
     > "$root/etc/systemd/network/20-wired.network"
 install -d -m 0700 "$root/root/.ssh"
 install -m 0600 "$PD_SSH_PUBKEY" "$root/root/.ssh/authorized_keys"
@@ -86,6 +86,10 @@ ln -sf /dev/null "$root/etc/systemd/system/getty.target.wants/getty@tty1.service
 # with a restart policy; the demo has neither, and both took CPU from sshd while it started.
 chroot "$root" systemctl mask -q podman-auto-update.timer podman-auto-update.service \
     podman-restart.service 2>/dev/null || true
+# Debian enables podman's API service at boot (1.8 s of CPU beside sshd's start, then resident);
+# the demo uses the podman command, and an API client still gets the service on demand from
+# podman.socket.
+chroot "$root" systemctl disable -q podman.service
 # Early units the machine does not need, each a process or a mount under TCG: modules loaded
 # ahead of need (DRM, EFI pstore, device mapper, loop, configfs), the debug, tracing, hugepage
 # and configfs mounts, binfmt, network settings from the kernel command line, a remount of the
@@ -96,6 +100,29 @@ chroot "$root" systemctl mask -q modprobe@drm.service modprobe@efi_pstore.servic
     dev-hugepages.mount systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
     systemd-network-generator.service systemd-remount-fs.service systemd-sysusers.service \
     2>/dev/null || true
+# Generators for what the machine has not got (encrypted, integrity and verity volumes, GPT
+# auto-discovery, hibernation, SysV scripts, rc.local, offline updates), each a process at every
+# boot and daemon-reload: masked by /dev/null links. fstab, getty (the serial console's login),
+# debug and run (kernel command line options) stay.
+mkdir -p "$root/etc/systemd/system-generators"
+for generator in cryptsetup gpt-auto hibernate-resume integritysetup veritysetup sysv rc-local \
+    system-update; do
+    ln -sf /dev/null "$root/etc/systemd/system-generators/systemd-$generator-generator"
+done
+# Drivers udev would load for hardware QEMU emulates and the machine does not use: KVM (no
+# nested virtualization) and the PC's IDE controller (the disk is virtio).
+cat > "$root/etc/modprobe.d/parsec-demo.conf" <<'EOF2'
+blacklist kvm
+blacklist kvm_amd
+blacklist kvm_intel
+blacklist ata_piix
+blacklist ata_generic
+blacklist pata_acpi
+EOF2
+# The network interface keeps the kernel's name (eth0; systemd's documented switch: 99-default.link
+# masked). udev's rename to ens2 queues a "move" event behind the whole coldplug, and
+# systemd-networkd waited for it, 3 s under TCG, before asking for the DHCP address SSH needs.
+ln -sf /dev/null "$root/etc/systemd/network/99-default.link"
 # sshd listens on every address, so it need not wait for network.target: it starts beside
 # systemd-networkd (the machine's unit, less that one ordering).
 sed 's/^After=network.target /After=/' "$root/lib/systemd/system/ssh.service" \
