@@ -84,20 +84,45 @@ class _CopyFailed(Exception):
         self.output = output
 
 
+#: How long wait_for_banner's successive attempts wait for the banner, in seconds.
+BANNER_PATIENCE = (1.0, 1.0, 1.0, 2.0, 4.0, 8.0)
+
+
 def wait_for_banner(host: str, port: int, timeout: float) -> None:
-    """Wait until something on host:port speaks SSH."""
+    """Wait until something on host:port speaks SSH.
+
+    Behind QEMU's user networking a connection is accepted at once and only then forwarded to
+    the guest: refused quickly if the guest has no listener yet, but held until the guest has
+    its address, and then for QEMU's retry back-off (3 s). So the first attempts give up after
+    a second and try afresh, and later ones wait longer (BANNER_PATIENCE: 1, 1, 1, 2, 4, then
+    8 s): an attempt made before the guest had its address costs a second, and a slow but
+    alive server (a busy guest under emulation) still gets the time it needs. One connection
+    at a time: every one costs the guest an sshd process.
+    """
     deadline = time.monotonic() + timeout
     last_error = "no answer"
-    while time.monotonic() < deadline:
+    hangs = 0
+    while (now := time.monotonic()) < deadline:
+        pause = 0.25
+        patience = BANNER_PATIENCE[min(hangs, len(BANNER_PATIENCE) - 1)]
         try:
             with socket.create_connection((host, port), timeout=2) as sock:
-                sock.settimeout(3)
-                if sock.recv(4) == b"SSH-":
+                sock.settimeout(max(0.1, min(patience, deadline - now)))
+                banner = sock.recv(4)
+                if banner == b"SSH-":
                     return
-                last_error = "connection closed before the SSH banner"
+                last_error = (
+                    f"not an SSH server (it said {banner!r})"
+                    if banner
+                    else "connection closed before the SSH banner"
+                )
+        except TimeoutError:
+            last_error = f"connected, but no SSH banner within {patience:.0f} s"
+            hangs += 1
+            pause = 0.0  # that attempt was its own wait
         except OSError as exc:
             last_error = str(exc)
-        time.sleep(0.5)
+        time.sleep(pause)
     raise TargetError(f"no SSH server on {host}:{port} after {timeout:.0f} s ({last_error})")
 
 
@@ -128,9 +153,10 @@ class SSHTarget:
     # --- connection ---------------------------------------------------------------------------
 
     def connect(self, timeout: float = 120.0) -> SSHTarget:
+        """Log in, retrying until ``timeout``: a machine that has booted answers the first
+        attempt; after a failed one, wait_for_banner waits for the server before the next."""
         deadline = time.monotonic() + timeout
         while True:
-            wait_for_banner(self.host, self.port, max(1.0, deadline - time.monotonic()))
             try:
                 self._client = self._open()
                 return self
@@ -139,7 +165,8 @@ class SSHTarget:
             except (paramiko.SSHException, OSError) as exc:
                 if time.monotonic() > deadline:
                     raise TargetError(f"SSH to {self.host}:{self.port} failed: {exc}") from exc
-                time.sleep(0.5)
+            time.sleep(0.5)
+            wait_for_banner(self.host, self.port, max(1.0, deadline - time.monotonic()))
 
     def _open(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
