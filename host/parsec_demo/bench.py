@@ -441,7 +441,7 @@ def bench_boot(seconds: float) -> Iterator[str]:
     for name in ("rootfs.ext4", "vmlinuz", "initrd.img"):
         path = image / name
         used = path.stat().st_blocks * 512  # the disk image is sparse
-        yield f"{name}: {path.stat().st_size / 1e6:.0f} MB apparent, {used / 1e6:.0f} MB used"
+        yield f"{name}: {path.stat().st_size / 1e6:.1f} MB apparent, {used / 1e6:.1f} MB used"
     boots = []
     for n in range(3):
         run_dir = new_run_dir(f"bench-boot-{n}")
