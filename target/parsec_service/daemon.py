@@ -34,9 +34,13 @@ reloads (``on_reload``) and what it releases at the end (``on_stop``). The rules
   socket the daemon bound: a socket of another daemon or a regular file put there meanwhile
   stays.
 - **Signals.** ``serve_until_signalled()`` (from the main thread) turns SIGTERM and SIGINT
-  into ``request_stop()`` and, for a daemon with ``RELOADS`` set, SIGHUP into
-  ``request_reload()``; the handlers only set a flag and wake the loop, and the previous
-  handlers are back when it returns. A daemon that does not reload leaves SIGHUP as it was.
+  into a stop and, for a daemon with ``RELOADS`` set, SIGHUP into a reload. The kernel may
+  deliver a signal to any thread, and Python runs handlers only in the main thread, which may
+  be waiting in the selector without a timeout: so the wake pipe is also Python's signal wake-up
+  file (``signal.set_wakeup_fd``), written at delivery whichever thread took the signal. The
+  handlers then only set the flag (taking no lock the interrupted main thread might hold), and
+  the previous handlers and wake-up file are back when it returns. A daemon that does not
+  reload leaves SIGHUP as it was.
 - **Bounded connections.** ``limits`` (``ConnectionLimits``) counts the open connections: the
   daemon admits each accepted one against its limits, in all and per peer, closes at once one
   that is refused, and releases each admitted one when it closes; ``open_connections()`` says
@@ -103,6 +107,7 @@ class UnixDaemon:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._closed = False
+        self._previous_wakeup_fd: int | None = None
         self.selector = selectors.DefaultSelector()
         self.selector.register(self._listener, selectors.EVENT_READ, _Role.LISTENER)
         self.selector.register(self._wake_r, selectors.EVENT_READ, _Role.WAKE)
@@ -204,15 +209,17 @@ class UnixDaemon:
         """``serve_forever`` with SIGTERM/SIGINT (and SIGHUP if it reloads) handled."""
 
         def stop(_signum: int, _frame: FrameType | None) -> None:
-            self.request_stop()
+            self._stop.set()  # the wake-up file has woken the loop already
 
         def reload(_signum: int, _frame: FrameType | None) -> None:
-            self.request_reload()
+            self._reload.set()
 
         handlers = {signal.SIGTERM: stop, signal.SIGINT: stop}
         if self.RELOADS:
             handlers[signal.SIGHUP] = reload
         previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
+        # Put back by _close_loop, before the pipe closes.
+        self._previous_wakeup_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         try:
             self.serve_forever()
         finally:
@@ -254,6 +261,9 @@ class UnixDaemon:
         remove_socket_file(self.socket_path, self._identity)
 
     def _close_loop(self) -> None:
+        if self._previous_wakeup_fd is not None:  # serve_until_signalled's, in the main thread
+            signal.set_wakeup_fd(self._previous_wakeup_fd)
+            self._previous_wakeup_fd = None
         with self._wake_lock:
             self._closed = True
             self.selector.close()

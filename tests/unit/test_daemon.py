@@ -473,3 +473,29 @@ def test_without_a_service_manager_nothing_is_sent(
     assert "could not notify the service manager" in caplog.text
     monkeypatch.setenv("NOTIFY_SOCKET", "vsock:2:1234")
     assert service_manager.notify(service_manager.READY) is False
+
+
+def test_a_signal_taken_by_another_thread_still_stops_the_loop(tmp_path: Path) -> None:
+    """The kernel may deliver a process's SIGTERM to any of its threads; Python runs the handler
+    in the main thread only, which waits in the selector without a timeout. The wake-up file
+    must end that wait."""
+    daemon = EchoDaemon(tmp_path / "echo.sock")
+    rescued: list[bool] = []
+
+    def signal_this_thread() -> None:
+        assert daemon.started.wait(5)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # taken here, not in main
+        deadline = time.monotonic() + 5
+        while daemon.stopped == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if daemon.stopped == 0:
+            rescued.append(True)
+            daemon.request_stop()
+
+    sender = threading.Thread(target=signal_this_thread, name="sender")
+    sender.start()
+    daemon.serve_until_signalled()
+    sender.join(10)
+    assert rescued == [], "the loop slept through the signal"
+    assert daemon.stopped == 1
+    assert signal.set_wakeup_fd(-1) == -1, "the wake-up file was put back"
