@@ -25,7 +25,8 @@ STANDIN = Path(__file__).parents[1] / "fvp_standin.py"
 RUN_FVP = Path(sys.executable).with_name("run-fvp")  # the console script of this venv
 
 COMMANDS = (
-    "run-fvp", "image", "validate", "report", "bench", "rse", "parsec", "demo", "build", "setup",
+    "run-fvp", "image", "validate", "report", "lava", "bench", "rse", "parsec", "demo", "build",
+    "setup",
 )  # fmt: skip
 #: The keys of machine.json, as README's run-fvp section documents them.
 MACHINE_JSON_KEYS = {
@@ -69,6 +70,7 @@ def test_the_parser_has_every_sub_command(capsys: pytest.CaptureFixture[str]) ->
         ("rse", "serve"), ("rse", "demo"), ("image", "build"), ("parsec", "serve"),
         ("parsec", "ping"), ("parsec", "list-providers"), ("parsec", "create-ecc-key"),
         ("parsec", "sign"), ("parsec", "delete-key"), ("report", "junit"), ("report", "html"),
+        ("lava", "job"), ("lava", "check"),
     ]  # fmt: skip
     for words in [(name,) for name in COMMANDS] + nested:
         with pytest.raises(SystemExit) as done:

@@ -96,6 +96,34 @@ def test_the_handshake_directly_in_the_machine(machine: QemuMachine, target: SSH
     assert_rse_evidence(run, signatures=2)
 
 
+#: The cases of the LAVA test definition (lava/testdefs/), in their order.
+LAVA_CASES = [
+    "parsec-service-active", "parsec-ping", "client-container-loaded", "tls-server-listening",
+    "tls-handshake-in-container", "container-without-parsec-socket-fails-closed",
+    "no-container-left",
+]  # fmt: skip
+
+
+def test_the_lava_test_definition_passes_in_the_machine(
+    machine: QemuMachine, target: SSHTarget
+) -> None:
+    """The checks a LAVA job runs on the machine (lava/testdefs/parsec-tls-demo.sh), here
+    without LAVA's helpers: each case prints its result."""
+    script = Path(__file__).resolve().parents[2] / "lava/testdefs/parsec-tls-demo.sh"
+    target.copyTo(script, "/tmp/parsec-tls-demo.sh")
+    status, output = target.run(
+        f"sh /tmp/parsec-tls-demo.sh {ClientContainer.load().reference} 600", 900
+    )
+    assert status == 0, output
+    verdicts = [
+        tuple(line.rsplit(": ", 1))
+        for line in output.splitlines()
+        if line.endswith((": pass", ": fail"))
+    ]
+    assert verdicts == [(case, "pass") for case in LAVA_CASES], output
+    assert "parsec-se-driver: cannot reach the Parsec service at" in output
+
+
 def test_the_ssh_target_behaves_like_oeqas(target: SSHTarget, tmp_path: Path) -> None:
     """The rules of tests/unit/test_ssh_target.py, against the machine's own sshd."""
     assert target.run("echo out; echo err >&2; exit 3") == (3, "out\nerr")

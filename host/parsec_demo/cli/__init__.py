@@ -20,7 +20,19 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 from ..errors import UsageError, UserError
-from . import bench, build, demo, image, parsec, report, rse, run_fvp, setup_host, validate
+from . import (
+    bench,
+    build,
+    demo,
+    image,
+    lava,
+    parsec,
+    report,
+    rse,
+    run_fvp,
+    setup_host,
+    validate,
+)
 
 DESCRIPTION = (
     "The Parsec-enabled TLS demo's toolkit: boot machines, build the dev image and the demo, "
@@ -29,7 +41,7 @@ DESCRIPTION = (
 )
 #: The sub-commands, in the order ``--help`` lists them.
 COMMANDS: tuple[ModuleType, ...] = (
-    run_fvp, image, validate, report, demo, bench, rse, parsec, build, setup_host,
+    run_fvp, image, validate, report, lava, demo, bench, rse, parsec, build, setup_host,
 )  # fmt: skip
 
 

@@ -43,6 +43,9 @@ QEMU_BINARIES = {
     "qemu-system-aarch64": "qemu-system-arm",
     "qemu-system-arm": "qemu-system-arm",
 }
+#: LAVA job and test definitions checked with LAVA's own schema (Debian's; not on PyPI), by
+#: Debian's interpreter.
+LAVA = ("lava-common", "python3")
 #: The test suite's own: gdb counts local verifications, chromium renders the report, sshd is
 #: the throwaway server the SSH target's contract is checked against.
 TEST = ("gdb", "chromium", "openssh-server")
@@ -81,7 +84,8 @@ JOBS: dict[str, Callable[[str], tuple[str, ...]]] = {
     "host-demo": lambda arch: BUILD + HOST_DEMO,
     "image": image,
     "machine": dev_machine,
-    "test": lambda arch: BUILD + HOST_DEMO + dev_machine(arch) + TEST,
+    "lava": lambda arch: LAVA,
+    "test": lambda arch: BUILD + HOST_DEMO + dev_machine(arch) + LAVA + TEST,
 }
 
 

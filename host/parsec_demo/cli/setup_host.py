@@ -2,7 +2,8 @@
 itself before it starts). As root the missing packages are installed; otherwise the command
 names them and fails. Jobs: build (the C programs), host-demo (demo --host), image (building
 the dev image; another architecture adds user-mode emulation), machine (the image and its
-emulator: demo, validate, run-fvp), test (everything the test suite uses).
+emulator: demo, validate, run-fvp), lava (LAVA's schema for `parsec-demo lava check`), test
+(everything the test suite uses).
 """
 
 from __future__ import annotations

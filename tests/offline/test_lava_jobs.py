@@ -1,0 +1,217 @@
+"""LAVA job definitions made by `parsec-demo lava job`, checked by LAVA's own schema (Debian's
+lava-common, through `parsec-demo lava check`), and what they ask of LAVA."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from parsec_demo.image_build import write_qemuboot
+from parsec_demo.lava.check import check
+from parsec_demo.lava.jobs import TEST_DEFINITION, FarmSettings, SettingsError
+from parsec_demo.paths import project_root
+from parsec_demo.services import python_command
+
+ROOT = project_root()
+# The shape meta-arm's fvpboot writes for the RD-1 AE machine (trimmed).
+RD1AE_FVPCONF = {
+    "exe": "FVP_RD_1_AE",
+    "fvp-bindir": "/opt/fvp",
+    "parameters": {
+        "soc.pl011_uart0.unbuffered_output": "1",
+        "board.virtio_net.hostbridge.userNetPorts": "2222=22",
+        "board.virtioblockdevice.image_path": "core-image-minimal-fvp-rd1-ae.wic",
+    },
+    "data": ["css.sysctrl.rse.cpu=rse-rom-image.img@0x11000000"],
+    "applications": {"css.sysctrl.rse.cpu": "rse-bl1.axf"},
+    "terminals": {"soc.terminal_ns_uart0": "Linux console", "css.sysctrl.rse.terminal_uart": "RSE"},
+    "consoles": {"default": "soc.terminal_ns_uart0", "rse": "css.sysctrl.rse.terminal_uart"},
+    "args": ["--simlimit", "3600"],
+    "env": {"ARMLMD_LICENSE_FILE": "8224@licenses.example"},
+}
+SETTINGS = [
+    "images_url=https://artifacts.example/deploy",
+    "fvp_docker=registry.example/arm/fvp-rd1-ae:11.25",
+]
+
+
+@pytest.fixture
+def fvpconf(tmp_path: Path) -> Path:
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    for name in ("core-image-minimal-fvp-rd1-ae.wic", "rse-rom-image.img", "rse-bl1.axf"):
+        (deploy / name).write_bytes(b"image")
+    path = deploy / "core-image-minimal-fvp-rd1-ae.fvpconf"
+    path.write_text(json.dumps(RD1AE_FVPCONF))
+    return path
+
+
+@pytest.fixture
+def qemuboot(tmp_path: Path) -> Path:
+    """A dev image's directory with its qemuboot.conf, as `image build` writes it."""
+    image = tmp_path / "image"
+    image.mkdir()
+    for name in ("vmlinuz", "initrd.img", "rootfs.ext4"):
+        (image / name).write_bytes(b"image")
+    manifest = {
+        "arch": "arm64", "kernel": "vmlinuz", "initrd": "initrd.img", "rootfs": "rootfs.ext4",
+        "cmdline": "root=/dev/vda rw console=ttyAMA0 quiet", "qemu": "qemu-system-aarch64",
+        "machine": "virt", "cpu": "cortex-a57", "console": "ttyAMA0", "ssh_key": "/k",
+        "ssh_host_key": "ssh-ed25519 AAAA", "inputs": "0", "built": "1 s",
+    }  # fmt: skip
+    (image / "manifest.json").write_text(json.dumps(manifest))
+    write_qemuboot(image)
+    (conf,) = image.glob("*.qemuboot.conf")
+    return conf
+
+
+def _job(kind: str, config: Path, tmp_path: Path, *settings: str) -> dict[str, Any]:
+    out = tmp_path / f"{kind}.yaml"
+    command = python_command("lava", "job", kind, str(config), "-o", str(out))
+    for setting in [*SETTINGS, *settings]:
+        command += ["--set", setting]
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
+    data: dict[str, Any] = yaml.safe_load(out.read_text())
+    return data
+
+
+def _action(job: dict[str, Any], kind: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(a[kind] for a in job["actions"] if kind in a)
+    return found
+
+
+def test_the_generated_jobs_and_the_test_definition_pass_lava_s_own_schema(
+    fvpconf: Path, qemuboot: Path, tmp_path: Path
+) -> None:
+    _job("fvp", fvpconf, tmp_path)
+    _job("qemu", qemuboot, tmp_path)
+    jobs = [tmp_path / "fvp.yaml", tmp_path / "qemu.yaml"]
+    result = subprocess.run(
+        python_command("lava", "check", *map(str, jobs)), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [f"{job}: valid" for job in jobs]
+    (testdef,) = check("testdef", [ROOT / TEST_DEFINITION])
+    assert testdef.valid, testdef.line
+
+
+def test_lava_s_schema_catches_a_broken_job(fvpconf: Path, tmp_path: Path) -> None:
+    job = _job("fvp", fvpconf, tmp_path)
+    del _action(job, "boot")["console_string"]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(job))
+    (verdict,) = check("job", [broken])
+    assert not verdict.valid and "console_string" in verdict.line
+    result = subprocess.run(python_command("lava", "check", str(broken)), capture_output=True)
+    assert result.returncode == 1
+
+
+def test_the_fvp_job_deploys_every_file_the_model_loads_and_names_it_by_its_label(
+    fvpconf: Path, tmp_path: Path
+) -> None:
+    job = _job("fvp", fvpconf, tmp_path)
+    images = _action(job, "deploy")["images"]
+    assert images == {
+        "core_image_minimal_fvp_rd1_ae_wic": {
+            "url": "https://artifacts.example/deploy/core-image-minimal-fvp-rd1-ae.wic"
+        },
+        "rse_rom_image_img": {"url": "https://artifacts.example/deploy/rse-rom-image.img"},
+        "rse_bl1_axf": {"url": "https://artifacts.example/deploy/rse-bl1.axf"},
+    }
+    boot = _action(job, "boot")
+    arguments = boot["arguments"]
+    assert (
+        "--parameter board.virtioblockdevice.image_path={CORE_IMAGE_MINIMAL_FVP_RD1_AE_WIC}"
+        in arguments
+    )
+    assert "--data css.sysctrl.rse.cpu={RSE_ROM_IMAGE_IMG}@0x11000000" in arguments
+    assert "--application css.sysctrl.rse.cpu={RSE_BL1_AXF}" in arguments
+    assert "--parameter soc.pl011_uart0.unbuffered_output=1" in arguments
+    assert "--parameter css.sysctrl.rse.terminal_uart.start_telnet=0" in arguments
+    assert boot["docker"]["name"] == "registry.example/arm/fvp-rd1-ae:11.25"
+    assert boot["image"] == "/opt/fvp/FVP_RD_1_AE"
+    assert boot["license_variable"] == "ARMLMD_LICENSE_FILE=8224@licenses.example"
+    # The Linux console is the connection; the RSE's is a feedback console LAVA records.
+    announce = "soc.terminal_ns_uart0: Listening for serial connection on port 5000"
+    match = re.match(boot["console_string"], announce)
+    assert match and match.group("PORT") == "5000"
+    (feedback,) = boot["feedbacks"]
+    rse = re.match(
+        feedback, "css.sysctrl.rse.terminal_uart: Listening for serial connection on port 5003"
+    )
+    assert rse and rse.group("NAME") == "css.sysctrl.rse.terminal_uart"
+    assert rse.group("PORT") == "5003"
+
+
+def test_the_qemu_job_starts_the_rse_model_before_the_boot_and_records_its_console(
+    qemuboot: Path, tmp_path: Path
+) -> None:
+    job = _job("qemu", qemuboot, tmp_path, "rse_socket=/run/lava-rse/rse.sock")
+    kinds = [next(iter(action)) for action in job["actions"]]
+    assert kinds == ["deploy", "command", "boot", "test", "command"]
+    assert job["actions"][1]["command"]["name"] == "parsec_demo_rse_start"
+    assert job["actions"][4]["command"]["name"] == "parsec_demo_rse_console"
+    context = job["context"]
+    assert (context["arch"], context["machine"], context["cpu"]) == ("arm64", "virt", "cortex-a57")
+    assert (
+        "-chardev socket,id=rse,path=/run/lava-rse/rse.sock,reconnect=1" in context["extra_options"]
+    )
+    assert "-device virtserialport,bus=vser0.0,chardev=rse,name=rse" in context["extra_options"]
+    images = _action(job, "deploy")["images"]
+    assert images["kernel"]["image_arg"] == (
+        "-kernel {kernel} -append 'root=/dev/vda rw console=ttyAMA0 quiet ip=dhcp'"
+    )
+    assert images["initrd"]["image_arg"] == "-initrd {initrd}"
+    assert images["rootfs"]["url"] == "https://artifacts.example/deploy/rootfs.ext4"
+
+
+def test_the_test_definition_comes_from_the_project_at_this_commit(
+    fvpconf: Path, tmp_path: Path
+) -> None:
+    job = _job("fvp", fvpconf, tmp_path)
+    (definition,) = _action(job, "test")["definitions"]
+    assert definition["path"] == TEST_DEFINITION and (ROOT / TEST_DEFINITION).is_file()
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    if head.returncode == 0:
+        assert definition["revision"] == head.stdout.strip()
+    assert definition["repository"].startswith("https://")
+    assert definition["parameters"] == {"CLIENT_IMAGE": "localhost/parsec-demo-client:1"}
+
+
+def test_settings_come_from_a_file_then_set_and_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "farm.yml"
+    path.write_text("images_url: https://a.example\njob_timeout_minutes: 90\ntags: [fvp]\n")
+    settings = FarmSettings.load(path, ["job_timeout_minutes=45"])
+    assert (settings.images_url, settings.job_timeout_minutes, settings.tags) == (
+        "https://a.example",
+        45,
+        ["fvp"],
+    )
+    example = FarmSettings.load(ROOT / "lava/farm-settings.example.yml")
+    assert example.fvp_docker
+    with pytest.raises(SettingsError, match="unknown setting colour"):
+        FarmSettings.load(None, ["colour=blue"])
+    with pytest.raises(SettingsError, match="job_timeout_minutes must be int"):
+        FarmSettings.load(None, ["job_timeout_minutes=soon"])
+    with pytest.raises(SettingsError, match="expected NAME=VALUE"):
+        FarmSettings.load(None, ["images_url"])
+
+
+def test_a_user_mistake_is_one_line(fvpconf: Path, tmp_path: Path) -> None:
+    for args, expected in [
+        (["job", "fvp", str(fvpconf)], "these settings have no value: images_url, fvp_docker"),
+        (["job", "qemu", str(tmp_path / "none.conf"), "--set", "images_url=x"], "no such file"),
+        (["job", "fvp", str(fvpconf), "--settings", str(tmp_path / "none.yml")], "cannot read"),
+    ]:
+        result = subprocess.run(python_command("lava", *args), capture_output=True, text=True)
+        assert result.returncode == 1, result
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("parsec-demo lava job: ") and expected in line, line
