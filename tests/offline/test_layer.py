@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -40,6 +41,10 @@ COMBINATIONS = [
     ["base.yml", "qemuarm64.yml", "testimage.yml"],
     ["base.yml", "fvp-rd1-ae.yml"],
     ["base.yml", "fvp-rd1-ae.yml", "testimage.yml"],
+    ["base.yml", "qemuarm64.yml", "ci-cache.yml"],
+    ["base.yml", "fvp-rd1-ae.yml", "ci-cache.yml"],
+    ["base.yml", "qemuarm64.yml", "testimage.yml", "ci-cache.yml"],
+    ["base.yml", "fvp-rd1-ae.yml", "testimage.yml", "ci-cache.yml"],
 ]
 #: Repositories whose commit could not be read here; `kas lock` pins them.
 UNPINNED = {"meta-arm-auto-solutions"}
@@ -573,8 +578,11 @@ def test_a_copy_of_the_layer_parses_with_poky_alone(tmp_path: Path) -> None:
     assert "ERROR" not in output, output[-4000:]
 
 
-def run_bitbake(args: list[str], build: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """poky's bitbake with ``args`` in the build directory ``build``."""
+def run_bitbake(
+    args: list[str], build: Path, tmp_path: Path, passed: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """poky's bitbake with ``args`` in the build directory ``build``; ``passed``: variables
+    set in its environment and put on its passthrough list, as kas does with its ``env``."""
     assert POKY
     # BitBake insists on the en_US.UTF-8 locale: compiled here when the system lacks it.
     locales = tmp_path / "locale"
@@ -588,7 +596,8 @@ def run_bitbake(args: list[str], build: Path, tmp_path: Path) -> subprocess.Comp
         "HOME": str(tmp_path),
         "LANG": "en_US.UTF-8",
         "LOCPATH": str(locales),
-        "BB_ENV_PASSTHROUGH_ADDITIONS": "LOCPATH",
+        "BB_ENV_PASSTHROUGH_ADDITIONS": " ".join(["LOCPATH", *(passed or {})]),
+        **(passed or {}),
     }
     return subprocess.run(
         ["bitbake", *args], cwd=build, env=env, capture_output=True, text=True, timeout=2400
@@ -666,3 +675,69 @@ def check_task_graph(graph: str) -> None:
     # The image's rootfs takes the package that installs the archive, made after it.
     assert (f"{load}.do_install", f"{container}.do_image_complete") in edges
     assert ("parsec-tls-demo-image.do_rootfs", f"{load}.do_package_write_rpm") in edges
+
+
+def test_the_ci_cache_sets_the_shared_state_mirror_and_the_hash_server_from_the_environment() -> (
+    None
+):
+    config = load(KAS / "ci-cache.yml")
+    names = {"PARSEC_DEMO_SSTATE_MIRROR", "PARSEC_DEMO_HASHSERVE", "PARSEC_DEMO_HASHSERVE_UPSTREAM"}
+    assert set(config["env"]) == names, "kas passes exactly these to bitbake"
+    assert config["env"]["PARSEC_DEMO_SSTATE_MIRROR"] is None, "no default: the runner names it"
+    assert config["env"]["PARSEC_DEMO_HASHSERVE"] is None
+    conf = variables(config["local_conf_header"]["ci-cache"])
+    assert conf["BB_SIGNATURE_HANDLER"] == "OEEquivHash"
+    assert conf["BB_HASHSERVE"] == "${PARSEC_DEMO_HASHSERVE}"
+    assert conf["BB_HASHSERVE_UPSTREAM"] == "${PARSEC_DEMO_HASHSERVE_UPSTREAM}"
+    assert conf["SSTATE_MIRRORS"] == (
+        "file://.* ${PARSEC_DEMO_SSTATE_MIRROR}/PATH;downloadfilename=PATH"
+    )
+
+
+@needs_poky
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_ci_cache_reaches_bitbake_with_a_running_hash_server(tmp_path: Path) -> None:
+    """What kas does with ci-cache.yml (its env names on bitbake's passthrough list, its
+    local_conf_header in local.conf), against poky's own bitbake-hashserv: ``bitbake -e`` shows
+    the hash server, the signature handler and the mirror the runner's environment named."""
+    assert POKY
+    config = load(KAS / "ci-cache.yml")
+    port = socket_port()
+    server = subprocess.Popen(
+        [f"{POKY}/bitbake/bin/bitbake-hashserv", "--bind", f"127.0.0.1:{port}",
+         "--database", str(tmp_path / "hashserv.db")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        build = tmp_path / "build"
+        (build / "conf").mkdir(parents=True)
+        (build / "conf/bblayers.conf").write_text(
+            f'BBPATH = "${{TOPDIR}}"\nBBFILES ?= ""\nBBLAYERS = "{POKY}/meta {LAYER}"\n'
+        )
+        (build / "conf/local.conf").write_text(
+            PARSE_ALONE_CONF + config["local_conf_header"]["ci-cache"]
+        )
+        env = {
+            "PARSEC_DEMO_SSTATE_MIRROR": "https://sstate.example/parsec-demo",
+            "PARSEC_DEMO_HASHSERVE": f"127.0.0.1:{port}",
+            "PARSEC_DEMO_HASHSERVE_UPSTREAM": "",
+        }
+        result = run_bitbake(["-e"], build, tmp_path, env)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    values = dict(re.findall(r'^([A-Z_]+)="(.*)"$', result.stdout, re.M))
+    assert values["BB_HASHSERVE"] == f"127.0.0.1:{port}"
+    assert values["BB_SIGNATURE_HANDLER"] == "OEEquivHash"
+    assert values["SSTATE_MIRRORS"] == (
+        "file://.* https://sstate.example/parsec-demo/PATH;downloadfilename=PATH"
+    )
+
+
+def socket_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
