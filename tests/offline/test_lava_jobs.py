@@ -215,3 +215,94 @@ def test_a_user_mistake_is_one_line(fvpconf: Path, tmp_path: Path) -> None:
         assert result.returncode == 1, result
         (line,) = result.stderr.splitlines()
         assert line.startswith("parsec-demo lava job: ") and expected in line, line
+
+
+# --- a job's results -------------------------------------------------------------------------
+
+#: LAVA's results of a job, in the shape its results API exports them (trimmed).
+LAVA_RESULTS = [
+    {"id": "101", "job": "42", "suite": "lava", "name": "auto-login-action", "result": "pass",
+     "level": "2.4.2", "metadata": {"duration": "3.20", "level": "2.4.2"}, "unit": "",
+     "measurement": None, "logged": "2026-12-03 06:00:00", "url": "/results/42/lava/1"},
+    {"id": "102", "job": "42", "suite": "1_parsec-tls-demo", "name": "parsec-ping",
+     "result": "pass", "metadata": {"case": "parsec-ping", "definition": "1_parsec-tls-demo"}},
+    {"id": "103", "job": "42", "suite": "1_parsec-tls-demo", "name": "tls-handshake-in-container",
+     "result": "fail", "metadata": {"case": "tls-handshake-in-container"}},
+    {"id": "104", "job": "42", "suite": "1_parsec-tls-demo", "name": "no-container-left",
+     "result": "skip", "metadata": {}},
+    {"id": "105", "job": "42", "suite": "lava", "name": "parsec_demo_rse_console",
+     "result": "fail", "metadata": {"error_msg": "command failed", "error_type": "Test"}},
+    {"id": "106", "job": "42", "suite": "lava", "name": "job", "result": "fail",
+     "metadata": {"error_msg": "command failed", "error_type": "Test"}},
+]  # fmt: skip
+
+
+def test_a_lava_job_s_results_become_the_validation_s_reports(tmp_path: Path) -> None:
+    from parsec_demo.validate.reports import read_testresults
+
+    source = tmp_path / "lava-results.yaml"
+    source.write_text(yaml.safe_dump(LAVA_RESULTS))
+    report = tmp_path / "report"
+    result = subprocess.run(
+        python_command("lava", "results", str(source), "--job-id", "42", "--machine",
+                       "qemuarm64", "-o", str(report)),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "2 passed, 1 skipped, 3 failed"
+    (run,) = read_testresults(report / "testresults.json").items()
+    result_id, (configuration, cases) = run
+    assert result_id == "runtime_parsec-tls-demo-image_qemuarm64_42"
+    assert configuration["LAVA_JOB_ID"] == "42"
+    assert sorted((c.name, c.status) for c in cases) == sorted(
+        [
+            ("lava.lava.auto-login-action", "PASSED"),
+            ("lava.parsec-tls-demo.parsec-ping", "PASSED"),
+            ("lava.parsec-tls-demo.tls-handshake-in-container", "FAILED"),
+            ("lava.parsec-tls-demo.no-container-left", "SKIPPED"),
+            ("lava.lava.parsec_demo_rse_console", "FAILED"),
+            ("lava.lava.job", "FAILED"),
+        ]
+    )
+    by_name = {c.name: c for c in cases}
+    assert by_name["lava.lava.auto-login-action"].duration == 3.2
+    assert "error_msg: command failed" in by_name["lava.lava.job"].log
+    junit = (report / "junit.xml").read_text()
+    assert 'failures="3"' in junit and 'skipped="1"' in junit
+    assert "lava.parsec-tls-demo.tls-handshake-in-container" in (report / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{}", "is not LAVA's results of a job"),
+        ("- {suite: lava, name: job}", "test case 1 has no result"),
+        ("- {suite: lava, name: job, result: maybe}", "test case 1 has the result 'maybe'"),
+        ("[unclosed", "cannot read it as YAML"),
+    ],
+)
+def test_results_that_are_not_lava_s_are_one_line(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    source = tmp_path / "results.yaml"
+    source.write_text(content)
+    result = subprocess.run(
+        python_command("lava", "results", str(source), "--job-id", "1", "--machine", "m"),
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("parsec-demo lava results: ") and expected in line, line
+
+
+def test_the_images_list_names_every_deployed_file(qemuboot: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "images.txt"
+    _job("qemu", qemuboot, tmp_path, "images_url=https://a.example/x")
+    subprocess.run(
+        python_command("lava", "job", "qemu", str(qemuboot), "--set", "images_url=https://a",
+                       "-o", str(tmp_path / "job.yaml"), "--images-list", str(listing)),
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    files = [Path(line) for line in listing.read_text().splitlines()]
+    assert [f.name for f in files] == ["vmlinuz", "initrd.img", "rootfs.ext4"]
+    assert all(f.is_file() and f.parent == qemuboot.parent for f in files)

@@ -3,6 +3,7 @@
   lava job fvp FVPCONF [--settings FILE] [--set NAME=VALUE]... [-o JOB.yaml]
   lava job qemu QEMUBOOT.conf [--settings FILE] [--set NAME=VALUE]... [-o JOB.yaml]
   lava check [--testdef] FILE...
+  lava results LAVA-RESULTS.yaml --job-id ID --machine NAME [-o DIR]
 
 `job fvp` boots the FVP of a meta-arm .fvpconf (the RD-1 AE image's), `job qemu` the machine of a
 qemuboot.conf (the Yocto qemuarm64 image's, or the dev image's beside its manifest.json); both
@@ -12,8 +13,16 @@ file and --set; the test definition comes from the project's repository at this 
 commit unless testdef_repository and testdef_revision say otherwise. The job is plain LAVA YAML,
 on standard output or in the -o file.
 
+--images-list FILE writes the local path of every file the job deploys, one per line, for the
+step that publishes them at images_url.
+
 `check` validates job definitions (or, with --testdef, test definitions) with LAVA's own schema,
 Debian's lava-common, and prints one line per file; exit status 1 if any is invalid.
+
+`results` turns a LAVA job's results (`lavacli results ID --yaml`) into the validation's reports
+in DIR (default lava-report): testresults.json, junit.xml and report.html, one case per LAVA
+test case (LAVA's own actions included, so a failed boot is a failed case), and prints the
+summary line; the exit status is 0 once they are written.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..lava import check, jobs
+from ..lava import results as lava_results
+from ..validate.reports import skipped_lines, summary_line
 from . import debian
 
 NAME = "lava"
@@ -46,27 +57,53 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
         help="a setting (repeatable; after the settings file)",
     )
     job.add_argument("-o", "--output", type=Path, help="write the job here (default: stdout)")
+    job.add_argument(
+        "--images-list", type=Path, help="write the local paths of the deployed files here"
+    )
     checker = actions.add_parser("check", help="validate with LAVA's own schema")
     checker.add_argument("files", nargs="+", type=Path, metavar="FILE")
     checker.add_argument(
         "--testdef", action="store_true", help="the files are test definitions, not jobs"
+    )
+    results = actions.add_parser("results", help="LAVA's results of a job as the reports")
+    results.add_argument("results", type=Path, metavar="LAVA-RESULTS.yaml")
+    results.add_argument("--job-id", required=True, help="the LAVA job's id")
+    results.add_argument("--machine", required=True, help="the machine, in the reports' names")
+    results.add_argument(
+        "-o", "--output", type=Path, default=Path("lava-report"), help="(default: lava-report)"
     )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.lava_action == "job":
         settings = jobs.FarmSettings.load(args.settings, args.overrides)
-        text = jobs.dump(MACHINES[args.machine](args.config, settings))
+        job = MACHINES[args.machine](args.config, settings)
+        text = jobs.dump(job)
         if args.output is None:
             sys.stdout.write(text)
         else:
-            try:
-                args.output.write_text(text)
-            except OSError as exc:
-                raise UserError(f"cannot write {args.output}: {exc}") from None
+            _write(args.output, text)
+        if args.images_list is not None:
+            files = jobs.deployed_files(job, args.config)
+            _write(args.images_list, "".join(f"{path}\n" for path in files))
+        return 0
+    if args.lava_action == "results":
+        written = lava_results.write_reports(
+            lava_results.read(args.results), args.output, args.job_id, args.machine
+        )
+        print(summary_line(written))
+        for line in skipped_lines(written):
+            print(line)
         return 0
     debian.ensure(debian.LAVA)
     verdicts = check.check("testdef" if args.testdef else "job", args.files)
     for verdict in verdicts:
         print(verdict.line)
     return 0 if all(v.valid for v in verdicts) else 1
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc}") from None

@@ -375,6 +375,14 @@ def _pairs(words: list[str]) -> list[list[str]]:
     return pairs
 
 
+def deployed_files(job: dict[str, Any], config: Path) -> list[Path]:
+    """The local files a job made from ``config`` deploys: each image URL's file name, in the
+    configuration's directory (where the build left them)."""
+    deploy = next(action["deploy"] for action in job["actions"] if "deploy" in action)
+    directory = config.resolve().parent
+    return [directory / str(image["url"]).rsplit("/", 1)[-1] for image in deploy["images"].values()]
+
+
 def dump(job: dict[str, Any]) -> str:
     """The job as LAVA's YAML (keys in the order given)."""
     text: str = yaml.safe_dump(job, sort_keys=False, default_flow_style=False, width=100)
