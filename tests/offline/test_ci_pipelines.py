@@ -20,6 +20,7 @@ Scripts are read as the shell reads them: each line split into simple commands a
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -76,6 +77,7 @@ IMAGE_NAME_SUFFIX = ".rootfs"
 SHELL_PROGRAMS = {
     "cd", "echo", "exit", "exec", "test", "true", "false", "set", "rm",
     "sh", "bash", "cat", "git", "kas", "apt-get",
+    "lavacli",  # Debian's, installed by `parsec-demo setup lava`; its command lines are checked
 }  # fmt: skip
 #: What drove the machine by hand and read its output, before testimage's controllers did.
 SCRAPING_PROGRAMS = {"sed", "grep", "head", "./tools/run-fvp", "sleep", "kill", "timeout"}
@@ -236,6 +238,9 @@ def test_stages_run_in_order_and_needs_point_back() -> None:
         "testimage-qemuarm64": {"build-qemuarm64": False},
         "junit-fvp-rd1-ae": {"testimage-fvp-rd1-ae": True},
         "junit-qemuarm64": {"testimage-qemuarm64": True},
+        # The LAVA jobs read the build's .fvpconf or qemuboot.conf and its deploy file names.
+        "lava-fvp-rd1-ae": {"build-fvp-rd1-ae": True},
+        "lava-qemuarm64": {"build-qemuarm64": True},
     }
     for name in ("junit-fvp-rd1-ae", "junit-qemuarm64"):
         assert jobs[name].get("when") == "always", f"{name}: reports also after a failed test"
@@ -260,6 +265,13 @@ def test_each_job_runs_what_its_stage_is_for() -> None:
         "testimage-qemuarm64": ["rm", "kas build"],
         "junit-fvp-rd1-ae": ["./tools/parsec-demo"],
         "junit-qemuarm64": ["./tools/parsec-demo"],
+        **{
+            f"lava-{machine}": [
+                "./tools/parsec-demo", "./tools/parsec-demo", "./tools/parsec-demo", "lavacli",
+                "cat", "lavacli", "cat", "lavacli", "cat", "./tools/parsec-demo",
+            ]
+            for machine in ("fvp-rd1-ae", "qemuarm64")
+        },
     }  # fmt: skip
     builds = {
         name: c.argv[2]
@@ -268,10 +280,11 @@ def test_each_job_runs_what_its_stage_is_for() -> None:
         if c.argv[:2] == ["kas", "build"]
     }
     assert builds == {
-        "build-qemuarm64": "kas/base.yml:kas/qemuarm64.yml",
-        "build-fvp-rd1-ae": "kas/base.yml:kas/fvp-rd1-ae.yml",
-        "testimage-fvp-rd1-ae": "kas/base.yml:kas/fvp-rd1-ae.yml:kas/testimage.yml",
-        "testimage-qemuarm64": "kas/base.yml:kas/qemuarm64.yml:kas/testimage.yml",
+        "build-qemuarm64": "kas/base.yml:kas/qemuarm64.yml:kas/ci-cache.yml",
+        "build-fvp-rd1-ae": "kas/base.yml:kas/fvp-rd1-ae.yml:kas/ci-cache.yml",
+        "testimage-fvp-rd1-ae": "kas/base.yml:kas/fvp-rd1-ae.yml:kas/testimage.yml"
+        ":kas/ci-cache.yml",
+        "testimage-qemuarm64": "kas/base.yml:kas/qemuarm64.yml:kas/testimage.yml:kas/ci-cache.yml",
     }
     # A testimage job starts from no results: testimage adds to a testresults.json it finds.
     for name in ("testimage-fvp-rd1-ae", "testimage-qemuarm64"):
@@ -326,7 +339,7 @@ def test_junit_comes_from_the_report_command_reading_what_testimage_wrote() -> N
     reporting = {
         name: job
         for name, job in jobs.items()
-        if "junit" in job.get("artifacts", {}).get("reports", {})
+        if "junit" in job.get("artifacts", {}).get("reports", {}) and not name.startswith("lava-")
     }
     assert sorted(reporting) == ["junit-fvp-rd1-ae", "junit-qemuarm64"]
     for name, job in reporting.items():
@@ -434,11 +447,16 @@ def test_upstream_commands_exist_at_the_pinned_poky(name: str) -> None:
 
 
 def test_tools_are_given_options_they_accept() -> None:
+    from parsec_demo.cli import build_parser
+
     helps: dict[str, str] = {}
     for name, job in gitlab_jobs().items():
         for command in job_commands(job):
             # ./tools/test passes its arguments to pytest (paths: checked above).
             if not command.program.startswith("./tools/") or command.program == "./tools/test":
+                continue
+            if command.program == "./tools/parsec-demo":
+                build_parser().parse_args(command.argv[1:])  # a UsageError names what is wrong
                 continue
             if command.program not in helps:
                 helps[command.program] = subprocess.run(
@@ -601,3 +619,93 @@ def test_the_script_reader_splits_as_the_shell_does() -> None:
         (["bitbake", "-c", "testimage", "img"], {"B": "2"}, "k/a.yml:k/b.yml", []),
         (["exit", "SUBSTITUTED"], {}, None, []),
     ]  # fmt: skip
+
+
+# --- the LAVA jobs ---------------------------------------------------------------------------
+
+#: What the LAVA jobs' scripts need from GitLab, as a pipeline has it.
+GITLAB_ENV = {
+    "CI_API_V4_URL": "https://gitlab.example/api/v4",
+    "CI_PROJECT_ID": "7",
+    "BUILD_QEMUARM64_JOB_ID": "1001",
+    "BUILD_FVP_RD1_AE_JOB_ID": "1002",
+    "LAVA_FVP_DOCKER": "registry.example/arm/fvp-rd1-ae:11.25",
+}
+
+
+def _yocto_deploy(deploy: Path, machine: str) -> str:
+    """What the build job of ``machine`` leaves in its deploy directory, as far as the LAVA
+    job reads it; the URL path of the first image LAVA downloads."""
+    deploy.mkdir(parents=True)
+    if machine == "qemuarm64":
+        for name in ("Image", "parsec-tls-demo-image-qemuarm64.rootfs.ext4"):
+            (deploy / name).write_bytes(b"image")
+        (deploy / f"parsec-tls-demo-image-qemuarm64{IMAGE_NAME_SUFFIX}.qemuboot.conf").write_text(
+            "[config_bsp]\nIMAGE_LINK_NAME = parsec-tls-demo-image-qemuarm64.rootfs\n"
+            "QB_DEFAULT_KERNEL = Image\nQB_DEFAULT_FSTYPE = ext4\nQB_MACHINE = -machine virt\n"
+            "QB_CPU = -cpu cortex-a57\nQB_SYSTEM_NAME = qemu-system-aarch64\nQB_MEM = -m 1024\n"
+            "QB_KERNEL_CMDLINE_APPEND = console=ttyAMA0\n"
+        )
+        return "Image"
+    from test_lava_jobs import RD1AE_FVPCONF
+
+    files = {"parsec-tls-demo-image-fvp-rd1-ae.rootfs.wic", "rse-rom-image.img", "rse-bl1.axf"}
+    for name in files:
+        (deploy / name).write_bytes(b"image")
+    config = dict(RD1AE_FVPCONF)
+    config["parameters"] = {
+        **RD1AE_FVPCONF["parameters"],
+        "board.virtioblockdevice.image_path": "parsec-tls-demo-image-fvp-rd1-ae.rootfs.wic",
+    }
+    (deploy / f"parsec-tls-demo-image-fvp-rd1-ae{IMAGE_NAME_SUFFIX}.fvpconf").write_text(
+        json.dumps(config)
+    )
+    return "parsec-tls-demo-image-fvp-rd1-ae.rootfs.wic"
+
+
+@pytest.mark.parametrize(
+    ("machine", "build_job_id"), [("qemuarm64", "1001"), ("fvp-rd1-ae", "1002")]
+)
+def test_the_lava_jobs_submit_wait_and_collect_with_lavacli_against_a_lava_api(
+    tmp_path: Path, machine: str, build_job_id: str
+) -> None:
+    """A LAVA job's script, run by bash in a workspace with what its build job leaves, real
+    lavacli (Debian's) against a stand-in of LAVA's XML-RPC API: the submitted job is the
+    generated one, images come from the build job's artifacts, and the results become the
+    JUnit report GitLab is given."""
+    from lava_standin import LAVA_RESULTS, LavaStandin
+
+    job = gitlab_jobs()[f"lava-{machine}"]
+    assert job["rules"] == [{"if": "$LAVA_URI"}], "runs only where a LAVA server is named"
+    workspace = tmp_path / "workspace"
+    first_image = _yocto_deploy(workspace / f"build/tmp/deploy/images/{machine}", machine)
+    script = [
+        line.replace("./tools/parsec-demo", str(PROJECT_ROOT / "tools/parsec-demo"))
+        for line in job["script"]
+        if "setup lava" not in line  # ./tools/test installed Debian's lava-common and lavacli
+    ]
+    with LavaStandin(LAVA_RESULTS) as lava:
+        env = {
+            **GITLAB_ENV,
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "LAVA_URI": f"http://ci:secret-token@127.0.0.1:{lava.port}/RPC2",
+        }
+        result = subprocess.run(
+            ["bash", "-e", "-c", "\n".join(script)],
+            cwd=workspace, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        ((job_id, submitted),) = lava.submitted.items()
+    assert (workspace / "lava-job-id").read_text().strip() == str(job_id)
+    assert yaml.safe_load(submitted) == yaml.safe_load((workspace / "lava-job.yaml").read_text())
+    deploy_action = yaml.safe_load(submitted)["actions"][0]["deploy"]
+    first = next(iter(deploy_action["images"].values()))
+    assert first["url"] == (
+        f"https://gitlab.example/api/v4/projects/7/jobs/{build_job_id}/artifacts/"
+        f"build/tmp/deploy/images/{machine}/{first_image}"
+    )
+    junit = workspace / job["artifacts"]["reports"]["junit"]
+    assert 'failures="3"' in junit.read_text()
+    for path in job["artifacts"]["paths"]:
+        assert (workspace / path).exists(), f"artifact {path} was not written"

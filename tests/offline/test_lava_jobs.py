@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lava_standin import LAVA_RESULTS
 from parsec_demo.image_build import write_qemuboot
 from parsec_demo.lava.check import check
 from parsec_demo.lava.jobs import TEST_DEFINITION, FarmSettings, SettingsError
@@ -218,23 +219,6 @@ def test_a_user_mistake_is_one_line(fvpconf: Path, tmp_path: Path) -> None:
 
 
 # --- a job's results -------------------------------------------------------------------------
-
-#: LAVA's results of a job, in the shape its results API exports them (trimmed).
-LAVA_RESULTS = [
-    {"id": "101", "job": "42", "suite": "lava", "name": "auto-login-action", "result": "pass",
-     "level": "2.4.2", "metadata": {"duration": "3.20", "level": "2.4.2"}, "unit": "",
-     "measurement": None, "logged": "2026-12-03 06:00:00", "url": "/results/42/lava/1"},
-    {"id": "102", "job": "42", "suite": "1_parsec-tls-demo", "name": "parsec-ping",
-     "result": "pass", "metadata": {"case": "parsec-ping", "definition": "1_parsec-tls-demo"}},
-    {"id": "103", "job": "42", "suite": "1_parsec-tls-demo", "name": "tls-handshake-in-container",
-     "result": "fail", "metadata": {"case": "tls-handshake-in-container"}},
-    {"id": "104", "job": "42", "suite": "1_parsec-tls-demo", "name": "no-container-left",
-     "result": "skip", "metadata": {}},
-    {"id": "105", "job": "42", "suite": "lava", "name": "parsec_demo_rse_console",
-     "result": "fail", "metadata": {"error_msg": "command failed", "error_type": "Test"}},
-    {"id": "106", "job": "42", "suite": "lava", "name": "job", "result": "fail",
-     "metadata": {"error_msg": "command failed", "error_type": "Test"}},
-]  # fmt: skip
 
 
 def test_a_lava_job_s_results_become_the_validation_s_reports(tmp_path: Path) -> None:
