@@ -290,3 +290,23 @@ def test_the_images_list_names_every_deployed_file(qemuboot: Path, tmp_path: Pat
     files = [Path(line) for line in listing.read_text().splitlines()]
     assert [f.name for f in files] == ["vmlinuz", "initrd.img", "rootfs.ext4"]
     assert all(f.is_file() and f.parent == qemuboot.parent for f in files)
+
+
+def test_the_device_dictionary_renders_with_lava_s_templates_and_passes_its_schema() -> None:
+    """lava/devices/qemu-parsec-demo.jinja2 as lava-server renders it (its own qemu.jinja2 and
+    base.jinja2, from Debian's lava-server), valid for LAVA, with the user commands the QEMU
+    job calls and the RSE socket the job attaches."""
+    from parsec_demo.lava.check import render_device
+
+    dictionary = ROOT / "lava/devices/qemu-parsec-demo.jinja2"
+    (verdict,) = check("device", [dictionary])
+    assert verdict.valid, verdict.line
+    device = yaml.safe_load(render_device(dictionary))
+    users = device["commands"]["users"]
+    defaults = FarmSettings()
+    start = users[defaults.rse_start_command]
+    assert f"--socket {defaults.rse_socket} " in start["do"] + " "
+    assert start["do"].startswith("systemd-run ") and start["undo"].startswith("systemctl stop ")
+    assert "parsec-demo-rse-model " in start["do"]
+    assert users[defaults.rse_evidence_command]["do"].startswith("cat /run/parsec-demo-lava/")
+    assert "qemu" in device["actions"]["boot"]["methods"]

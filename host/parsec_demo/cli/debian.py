@@ -43,9 +43,10 @@ QEMU_BINARIES = {
     "qemu-system-aarch64": "qemu-system-arm",
     "qemu-system-arm": "qemu-system-arm",
 }
-#: LAVA job and test definitions checked with LAVA's own schema (Debian's; not on PyPI), by
-#: Debian's interpreter; lavacli submits jobs to a LAVA server and fetches their results.
-LAVA = ("lava-common", "python3", "lavacli")
+#: LAVA job and test definitions and device dictionaries checked with LAVA's own schema and
+#: templates (Debian's; not on PyPI), by Debian's interpreter; lavacli submits jobs to a LAVA
+#: server and fetches their results.
+LAVA = ("lava-common", "python3", "python3-jinja2", "lavacli")
 #: The test suite's own: gdb counts local verifications, chromium renders the report, sshd is
 #: the throwaway server the SSH target's contract is checked against.
 TEST = ("gdb", "chromium", "openssh-server")

@@ -2,7 +2,8 @@
 
   lava job fvp FVPCONF [--settings FILE] [--set NAME=VALUE]... [-o JOB.yaml]
   lava job qemu QEMUBOOT.conf [--settings FILE] [--set NAME=VALUE]... [-o JOB.yaml]
-  lava check [--testdef] FILE...
+  lava check [--testdef | --device] FILE...
+  lava device DEVICE-DICTIONARY.jinja2 [-o device.yaml]
   lava results LAVA-RESULTS.yaml --job-id ID --machine NAME [-o DIR]
 
 `job fvp` boots the FVP of a meta-arm .fvpconf (the RD-1 AE image's), `job qemu` the machine of a
@@ -16,8 +17,11 @@ on standard output or in the -o file.
 --images-list FILE writes the local path of every file the job deploys, one per line, for the
 step that publishes them at images_url.
 
-`check` validates job definitions (or, with --testdef, test definitions) with LAVA's own schema,
-Debian's lava-common, and prints one line per file; exit status 1 if any is invalid.
+`check` validates job definitions (or, with --testdef, test definitions; with --device, device
+dictionaries such as lava/devices/qemu-parsec-demo.jinja2, rendered with lava-server's own
+templates) with LAVA's own schema, Debian's lava-common, and prints one line per file; exit
+status 1 if any is invalid. `device` writes the device configuration a dispatcher's lava-run
+reads, rendered as lava-server renders it.
 
 `results` turns a LAVA job's results (`lavacli results ID --yaml`) into the validation's reports
 in DIR (default lava-report): testresults.json, junit.xml and report.html, one case per LAVA
@@ -62,9 +66,16 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
     )
     checker = actions.add_parser("check", help="validate with LAVA's own schema")
     checker.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    checker.add_argument(
+    kinds = checker.add_mutually_exclusive_group()
+    kinds.add_argument(
         "--testdef", action="store_true", help="the files are test definitions, not jobs"
     )
+    kinds.add_argument(
+        "--device", action="store_true", help="the files are device dictionaries, not jobs"
+    )
+    device = actions.add_parser("device", help="render a device dictionary as lava-server does")
+    device.add_argument("dictionary", type=Path, metavar="DEVICE-DICTIONARY.jinja2")
+    device.add_argument("-o", "--output", type=Path, help="(default: stdout)")
     results = actions.add_parser("results", help="LAVA's results of a job as the reports")
     results.add_argument("results", type=Path, metavar="LAVA-RESULTS.yaml")
     results.add_argument("--job-id", required=True, help="the LAVA job's id")
@@ -96,7 +107,15 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         return 0
     debian.ensure(debian.LAVA)
-    verdicts = check.check("testdef" if args.testdef else "job", args.files)
+    if args.lava_action == "device":
+        text = check.render_device(args.dictionary)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            _write(args.output, text)
+        return 0
+    kind = "testdef" if args.testdef else "device" if args.device else "job"
+    verdicts = check.check(kind, args.files)
     for verdict in verdicts:
         print(verdict.line)
     return 0 if all(v.valid for v in verdicts) else 1

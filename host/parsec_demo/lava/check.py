@@ -1,8 +1,10 @@
-"""LAVA's own schema, applied to job and test definitions.
+"""LAVA's own schema, applied to job definitions, test definitions and device dictionaries.
 
 LAVA's schema is Debian's ``lava-common`` (not on PyPI), so the check runs in Debian's
 ``python3`` (``schema_check.py``, standalone); this module gives it the files and reads its
-one line per file.
+one line per file. A device dictionary is rendered first with lava-server's own device-type
+templates, taken from Debian's ``lava-server`` package (downloaded once into the build
+directory and unpacked, not installed: only its templates are needed).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..native_build import build_root
 
 SCRIPT = Path(__file__).resolve().with_name("schema_check.py")
 #: Debian's interpreter, the one its lava-common package installs for.
 DEBIAN_PYTHON = "/usr/bin/python3"
-KINDS = ("job", "testdef")
+KINDS = ("job", "testdef", "device")
 
 
 class SchemaUnavailable(UserError):
@@ -36,14 +39,8 @@ def check(kind: str, paths: list[Path]) -> list[Verdict]:
         raise ValueError(f"unknown kind {kind}")
     if not paths:
         return []
-    if not Path(DEBIAN_PYTHON).exists():
-        raise SchemaUnavailable(f"{DEBIAN_PYTHON} is missing: LAVA's schema needs Debian's python3")
-    result = subprocess.run(
-        [DEBIAN_PYTHON, str(SCRIPT), kind, *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    templates = [str(lava_server_templates())] if kind == "device" else []
+    result = _schema_check(kind, *templates, *map(str, paths))
     if result.returncode == 2:
         raise SchemaUnavailable(
             (result.stdout + result.stderr).strip() + " (`parsec-demo setup lava` installs it)"
@@ -54,3 +51,46 @@ def check(kind: str, paths: list[Path]) -> list[Verdict]:
     if len(verdicts) != len(paths):
         raise SchemaUnavailable(f"LAVA's schema check failed: {result.stderr.strip()}")
     return verdicts
+
+
+def render_device(dictionary: Path) -> str:
+    """The device configuration lava-server makes of the device dictionary ``dictionary``."""
+    result = _schema_check("render", str(lava_server_templates()), str(dictionary))
+    if result.returncode != 0:
+        detail = (result.stdout + result.stderr).strip().splitlines()
+        raise UserError(f"cannot render {dictionary}: {detail[-1] if detail else 'no output'}")
+    return result.stdout
+
+
+def _schema_check(*args: str) -> subprocess.CompletedProcess[str]:
+    if not Path(DEBIAN_PYTHON).exists():
+        raise SchemaUnavailable(f"{DEBIAN_PYTHON} is missing: LAVA's schema needs Debian's python3")
+    return subprocess.run(
+        [DEBIAN_PYTHON, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def lava_server_templates() -> Path:
+    """lava-server's ``device-types`` directory, from Debian's package, unpacked once."""
+    root = build_root() / "lava-server"
+    templates = root / "usr/share/lava-server/device-types"
+    if (templates / "base.jinja2").is_file():
+        return templates
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob("*.deb"):
+        old.unlink()
+    download = subprocess.run(
+        ["apt-get", "download", "lava-server"], cwd=root, capture_output=True, text=True
+    )
+    packages = sorted(root.glob("lava-server_*.deb"))
+    if download.returncode != 0 or not packages:
+        raise SchemaUnavailable(
+            "cannot download Debian's lava-server package for its device templates: "
+            + " ".join((download.stderr or download.stdout).split())[-300:]
+        )
+    unpack = subprocess.run(
+        ["dpkg-deb", "-x", str(packages[-1]), str(root)], capture_output=True, text=True
+    )
+    if unpack.returncode != 0 or not (templates / "base.jinja2").is_file():
+        raise SchemaUnavailable(f"cannot unpack {packages[-1]}: {unpack.stderr.strip()}")
+    return templates
