@@ -166,7 +166,7 @@ def test_the_qemu_job_starts_the_rse_model_before_the_boot_and_records_its_conso
     assert "-device virtserialport,bus=vser0.0,chardev=rse,name=rse" in context["extra_options"]
     images = _action(job, "deploy")["images"]
     assert images["kernel"]["image_arg"] == (
-        "-kernel {kernel} -append 'root=/dev/vda rw console=ttyAMA0 quiet ip=dhcp'"
+        "-kernel {kernel} -append 'root=/dev/vda rw console=ttyAMA0 ip=dhcp'"
     )
     assert images["initrd"]["image_arg"] == "-initrd {initrd}"
     assert images["rootfs"]["url"] == "https://artifacts.example/deploy/rootfs.ext4"
@@ -310,3 +310,30 @@ def test_the_device_dictionary_renders_with_lava_s_templates_and_passes_its_sche
     assert "parsec-demo-rse-model " in start["do"]
     assert users[defaults.rse_evidence_command]["do"].startswith("cat /run/parsec-demo-lava/")
     assert "qemu" in device["actions"]["boot"]["methods"]
+
+
+def test_lava_run_s_log_gives_the_cases_in_the_results_api_s_shape(tmp_path: Path) -> None:
+    from parsec_demo.lava.local_run import results_of_log
+
+    log = tmp_path / "lava-run.log"
+    log.write_text(
+        '{"dt": "2026-12-03T06:29:01", "lvl": "target", "msg": "  . Verifying ... ok"}\n'
+        '{"dt": "2026-12-03T06:29:02", "lvl": "results", "msg": {"case": "parsec-ping", '
+        '"definition": "0_parsec-tls-demo", "result": "pass", "duration": "1.50"}}\n'
+        '{"dt": "2026-12-03T06:29:08", "lvl": "results", "msg": {"case": "job", '
+        '"definition": "lava", "result": "fail", "error_msg": "boot failed", '
+        '"error_type": "Infrastructure"}}\n'
+    )
+    cases = results_of_log(log)
+    assert [(c["suite"], c["name"], c["result"]) for c in cases] == [
+        ("0_parsec-tls-demo", "parsec-ping", "pass"),
+        ("lava", "job", "fail"),
+    ]
+    from parsec_demo.lava.results import case_results
+
+    results = case_results(cases)
+    assert [(r.name, r.status, r.duration) for r in results] == [
+        ("lava.parsec-tls-demo.parsec-ping", "PASSED", 1.5),
+        ("lava.lava.job", "FAILED", 0.0),
+    ]
+    assert results[1].log == "error_msg: boot failed\nerror_type: Infrastructure"

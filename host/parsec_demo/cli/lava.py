@@ -3,8 +3,9 @@
   lava job fvp FVPCONF [--settings FILE] [--set NAME=VALUE]... [-o JOB.yaml]
   lava job qemu QEMUBOOT.conf [--settings FILE] [--set NAME=VALUE]... [-o JOB.yaml]
   lava check [--testdef | --device] FILE...
-  lava device DEVICE-DICTIONARY.jinja2 [-o device.yaml]
+  lava device DEVICE-DICTIONARY.jinja2 [--job JOB.yaml] [-o device.yaml]
   lava results LAVA-RESULTS.yaml --job-id ID --machine NAME [-o DIR]
+  lava run [--image DIR] [--run-dir DIR]
 
 `job fvp` boots the FVP of a meta-arm .fvpconf (the RD-1 AE image's), `job qemu` the machine of a
 qemuboot.conf (the Yocto qemuarm64 image's, or the dev image's beside its manifest.json); both
@@ -21,7 +22,12 @@ step that publishes them at images_url.
 dictionaries such as lava/devices/qemu-parsec-demo.jinja2, rendered with lava-server's own
 templates) with LAVA's own schema, Debian's lava-common, and prints one line per file; exit
 status 1 if any is invalid. `device` writes the device configuration a dispatcher's lava-run
-reads, rendered as lava-server renders it.
+reads, rendered as lava-server renders it for a job (--job: its context variables).
+
+`run` runs the dev image's QEMU job end to end here with LAVA's own dispatcher (lava-run, in a
+Debian root of its own made once with mmdebstrap; needs root), with the device
+lava/devices/local-qemu.jinja2, and writes the validation's reports of LAVA's results into the
+run directory's report/; exit status 1 if a case failed.
 
 `results` turns a LAVA job's results (`lavacli results ID --yaml`) into the validation's reports
 in DIR (default lava-report): testresults.json, junit.xml and report.html, one case per LAVA
@@ -34,6 +40,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import yaml
 
 from ..errors import UserError
 from ..lava import check, jobs
@@ -75,7 +83,13 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
     )
     device = actions.add_parser("device", help="render a device dictionary as lava-server does")
     device.add_argument("dictionary", type=Path, metavar="DEVICE-DICTIONARY.jinja2")
+    device.add_argument("--job", type=Path, help="render for this job's context")
     device.add_argument("-o", "--output", type=Path, help="(default: stdout)")
+    local = actions.add_parser("run", help="run the dev image's job here with lava-run")
+    local.add_argument(
+        "--image", type=Path, help="a dev image directory (default: this checkout's)"
+    )
+    local.add_argument("--run-dir", type=Path, help="where the logs go (default: a new runs/ dir)")
     results = actions.add_parser("results", help="LAVA's results of a job as the reports")
     results.add_argument("results", type=Path, metavar="LAVA-RESULTS.yaml")
     results.add_argument("--job-id", required=True, help="the LAVA job's id")
@@ -107,8 +121,16 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         return 0
     debian.ensure(debian.LAVA)
+    if args.lava_action == "run":
+        return _run_locally(args)
     if args.lava_action == "device":
-        text = check.render_device(args.dictionary)
+        context = {}
+        if args.job is not None:
+            try:
+                context = dict(yaml.safe_load(args.job.read_text()).get("context") or {})
+            except (OSError, AttributeError, yaml.YAMLError) as exc:
+                raise UserError(f"cannot read the job {args.job}: {exc}") from None
+        text = check.render_device(args.dictionary, context)
         if args.output is None:
             sys.stdout.write(text)
         else:
@@ -126,3 +148,20 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text)
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc}") from None
+
+
+def _run_locally(args: argparse.Namespace) -> int:
+    from ..image_build import build_image
+    from ..lava import local_run
+    from ..paths import new_run_dir
+
+    debian.ensure(debian.image("amd64"))
+    image = args.image or build_image("amd64")
+    run_dir = args.run_dir or new_run_dir("lava-run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    written, report = local_run.run(image, run_dir)
+    print(summary_line(written))
+    for line in skipped_lines(written):
+        print(line)
+    print(f"reports in {report}; lava-run's log {run_dir / 'lava-run.log'}")
+    return 0 if all(r.status in ("PASSED", "SKIPPED") for r in written) else 1

@@ -9,9 +9,12 @@ directory and unpacked, not installed: only its templates are needed).
 
 from __future__ import annotations
 
+import json
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from ..native_build import build_root
@@ -53,9 +56,15 @@ def check(kind: str, paths: list[Path]) -> list[Verdict]:
     return verdicts
 
 
-def render_device(dictionary: Path) -> str:
-    """The device configuration lava-server makes of the device dictionary ``dictionary``."""
-    result = _schema_check("render", str(lava_server_templates()), str(dictionary))
+def render_device(dictionary: Path, context: dict[str, Any] | None = None) -> str:
+    """The device configuration lava-server makes of the device dictionary ``dictionary`` for
+    a job whose ``context`` (the job's context variables: arch, memory, ...) is given."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as context_file:
+        json.dump(context or {}, context_file)
+        context_file.flush()
+        result = _schema_check(
+            "render", str(lava_server_templates()), str(dictionary), context_file.name
+        )
     if result.returncode != 0:
         detail = (result.stdout + result.stderr).strip().splitlines()
         raise UserError(f"cannot render {dictionary}: {detail[-1] if detail else 'no output'}")

@@ -307,9 +307,11 @@ def qemu_job(qemuboot: Path, settings: FarmSettings) -> dict[str, Any]:
     images = _Images(settings)
     deploy: dict[str, dict[str, str]] = {}
     kernel = images.label(config.kernel, "kernel")
+    # LAVA knows the boot started by the kernel's "Linux version" line, which quiet hides.
+    cmdline = " ".join(word for word in config.cmdline.split() if word != "quiet")
     deploy[kernel] = {
         **images.urls[kernel],
-        "image_arg": f"-kernel {{{kernel}}} -append {shlex.quote(config.cmdline)}",
+        "image_arg": f"-kernel {{{kernel}}} -append {shlex.quote(cmdline)}",
     }
     extra = list(config.extra)
     initrd = config.initrd
@@ -331,6 +333,9 @@ def qemu_job(qemuboot: Path, settings: FarmSettings) -> dict[str, Any]:
     context: dict[str, Any] = {
         "arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch),
         "netdevice": "user",
+        # LAVA's test overlay disk as a virtio disk: the machines have no IDE controller (the
+        # Arm virt machine) or no driver for it (the dev image).
+        "guestfs_interface": "virtio",
         "memory": config.memory_mb,
         "extra_options": [f"-smp {config.smp}", *(shlex.join(pair) for pair in rse)],
     }

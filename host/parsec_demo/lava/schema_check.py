@@ -5,7 +5,8 @@ the toolkit's interpreter:
 
   python3 schema_check.py job|testdef FILE...
   python3 schema_check.py device TEMPLATES FILE...   device dictionaries, rendered first
-  python3 schema_check.py render TEMPLATES FILE      the device configuration, on stdout
+  python3 schema_check.py render TEMPLATES FILE [CONTEXT.json]
+                                  the device configuration for a job of that context, on stdout
 
 One line per file, ``FILE: valid`` or ``FILE: invalid: <LAVA's message>``; exit status 1 if any
 is invalid, 2 if LAVA's schema is not installed. A device dictionary is rendered as lava-server
@@ -14,6 +15,7 @@ lava-server's ``device-types`` (TEMPLATES) on the search path. Standalone on pur
 imports nothing of the toolkit.
 """
 
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -40,14 +42,14 @@ CHECKS: dict[str, Callable[[Any], None]] = {
 }
 
 
-def render(templates: str, name: str) -> str:
+def render(templates: str, name: str, context: dict[str, Any] | None = None) -> str:
     directory, _, base = name.rpartition("/")
     environment = SandboxedEnvironment(
         loader=FileSystemLoader([directory or ".", templates]),
         autoescape=False,
         trim_blocks=True,
     )
-    text: str = environment.get_template(base).render()
+    text: str = environment.get_template(base).render(**(context or {}))
     return text
 
 
@@ -60,7 +62,11 @@ def main(argv: list[str]) -> int:
         print(usage)
         return 2
     if kind == "render":
-        print(render(templates, files[0]), end="")
+        context = {}
+        if len(files) > 1:
+            with open(files[1]) as stream:
+                context = json.load(stream)
+        print(render(templates, files[0], context), end="")
         return 0
     failed = 0
     for name in files:
