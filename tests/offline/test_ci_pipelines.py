@@ -647,7 +647,7 @@ def _yocto_deploy(deploy: Path, machine: str) -> str:
             "QB_KERNEL_CMDLINE_APPEND = console=ttyAMA0\n"
         )
         return "Image"
-    from test_lava_jobs import RD1AE_FVPCONF
+    from rd1ae import RD1AE_FVPCONF
 
     files = {"parsec-tls-demo-image-fvp-rd1-ae.rootfs.wic", "rse-rom-image.img", "rse-bl1.axf"}
     for name in files:

@@ -18,24 +18,9 @@ from parsec_demo.lava.check import check
 from parsec_demo.lava.jobs import TEST_DEFINITION, FarmSettings, SettingsError
 from parsec_demo.paths import project_root
 from parsec_demo.services import python_command
+from rd1ae import RD1AE_FILES, RD1AE_FVPCONF
 
 ROOT = project_root()
-# The shape meta-arm's fvpboot writes for the RD-1 AE machine (trimmed).
-RD1AE_FVPCONF = {
-    "exe": "FVP_RD_1_AE",
-    "fvp-bindir": "/opt/fvp",
-    "parameters": {
-        "soc.pl011_uart0.unbuffered_output": "1",
-        "board.virtio_net.hostbridge.userNetPorts": "2222=22",
-        "board.virtioblockdevice.image_path": "core-image-minimal-fvp-rd1-ae.wic",
-    },
-    "data": ["css.sysctrl.rse.cpu=rse-rom-image.img@0x11000000"],
-    "applications": {"css.sysctrl.rse.cpu": "rse-bl1.axf"},
-    "terminals": {"soc.terminal_ns_uart0": "Linux console", "css.sysctrl.rse.terminal_uart": "RSE"},
-    "consoles": {"default": "soc.terminal_ns_uart0", "rse": "css.sysctrl.rse.terminal_uart"},
-    "args": ["--simlimit", "3600"],
-    "env": {"ARMLMD_LICENSE_FILE": "8224@licenses.example"},
-}
 SETTINGS = [
     "images_url=https://artifacts.example/deploy",
     "fvp_docker=registry.example/arm/fvp-rd1-ae:11.25",
@@ -46,10 +31,10 @@ SETTINGS = [
 def fvpconf(tmp_path: Path) -> Path:
     deploy = tmp_path / "deploy"
     deploy.mkdir()
-    for name in ("core-image-minimal-fvp-rd1-ae.wic", "rse-rom-image.img", "rse-bl1.axf"):
+    for name in RD1AE_FILES:
         (deploy / name).write_bytes(b"image")
     path = deploy / "core-image-minimal-fvp-rd1-ae.fvpconf"
-    path.write_text(json.dumps(RD1AE_FVPCONF))
+    path.write_text(json.dumps({**RD1AE_FVPCONF, "fvp-bindir": "/opt/fvp"}))
     return path
 
 
