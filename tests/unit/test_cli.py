@@ -330,7 +330,18 @@ def test_library_progress_shows_on_stderr_and_debug_with_verbose(
 # --- run-fvp: machine.json ----------------------------------------------------------------
 
 
-def test_run_fvp_describes_the_machine_in_machine_json(tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+
+
+@pytest.mark.parametrize(
+    ("stop", "start_with_sigint_ignored"),
+    [(signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["SIGTERM", "SIGINT-in-the-background"],
+)
+def test_run_fvp_describes_the_machine_in_machine_json(
+    tmp_path: Path, stop: signal.Signals, start_with_sigint_ignored: bool
+) -> None:
     bindir = tmp_path / "fvp-bin"
     bindir.mkdir()
     model = bindir / "FVP_RD_1_AE"
@@ -356,6 +367,7 @@ def test_run_fvp_describes_the_machine_in_machine_json(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint if start_with_sigint_ignored else None,
     )
     try:
         deadline = time.monotonic() + 60
@@ -380,7 +392,7 @@ def test_run_fvp_describes_the_machine_in_machine_json(tmp_path: Path) -> None:
         assert info["rse_events_log"] is None, "no RSE model runs beside an FVP"
         assert info["emulator_log"] == str(run_dir / "fvp.log")
     finally:
-        runner.send_signal(signal.SIGTERM)
+        runner.send_signal(stop)
         out, err = runner.communicate(timeout=60)
     assert runner.returncode == 0, err
     assert f"Machine up. SSH: ssh -p {info['ssh_port']} " in out

@@ -108,7 +108,10 @@ def _run_machine(
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too, explicitly: a shell starts a background job with SIGINT ignored, and Python
+    # then never turns it into KeyboardInterrupt.
     previous = signal.signal(signal.SIGTERM, on_signal)
+    previous_int = signal.signal(signal.SIGINT, on_signal)
     info_path = run_dir / runner.MACHINE_JSON
     info_path.unlink(missing_ok=True)  # a previous run's, in a reused run directory
     logger.info(f"Run directory: {run_dir}")
@@ -130,9 +133,11 @@ def _run_machine(
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stop short
+        for number in (signal.SIGTERM, signal.SIGINT):  # a second one must not cut the stop short
+            signal.signal(number, signal.SIG_IGN)
         machine.stop()
         info_path.unlink(missing_ok=True)
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         logger.info("Machine stopped.")
     return 0
