@@ -266,7 +266,6 @@ def test_results_that_are_not_lava_s_are_one_line(
 
 def test_the_images_list_names_every_deployed_file(qemuboot: Path, tmp_path: Path) -> None:
     listing = tmp_path / "images.txt"
-    _job("qemu", qemuboot, tmp_path, "images_url=https://a.example/x")
     subprocess.run(
         python_command("lava", "job", "qemu", str(qemuboot), "--set", "images_url=https://a",
                        "-o", str(tmp_path / "job.yaml"), "--images-list", str(listing)),

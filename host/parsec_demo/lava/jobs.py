@@ -313,12 +313,9 @@ def qemu_job(qemuboot: Path, settings: FarmSettings) -> dict[str, Any]:
         **images.urls[kernel],
         "image_arg": f"-kernel {{{kernel}}} -append {shlex.quote(cmdline)}",
     }
-    extra = list(config.extra)
     initrd = config.initrd
-    if "-initrd" in extra:  # the dev image's qemuboot.conf has it in QB_OPT_APPEND
-        at = extra.index("-initrd")
-        initrd = Path(extra[at + 1])
-        del extra[at : at + 2]
+    if "-initrd" in config.extra:  # the dev image's qemuboot.conf has it in QB_OPT_APPEND
+        initrd = Path(config.extra[config.extra.index("-initrd") + 1])
     if initrd is not None:
         label = images.label(initrd, "initrd")
         deploy[label] = {**images.urls[label], "image_arg": f"-initrd {{{label}}}"}
@@ -339,10 +336,9 @@ def qemu_job(qemuboot: Path, settings: FarmSettings) -> dict[str, Any]:
         "memory": config.memory_mb,
         "extra_options": [f"-smp {config.smp}", *(shlex.join(pair) for pair in rse)],
     }
-    for option, name in (("-machine", "machine"), ("-cpu", "cpu")):
-        for pair in _pairs(config.machine + config.cpu):
-            if pair[0] == option and len(pair) == 2:
-                context[name] = pair[1]
+    for pair in _pairs(config.machine + config.cpu):
+        if len(pair) == 2 and pair[0] in ("-machine", "-cpu"):
+            context[pair[0].removeprefix("-")] = pair[1]
     job = _header(settings, f"parsec-tls-demo on {qemuboot.name}", "qemu")
     job["context"] = context
     job["actions"] = [

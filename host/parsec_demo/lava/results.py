@@ -55,14 +55,14 @@ def case_results(cases: Sequence[dict[str, Any]]) -> list[CaseResult]:
     results = []
     for case in cases:
         suite = re.sub(r"^\d+_", "", str(case["suite"]))
-        metadata = case.get("metadata") or {}
-        log = ""
-        if isinstance(metadata, dict):
-            details = {k: v for k, v in metadata.items() if k in ("error_msg", "error_type")}
-            log = "\n".join(f"{k}: {v}" for k, v in details.items())
-        duration = metadata.get("duration", 0) if isinstance(metadata, dict) else 0
+        metadata = case.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = {}
+        log = "\n".join(
+            f"{k}: {v}" for k, v in metadata.items() if k in ("error_msg", "error_type")
+        )
         try:
-            seconds = round(float(duration), 2)
+            seconds = round(float(metadata.get("duration", 0)), 2)
         except (TypeError, ValueError):
             seconds = 0.0
         results.append(
