@@ -103,12 +103,18 @@ class ClientContainer:
             directories=directories,
         )
 
-    def run_command(self, argv: Sequence[str], mount_parsec: bool = True) -> str:
+    def run_command(
+        self, argv: Sequence[str], mount_parsec: bool = True, workdir_from: str | None = None
+    ) -> str:
         """The ``podman run`` line that runs ``argv`` in the container: the host's network,
-        and (with ``mount_parsec``) the Parsec socket's directory bind-mounted."""
+        (with ``mount_parsec``) the Parsec socket's directory bind-mounted, and (with
+        ``workdir_from``) that directory of the machine as the container's working directory,
+        where the client keeps its PSA storage across runs (a persistent key's record)."""
         words = ["podman", "run", "--rm", "--network", "host"]
         if mount_parsec:
             words += ["-v", f"{PARSEC_RUN_DIR}:{PARSEC_RUN_DIR}"]
+        if workdir_from is not None:
+            words += ["-v", f"{workdir_from}:{self.workdir}"]
         return shlex.join([*words, self.reference, *argv])
 
     def load_unit(self) -> str:

@@ -45,7 +45,17 @@ from .paths import project_root
 DEBIAN_SOURCE_PACKAGE = "mbedtls"
 DEBIAN_SUITE = "trixie"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-PROGRAMS = ("ssl_client1", "ssl_server", "ssl_server2")
+#: The demo's programs and where Mbed TLS's build puts them: the client and the servers, the
+#: client's key tool (the Parsec SE driver's tools/parsec_client_key.c) and Mbed TLS's
+#: cert_write, which issues the client's certificate from its CSR.
+PROGRAM_DIRS = {
+    "ssl_client1": "programs/ssl",
+    "ssl_server": "programs/ssl",
+    "ssl_server2": "programs/ssl",
+    "parsec_client_key": "programs/ssl",
+    "cert_write": "programs/x509",
+}
+PROGRAMS = tuple(PROGRAM_DIRS)
 
 #: Progress of the build; the command line shows it as ``[build] ...`` lines.
 logger = logging.LoggerAdapter(logging.getLogger(__name__), {"tag": "build"})
@@ -370,6 +380,7 @@ def _build_host_locked(host_build: Path, force: bool) -> HostBuild:
         "-DMBEDTLS_FATAL_WARNINGS=ON",
         "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
         f"-DPARSEC_SE_DRIVER_LIBRARIES={driver_libraries}",
+        f"-DPARSEC_SE_DRIVER_SOURCE_DIR={driver_dir()}",
     ]
     # libmbedcrypto first (it does not need the driver): the driver's load generator links it.
     logger.info("building Mbed TLS's libmbedcrypto")
@@ -392,12 +403,12 @@ def _build_host_locked(host_build: Path, force: bool) -> HostBuild:
     logger.info("building the Parsec SE driver's tests with ASan and UBSan")
     sanitize = ["-DCMAKE_BUILD_TYPE=Debug", "-DPARSEC_SE_DRIVER_SANITIZE=ON"]
     _cmake("driver-sanitize", driver_dir(), sanitized_build, [*driver_options, *sanitize], log_dir)
-    logger.info("building Mbed TLS ssl_client1, ssl_server, ssl_server2 (warnings are errors)")
+    logger.info(f"building {', '.join(PROGRAMS)} (warnings are errors)")
     _cmake("mbedtls", source, mbedtls_build, mbedtls_options, log_dir, targets=PROGRAMS)
 
     result.bin_dir.mkdir(parents=True, exist_ok=True)
     for program in PROGRAMS:
-        shutil.copy2(mbedtls_build / "programs/ssl" / program, result.program(program))
+        shutil.copy2(mbedtls_build / PROGRAM_DIRS[program] / program, result.program(program))
     shutil.copy2(driver_build / "parsec-se-driver-tests", result.driver_tests)
     shutil.copy2(sanitized_build / "parsec-se-driver-tests", result.driver_tests_sanitized)
     shutil.copy2(sanitized_build / "parsec-se-driver-harness", result.driver_harness)

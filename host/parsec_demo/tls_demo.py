@@ -98,7 +98,7 @@ def summary(events: Sequence[Mapping[str, Any]]) -> str:
     lines = ["RSE served: " + (", ".join(parts) if parts else "nothing")]
     for event in events:
         what = []
-        if event["function"] == "psa_import_key":
+        if event["function"] in ("psa_import_key", "psa_generate_key"):
             what = [event.get("key_type", "?"), f"{event.get('bits', '?')} bits"]
         elif "alg" in event:
             what = [event["alg"]]
@@ -276,18 +276,37 @@ class TlsDemo:
         timeout: float = 60.0,
         log_name: str = "ssl_client1.log",
         wrapper: Sequence[str] = (),
+        options: Sequence[str] = (),
+        workdir: Path | None = None,
     ) -> ClientRun:
-        """Run ssl_client1 once; its output also goes to the run directory.
+        """Run ssl_client1 once (``options``: its NAME=VALUE arguments); its output also goes
+        to the run directory.
 
-        Each run gets a working directory of its own: with MBEDTLS_PSA_CRYPTO_SE_C, Mbed TLS
-        keeps the SE driver's state in PSA ITS files in the working directory, through a
-        fixed temporary file name that clients running side by side would fight over.
+        Each run gets a working directory of its own unless ``workdir`` names one: with
+        MBEDTLS_PSA_CRYPTO_SE_C, Mbed TLS keeps the SE driver's state in PSA ITS files in the
+        working directory, through a fixed temporary file name that clients running side by
+        side would fight over. A client with a persistent key runs where its key was made.
         """
-        workdir = self.run_dir / f"client-{next(self._client_runs)}"
-        workdir.mkdir(parents=True, exist_ok=True)
+        if workdir is None:
+            workdir = self.run_dir / f"client-{next(self._client_runs)}"
+            workdir.mkdir(parents=True, exist_ok=True)
         argv = [str(self.build.program("ssl_client1")), address]
         if ca_file is not None:
             argv.append(str(ca_file))
+        argv += options
+        return self.run_program(argv, workdir, env, timeout, log_name, wrapper)
+
+    def run_program(
+        self,
+        argv: Sequence[str],
+        workdir: Path,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+        log_name: str = "ssl_client1.log",
+        wrapper: Sequence[str] = (),
+    ) -> ClientRun:
+        """Run a client-side program (ssl_client1, parsec_client_key) once in ``workdir``
+        with the client's environment, and collect what the RSE served meanwhile."""
         command = self.netns.command([*wrapper, *argv])
         _, offset = read_events(self.events_path)
         started = time.monotonic()
@@ -312,29 +331,46 @@ class TlsDemo:
         return ClientRun(command, output, returncode, seconds, events)
 
 
-def run_host_demo() -> int:
+def run_host_demo(tls13: bool = False, mtls: bool = False) -> int:
     """``./tools/demo --host``: build what is missing, run one handshake, show the RSE's part.
+    ``tls13``: the client speaks TLS 1.3 instead of 1.2. ``mtls``: the client authenticates
+    with a key made in the RSE (``mutual_tls``), against ``ssl_server2`` requiring it.
 
     The client's output and the RSE's part are the result (standard output); what the demo is
     doing meanwhile is logged (the command line shows it on standard error)."""
     import logging
 
+    from . import mutual_tls
+
     progress = logging.getLogger(__name__)
     build = build_host()
     run_dir = new_run_dir("demo-host")
     progress.info(f"Run directory: {run_dir}")
-    progress.info("Starting the RSE model, the Parsec service and ssl_server ...")
-    with TlsDemo(run_dir, build) as demo:
+    server, server_args = "ssl_server", []
+    if mtls:
+        server, *server_args = mutual_tls.server_argv(str(mutual_tls.pki_dir()))
+    progress.info(f"Starting the RSE model, the Parsec service and {server} ...")
+    with TlsDemo(run_dir, build, server, server_args) as demo:
         where = "a private network namespace" if demo.netns.isolated else "this host's network"
+        version = "TLS 1.3" if tls13 else "TLS 1.2"
         progress.info(
-            f"ssl_server listens on port {TLS_PORT} in {where}; running ssl_client1 directly "
-            "(the host mode runs no container):"
+            f"{server} listens on port {TLS_PORT} in {where}; running the client directly "
+            f"(the host mode runs no container), {version}"
+            + (", with a client key made in the RSE:" if mtls else ":")
         )
-        run = demo.run_client()
-        print(run.output)
-        print(summary(run.events))
-        imports = len(run.calls("psa_import_key", "PSA_SUCCESS"))
-        destroys = len(run.calls("psa_destroy_key", "PSA_SUCCESS"))
-        print(f"Keys left behind in the RSE by the handshake: {imports - destroys}", flush=True)
+        if mtls:
+            result = mutual_tls.run_mutual_tls(
+                mutual_tls.HostClientSide(demo, run_dir / "client-key"), tls13
+            )
+            print(mutual_tls.describe(result), flush=True)
+            ok = result.ok and mutual_tls.client_key_problem(result) is None
+        else:
+            run = demo.run_client(options=mutual_tls.version_options(tls13))
+            print(run.output)
+            print(summary(run.events))
+            imports = len(run.calls("psa_import_key", "PSA_SUCCESS"))
+            destroys = len(run.calls("psa_destroy_key", "PSA_SUCCESS"))
+            print(f"Keys left behind in the RSE by the handshake: {imports - destroys}", flush=True)
+            ok = run.ok
     progress.info(f"Everything stopped; logs in {run_dir}")
-    return 0 if run.ok else 1
+    return 0 if ok else 1

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import mutual_tls
 from .client_container import LOAD_UNIT, ClientContainer
 from .image_build import build_image
 from .machine.qemu import QemuMachine, load_config
@@ -78,12 +79,15 @@ def wait_for_parsec(target: SSHTarget, timeout: float = 120.0) -> None:
         raise ServiceError(f"the machine's Parsec service ({PARSEC_UNIT}) is {state}")
 
 
-def client_command(address: str, container: ClientContainer | None) -> str:
+def client_command(
+    address: str, container: ClientContainer | None, options: Sequence[str] = ()
+) -> str:
     """The command line that runs ssl_client1 in the machine: in ``container``, or directly
     (in a fresh working directory, where the client keeps its PSA storage)."""
+    argv = ["ssl_client1", address, *options]
     if container is not None:
-        return container.run_command(["ssl_client1", address])
-    return f'cd "$(mktemp -d)" && ssl_client1 {address}'
+        return container.run_command(argv)
+    return f'cd "$(mktemp -d)" && {shlex.join(argv)}'
 
 
 def wait_for_container(target: SSHTarget, container: ClientContainer) -> None:
@@ -104,12 +108,17 @@ def run_client(
     events: Path,
     address: str = "127.0.0.1",
     container: ClientContainer | None = None,
+    options: Sequence[str] = (),
 ) -> ClientRun:
     """ssl_client1 inside the machine (in ``container`` when given), with the RSE events of
     its run read on the host."""
     if container is not None:
         wait_for_container(target, container)
-    command = client_command(address, container)
+    return run_in_machine(target, events, client_command(address, container, options))
+
+
+def run_in_machine(target: SSHTarget, events: Path, command: str) -> ClientRun:
+    """``command`` in the machine, with the RSE events of its run read on the host."""
     _, offset = read_events(events)
     started = time.monotonic()
     status, output = target.run(command, timeout=120)
@@ -117,9 +126,50 @@ def run_client(
     return ClientRun([command], output, status, time.monotonic() - started, calls)
 
 
-def run_vm_demo(arch: str = "amd64", in_container: bool = True) -> int:
+#: Where the mutual-TLS demo puts the test PKI and the client's key directory in the machine.
+MACHINE_PKI = "/tmp/parsec-demo-pki"
+MACHINE_KEY_DIR = "/tmp/parsec-demo-client-key"
+
+
+class MachineClientSide:
+    """A ``mutual_tls.ClientSide`` in the machine: the client's programs in its container (or
+    directly), the CA's outside it, all in ``MACHINE_KEY_DIR``."""
+
+    def __init__(self, target: SSHTarget, events: Path, container: ClientContainer | None) -> None:
+        self.target = target
+        self.events = events
+        self.container = container
+        self.pki = MACHINE_PKI
+        status, output = target.run(
+            f"rm -rf {MACHINE_PKI} {MACHINE_KEY_DIR} && mkdir -p {MACHINE_PKI} {MACHINE_KEY_DIR}"
+        )
+        if status != 0:
+            raise ServiceError(f"cannot make the client's directories in the machine: {output}")
+        for name in mutual_tls.PKI_FILES:
+            target.copyTo(mutual_tls.pki_dir() / name, f"{MACHINE_PKI}/{name}")
+        if container is not None:
+            wait_for_container(target, container)
+            # The client in its container checks the server against the CA in its directory.
+            target.run(f"cp {MACHINE_PKI}/ca.pem {MACHINE_KEY_DIR}/ca.pem")
+
+    def as_client(self, argv: Sequence[str]) -> ClientRun:
+        if self.container is None:
+            return self.as_ca(argv)
+        words = [w.replace(MACHINE_PKI, self.container.workdir) for w in argv]
+        command = self.container.run_command(words, workdir_from=MACHINE_KEY_DIR)
+        return run_in_machine(self.target, self.events, command)
+
+    def as_ca(self, argv: Sequence[str]) -> ClientRun:
+        command = f"cd {MACHINE_KEY_DIR} && {shlex.join(argv)}"
+        return run_in_machine(self.target, self.events, command)
+
+
+def run_vm_demo(
+    arch: str = "amd64", in_container: bool = True, tls13: bool = False, mtls: bool = False
+) -> int:
     """``./tools/demo``: the handshake inside the dev VM, and the RSE's part of it; the client
-    runs in the image's client container unless ``in_container`` is false.
+    runs in the image's client container unless ``in_container`` is false. ``tls13`` and
+    ``mtls`` as for ``tls_demo.run_host_demo``.
 
     The client's command line, its output and the RSE's part are the result (standard
     output); what the demo is doing meanwhile is logged (the command line shows it on standard
@@ -141,15 +191,34 @@ def run_vm_demo(arch: str = "amd64", in_container: bool = True) -> int:
         with machine.target() as target:
             wait_for_parsec(target)
             progress.info(f"Parsec service in the machine: {target.run('parsec-tool ping')[1]}")
-            start_server(target)
             container = ClientContainer.load() if in_container else None
             where = f"in the container {container.reference}" if container else "directly"
-            progress.info(f"ssl_server runs in the machine; running ssl_client1 there {where}:")
-            run = run_client(target, run_dir / "rse-events.jsonl", container=container)
-            print(f"$ {run.command[0]}")
-            print(run.output)
-            print()
-            print(summary(run.events), flush=True)
-            target.run("pkill -x ssl_server; true")
+            version = "TLS 1.3" if tls13 else "TLS 1.2"
+            events = run_dir / "rse-events.jsonl"
+            if mtls:
+                side = MachineClientSide(target, events, container)
+                server = mutual_tls.server_argv(MACHINE_PKI)
+                start_tls_server(MachineServer(target), server, 30.0, interval=0.2)
+                progress.info(
+                    f"ssl_server2 runs in the machine, requiring a client certificate; running "
+                    f"the client there {where}, {version}, with a key made in the RSE:"
+                )
+                result = mutual_tls.run_mutual_tls(side, tls13)
+                print(mutual_tls.describe(result), flush=True)
+                ok = result.ok and mutual_tls.client_key_problem(result) is None
+                target.run(f"pkill -x ssl_server2; rm -rf {MACHINE_PKI} {MACHINE_KEY_DIR}; true")
+            else:
+                start_server(target)
+                progress.info(
+                    f"ssl_server runs in the machine; running ssl_client1 there {where}, {version}:"
+                )
+                options = mutual_tls.version_options(tls13)
+                run = run_client(target, events, container=container, options=options)
+                print(f"$ {run.command[0]}")
+                print(run.output)
+                print()
+                print(summary(run.events), flush=True)
+                ok = run.ok
+                target.run("pkill -x ssl_server; true")
     progress.info(f"Machine stopped; logs (console, QEMU, RSE model) in {run_dir}")
-    return 0 if run.ok else 1
+    return 0 if ok else 1

@@ -34,7 +34,7 @@ LDD_OUTPUT = """\
 def test_the_layer_defines_the_container_once() -> None:
     spec = ClientContainer.load()
     assert spec.reference == "localhost/parsec-demo-client:1"
-    assert spec.programs == ("/usr/bin/ssl_client1",)
+    assert spec.programs == ("/usr/bin/ssl_client1", "/usr/bin/parsec_client_key")
     assert "/run/parsec" in spec.directories and spec.workdir in spec.directories
     assert spec.archive == "/usr/share/parsec-demo/parsec-demo-client-oci.tar"
     assert spec.run_command(["ssl_client1", "127.0.0.1"]) == (
@@ -42,6 +42,11 @@ def test_the_layer_defines_the_container_once() -> None:
         "localhost/parsec-demo-client:1 ssl_client1 127.0.0.1"
     )
     assert "-v" not in spec.run_command(["ssl_client1"], mount_parsec=False)
+    # A persistent client key's PSA record lives in a directory of the machine.
+    assert spec.run_command(["parsec_client_key", "destroy", "key_id=1"], workdir_from="/k") == (
+        "podman run --rm --network host -v /run/parsec:/run/parsec -v /k:/work "
+        "localhost/parsec-demo-client:1 parsec_client_key destroy key_id=1"
+    )
     unit = spec.load_unit()
     assert "@" not in unit
     assert f"ExecStart=/usr/libexec/parsec-demo/load-client-container {spec.archive} " in unit

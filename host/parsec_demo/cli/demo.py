@@ -35,6 +35,16 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch", default="amd64", choices=ARCHITECTURES, help="dev image architecture"
     )
+    parser.add_argument(
+        "--tls13", action="store_true", help="the client speaks TLS 1.3 (default: TLS 1.2)"
+    )
+    parser.add_argument(
+        "--mtls",
+        action="store_true",
+        help="mutual TLS: the client's key pair is generated in the RSE, its certificate issued "
+        "from a CSR signed there, and its handshake signature made there (then the key is "
+        "destroyed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
         from ..tls_demo import run_host_demo
 
         debian.ensure(debian.BUILD + debian.HOST_DEMO)
-        return run_host_demo()
+        return run_host_demo(tls13=args.tls13, mtls=args.mtls)
     from ..vm_demo import run_vm_demo
 
     debian.ensure(debian.dev_machine(args.arch))
-    return run_vm_demo(args.arch, in_container=args.container)
+    return run_vm_demo(args.arch, in_container=args.container, tls13=args.tls13, mtls=args.mtls)

@@ -14,7 +14,7 @@ root="$1"
 src=/usr/src/parsec-demo
 step() { echo "[image] $*"; }
 
-step "building ssl_client1, ssl_server, ssl_server2 and the Parsec SE driver in the image"
+step "building ssl_client1, ssl_server, ssl_server2, parsec_client_key, cert_write and the Parsec SE driver in the image"
 mkdir -p "$root$src"
 cp -a "$PD_MBEDTLS_SRC" "$root$src/mbedtls"
 cp -a "$PD_DRIVER_SRC" "$root$src/parsec-se-driver"
@@ -26,10 +26,13 @@ chroot "$root" sh -eu -c "
     cmake --build build/driver -j$PD_JOBS >/dev/null
     cmake -S mbedtls -B build/mbedtls -DENABLE_TESTING=OFF -DMBEDTLS_FATAL_WARNINGS=ON \
         -DCMAKE_BUILD_TYPE=Release \
-        '-DPARSEC_SE_DRIVER_LIBRARIES=$src/build/driver/libparsec-se-driver.a;protobuf-c' >/dev/null
-    cmake --build build/mbedtls -j$PD_JOBS --target ssl_client1 ssl_server ssl_server2 >/dev/null
+        '-DPARSEC_SE_DRIVER_LIBRARIES=$src/build/driver/libparsec-se-driver.a;protobuf-c' \
+        -DPARSEC_SE_DRIVER_SOURCE_DIR=$src/parsec-se-driver >/dev/null
+    cmake --build build/mbedtls -j$PD_JOBS \
+        --target ssl_client1 ssl_server ssl_server2 parsec_client_key cert_write >/dev/null
     install -m 0755 build/mbedtls/programs/ssl/ssl_client1 build/mbedtls/programs/ssl/ssl_server \
-        build/mbedtls/programs/ssl/ssl_server2 /usr/bin/
+        build/mbedtls/programs/ssl/ssl_server2 build/mbedtls/programs/ssl/parsec_client_key \
+        build/mbedtls/programs/x509/cert_write /usr/bin/
 "
 
 step "installing the parsec-demo service"

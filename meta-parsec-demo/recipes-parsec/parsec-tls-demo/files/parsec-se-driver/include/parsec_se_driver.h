@@ -36,6 +36,13 @@ extern "C" {
 
 extern psa_drv_se_t PARSEC_SE_DRIVER;
 
+/* Room for a key name, its terminating NUL included. */
+#define PARSEC_SE_DRIVER_KEY_NAME_SIZE 48
+
+/* The name in the Parsec service of the key in `slot` (psa_get_key_slot_number), as a
+ * NUL-terminated string in `name` (cut to `size` bytes). */
+void parsec_se_driver_key_name(psa_key_slot_number_t slot, char *name, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

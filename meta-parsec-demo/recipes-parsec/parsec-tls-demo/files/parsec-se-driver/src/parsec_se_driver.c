@@ -70,7 +70,7 @@
 #include "psa_verify_hash.pb-c.h"
 
 #define KEY_NAME_PREFIX "parsec-se-driver-key"
-#define KEY_NAME_SIZE 48
+#define KEY_NAME_SIZE PARSEC_SE_DRIVER_KEY_NAME_SIZE
 #define PROVIDER_UNKNOWN 0xFFFFu
 #define PARSEC_STATUS_ALREADY_EXISTS 1139
 #define PARSEC_STATUS_PSA_COMMUNICATION_FAILURE 1145
@@ -122,9 +122,14 @@ static psa_status_t configure(void)
     return PSA_SUCCESS;
 }
 
+void parsec_se_driver_key_name(psa_key_slot_number_t slot, char *name, size_t size)
+{
+    snprintf(name, size, KEY_NAME_PREFIX "%llu", (unsigned long long) slot);
+}
+
 static void key_name(psa_key_slot_number_t slot, char name[KEY_NAME_SIZE])
 {
-    snprintf(name, KEY_NAME_SIZE, KEY_NAME_PREFIX "%llu", (unsigned long long) slot);
+    parsec_se_driver_key_name(slot, name, KEY_NAME_SIZE);
 }
 
 /* --- slot numbers ------------------------------------------------------------------------- */
