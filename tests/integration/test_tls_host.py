@@ -124,12 +124,13 @@ _LOCAL_VERIFIERS = (
     "mbedtls_psa_rsa_verify_hash",
     "mbedtls_psa_ecdsa_verify_hash",
     "mbedtls_rsa_pkcs1_verify",
+    "mbedtls_rsa_rsassa_pss_verify_ext",
     "mbedtls_ecdsa_verify",
 )
 
 
 def _count_local_verifications(
-    demo: TlsDemo, tmp_path: Path, env: dict[str, str]
+    demo: TlsDemo, tmp_path: Path, env: dict[str, str], options: list[str]
 ) -> tuple[int, ClientRun]:
     breaks = "\n".join(
         f"break {name}\ncommands\nsilent\necho LOCAL-VERIFICATION\\n\ncontinue\nend"
@@ -137,18 +138,23 @@ def _count_local_verifications(
     )
     script = tmp_path / "count.gdb"
     script.write_text(_GDB_SCRIPT.format(breaks=breaks))
-    run = demo.run_client(env=env, wrapper=["gdb", "-q", "-batch", "-x", str(script), "--args"])
+    gdb = ["gdb", "-q", "-batch", "-x", str(script), "--args"]
+    run = demo.run_client(env=env, wrapper=gdb, options=options)
     return run.output.count("LOCAL-VERIFICATION"), run
 
 
 @pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb counts the local verifications")
-def test_no_signature_is_verified_locally(demo: TlsDemo, tmp_path: Path) -> None:
-    delegated, run = _count_local_verifications(demo, tmp_path, {})
+@pytest.mark.parametrize("options", [[], ["force_version=tls13"]], ids=["tls12", "tls13"])
+def test_no_signature_is_verified_locally(
+    demo: TlsDemo, tmp_path: Path, options: list[str]
+) -> None:
+    delegated, run = _count_local_verifications(demo, tmp_path, {}, options)
     assert "Verifying peer X.509 certificate... ok" in run.output, run.output
     assert delegated == 0, run.output
     assert len(run.calls("psa_verify_hash", "PSA_SUCCESS")) == 2
     # The same breakpoints do fire when delegation is switched off: the count is meaningful.
-    local, run = _count_local_verifications(demo, tmp_path, {"PARSEC_DEMO_LOCAL_VERIFY": "1"})
+    local_env = {"PARSEC_DEMO_LOCAL_VERIFY": "1"}
+    local, run = _count_local_verifications(demo, tmp_path, local_env, options)
     assert "Verifying peer X.509 certificate... ok" in run.output, run.output
     assert local >= 2
     assert run.events == [], "with delegation off the RSE sees nothing"

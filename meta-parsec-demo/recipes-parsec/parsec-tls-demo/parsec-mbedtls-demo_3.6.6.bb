@@ -26,6 +26,7 @@ SRC_URI = "${MBEDTLS_SRC_URI} \
            file://0002-pk-verify-RSA-and-ECDSA-signatures-with-temporary-ke.patch \
            file://0003-ssl_client1-take-the-server-address-register-the-Par.patch \
            file://0004-programs-link-ssl_client1-with-the-Parsec-SE-driver.patch \
+           file://0005-psa-keep-the-failure-to-save-a-secure-element-key.patch \
            file://mbedtls-demo.config \
            file://parsec-se-driver/ \
            "

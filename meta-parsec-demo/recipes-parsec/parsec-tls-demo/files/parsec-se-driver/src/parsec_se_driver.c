@@ -416,6 +416,12 @@ static psa_status_t key_info(psa_key_slot_number_t slot, const char *name, key_i
         break;
     }
     list_keys__result__free_unpacked(result, NULL);
+    if (status == PSA_ERROR_DOES_NOT_EXIST) {
+        /* Mbed TLS knows the key (a persistent key's record), the service does not: it was
+         * destroyed elsewhere, or the record belongs to another application. */
+        parsec_log("the Parsec service at %s holds no key named %s for this application",
+                   driver_state.endpoint.socket_path, name);
+    }
     return status;
 }
 

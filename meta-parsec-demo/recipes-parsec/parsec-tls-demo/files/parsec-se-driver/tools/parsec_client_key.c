@@ -111,7 +111,8 @@ static int parse_options(int argc, char *argv[], options_t *options)
 static int failed(const char *what, psa_key_id_t key_id, psa_status_t status)
 {
     fprintf(stderr, "parsec_client_key: %s of key %u failed: %s (%d)\n", what,
-            (unsigned) key_id, status == PSA_ERROR_DOES_NOT_EXIST ? "no such key"
+            (unsigned) key_id,
+            status == PSA_ERROR_DOES_NOT_EXIST || status == PSA_ERROR_INVALID_HANDLE ? "no such key"
                                : status == PSA_ERROR_ALREADY_EXISTS ? "the key exists"
                                : "PSA error",
             (int) status);
