@@ -83,6 +83,20 @@ RECORDED_REFUSAL = r"""
 {"alg": "RSA_PKCS1V15_SIGN(SHA_256)", "alg_id": 100663817, "bits": 2048, "client_id": 1, "detail": "signature does not verify", "duration_us": 341, "function": "psa_verify_hash", "function_id": 1795, "key_id": 5, "key_type": "RSA_PUBLIC_KEY", "key_type_id": 16385, "kind": "call", "seq_num": 14, "status": "PSA_ERROR_INVALID_SIGNATURE", "status_code": -149, "time": 1796240956.96277}
 {"bits": 2048, "client_id": 1, "duration_us": 1045, "function": "psa_destroy_key", "function_id": 516, "key_id": 5, "key_type": "RSA_PUBLIC_KEY", "key_type_id": 16385, "kind": "call", "seq_num": 15, "status": "PSA_SUCCESS", "status_code": 0, "time": 1796240956.980632, "volatile_keys": 0}
 """  # noqa: E501
+#: The RSE's calls of a mutual-TLS run (host mode): provisioning, one handshake, destruction.
+RECORDED_MUTUAL_TLS = r"""
+{"function": "psa_generate_key", "key_id": 1, "key_type": "ECC_KEY_PAIR(SECP_R1)", "bits": 256, "lifetime": "persistent", "alg": "ECDSA(ANY_HASH)", "status": "PSA_SUCCESS"}
+{"function": "psa_export_public_key", "key_id": 1, "key_type": "ECC_KEY_PAIR(SECP_R1)", "bits": 256, "status": "PSA_SUCCESS"}
+{"function": "psa_sign_hash", "key_id": 1, "key_type": "ECC_KEY_PAIR(SECP_R1)", "bits": 256, "alg": "ECDSA(SHA_256)", "status": "PSA_SUCCESS"}
+{"function": "psa_import_key", "key_id": 2, "key_type": "RSA_PUBLIC_KEY", "bits": 2048, "lifetime": "persistent", "alg": "RSA_PKCS1V15_SIGN(SHA_256)", "status": "PSA_SUCCESS"}
+{"function": "psa_verify_hash", "key_id": 2, "key_type": "RSA_PUBLIC_KEY", "bits": 2048, "alg": "RSA_PKCS1V15_SIGN(SHA_256)", "status": "PSA_SUCCESS"}
+{"function": "psa_destroy_key", "key_id": 2, "key_type": "RSA_PUBLIC_KEY", "bits": 2048, "status": "PSA_SUCCESS"}
+{"function": "psa_import_key", "key_id": 3, "key_type": "RSA_PUBLIC_KEY", "bits": 2048, "lifetime": "persistent", "alg": "RSA_PKCS1V15_SIGN(SHA_512)", "status": "PSA_SUCCESS"}
+{"function": "psa_verify_hash", "key_id": 3, "key_type": "RSA_PUBLIC_KEY", "bits": 2048, "alg": "RSA_PKCS1V15_SIGN(SHA_512)", "status": "PSA_SUCCESS"}
+{"function": "psa_destroy_key", "key_id": 3, "key_type": "RSA_PUBLIC_KEY", "bits": 2048, "status": "PSA_SUCCESS"}
+{"function": "psa_sign_hash", "key_id": 1, "key_type": "ECC_KEY_PAIR(SECP_R1)", "bits": 256, "alg": "ECDSA(SHA_256)", "status": "PSA_SUCCESS"}
+{"function": "psa_destroy_key", "key_id": 1, "key_type": "ECC_KEY_PAIR(SECP_R1)", "bits": 256, "status": "PSA_SUCCESS"}
+"""  # noqa: E501
 
 LANES = ["ssl_client1", "ssl_server", "Parsec service", "RSE"]
 #: Upstream Parsec's names of the operations the driver sends for each PSA call.
@@ -162,16 +176,17 @@ class Arrow:
     label: str
 
 
-def lanes(document: Element) -> dict[str, float]:
-    svg = document.find("svg")
+def lanes(document: Element, diagram: int = 0) -> dict[str, float]:
+    svg = document.find_all("svg")[diagram]
     names = svg.find_all("text", **{"class": "lane"})
     return {element.text.strip(): float(element.attrs["x"]) for element in names}
 
 
-def arrows(document: Element) -> list[Arrow]:
-    """The diagram's arrows top to bottom, each with the label drawn above it."""
-    svg = document.find("svg")
-    lane_of = {x: name for name, x in lanes(document).items()}
+def arrows(document: Element, diagram: int = 0) -> list[Arrow]:
+    """The arrows of the page's ``diagram``-th diagram top to bottom, each with the label
+    drawn above it."""
+    svg = document.find_all("svg")[diagram]
+    lane_of = {x: name for name, x in lanes(document, diagram).items()}
     found: list[Arrow] = []
     children = svg.children
     for index, child in enumerate(children):
@@ -296,9 +311,10 @@ def write_page(
     configuration: dict[str, str],
     handshake: Sequence[dict[str, Any]],
     logs: dict[str, str] | None = None,
+    mutual_tls: Sequence[dict[str, Any]] = (),
 ) -> str:
     page = tmp_path / "report.html"
-    reports.write_html(page, results, configuration, handshake, logs or {})
+    reports.write_html(page, results, configuration, handshake, logs or {}, mutual_tls)
     return page.read_text()
 
 
@@ -377,3 +393,50 @@ def test_without_rse_events_the_page_says_so_and_draws_nothing(tmp_path: Path) -
     document = parse(write_page(tmp_path, results, configuration, []))
     assert document.find_all("svg") == []
     assert any("No RSE events were recorded" in p.text for p in document.find_all("p"))
+
+
+def test_the_mutual_tls_diagram_shows_the_client_signature_going_to_the_rse(
+    tmp_path: Path,
+) -> None:
+    results, configuration = recorded_results()
+    page = write_page(
+        tmp_path, results, configuration, events(RECORDED_HANDSHAKE), None,
+        events(RECORDED_MUTUAL_TLS),
+    )  # fmt: skip
+    document = parse(page)
+    assert len(document.find_all("svg")) == 2
+    found = arrows(document, diagram=1)
+    notes = [
+        n.text.strip() for n in document.find_all("svg")[1].find_all("text", **{"class": "note"})
+    ]
+    assert notes[0].startswith("parsec_client_key generate") and notes[1].startswith("cert_write")
+    calls = [a.label for a in found if a.kind == "psa"]
+    # Provisioning, then the first handshake; the key's destruction after it is not drawn.
+    assert [c.split()[0] for c in calls] == [
+        "psa_generate_key", "psa_export_public_key", "psa_sign_hash",
+        "psa_import_key", "psa_verify_hash", "psa_destroy_key",
+        "psa_import_key", "psa_verify_hash", "psa_destroy_key",
+        "psa_sign_hash",
+    ]  # fmt: skip
+    assert (
+        calls[0]
+        == calls[2].replace("psa_sign_hash", "psa_generate_key")
+        == ("psa_generate_key key 0x00000001")
+    )
+    assert calls[-1] == "psa_sign_hash key 0x00000001", "the provisioned key signs"
+    requests = [a for a in found if a.kind == "parsec" and a.source == "ssl_client1"]
+    assert requests[2].label == "CSR: PsaSignHash ECDSA(SHA_256)"
+    signature = requests[-1]
+    assert signature.label == "CertificateVerify: PsaSignHash ECDSA(SHA_256)"
+    assert signature.target == "Parsec service"
+    tls = [a for a in found if a.kind == "tls"]
+    assert [a.label for a in tls] == [
+        "ClientHello",
+        "ServerHello, Certificate, ServerKeyExchange, CertificateRequest",
+        "Certificate, ClientKeyExchange, CertificateVerify, Finished",
+        "Finished; GET / -> page",
+    ]
+    # The client's CertificateVerify goes out after the RSE signed it, the server's signatures
+    # are checked after its messages came in.
+    assert tls[1].y < requests[3].y and signature.y < tls[2].y
+    assert [a.label for a in found if a.kind == "status"][-1] == "PSA_SUCCESS"

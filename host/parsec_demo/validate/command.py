@@ -36,6 +36,7 @@ DEV_IMAGE_PACKAGES = (
     "procps",
 )
 HANDSHAKE_TEST = "parsec_tls_demo.TlsHandshakeTest.test_handshake_on_the_host"
+MUTUAL_TLS_TEST = "parsec_tls_demo.MutualTlsTest.test_mutual_tls_with_a_key_made_in_the_rse"
 
 
 def test_data(arch: str) -> dict[str, Any]:
@@ -92,15 +93,13 @@ def run_validation(
     else:
         results, journal = run_with_shim(image, run_dir, td, modules, cases)
         rse_console, console = run_dir / "rse-console.log", run_dir / "console.log"
-    # The RSE's calls while the handshake test ran, for the report's sequence diagram.
-    handshake = next((r for r in results if r.name == HANDSHAKE_TEST), None)
-    events = (
-        events_between(
-            rse_console.with_name("rse-events.jsonl"), handshake.started, handshake.ended
-        )
-        if handshake is not None
-        else []
-    )
+    # The RSE's calls while the handshake tests ran, for the report's sequence diagrams.
+    events_file = rse_console.with_name("rse-events.jsonl")
+
+    def events_of(test: str) -> list[dict[str, Any]]:
+        case = next((r for r in results if r.name == test), None)
+        return events_between(events_file, case.started, case.ended) if case else []
+
     logs = {
         "parsec-demo.service journal": journal,
         "RSE console (host)": tail(rse_console, lines=200),
@@ -110,7 +109,14 @@ def run_validation(
         (report_dir / (name.split()[0].replace("/", "_") + ".log")).write_text(text)
     reports.write_testresults(report_dir / "testresults.json", results, configuration)
     reports.write_junit(report_dir / "junit.xml", results, "parsec_tls_demo")
-    reports.write_html(report_dir / "report.html", results, configuration, events, logs)
+    reports.write_html(
+        report_dir / "report.html",
+        results,
+        configuration,
+        events_of(HANDSHAKE_TEST),
+        logs,
+        events_of(MUTUAL_TLS_TEST),
+    )
     return results, run_dir
 
 

@@ -175,27 +175,65 @@ def _last_line(text: str) -> str:
 # --- the sequence diagram -----------------------------------------------------------------------
 
 LANES = ("ssl_client1", "ssl_server", "Parsec service", "RSE")
+#: One arrow of the diagram (from lane, to lane, label, kind); a "note" is a label alone.
+Step = tuple[int, int, str, str]
 
 
-def sequence_svg(events: Sequence[Mapping[str, Any]]) -> str:
-    """client <-> server around the handshake; each PSA call client -> Parsec -> RSE and back."""
-    steps: list[tuple[int, int, str, str]] = [(0, 1, "ClientHello", "tls")]
+def _psa_steps(event: Mapping[str, Any], label: str = "") -> list[Step]:
+    """One PSA call: client -> Parsec -> RSE and back (``label``: what it is for)."""
+    function = event.get("function", "?")
+    opcode = PARSEC_OPCODES.get(function, function)
+    if function in ("psa_import_key", "psa_generate_key", "psa_destroy_key"):
+        detail = event.get("key_type", "")
+    else:
+        detail = event.get("alg", "")
+    request = f"{label}: {opcode} {detail}" if label else f"{opcode} {detail}"
+    status = event.get("status", "?")
+    return [
+        (0, 2, request.strip(), "parsec"),
+        (2, 3, f"{function} key 0x{event.get('key_id', 0):08x}", "psa"),
+        (3, 2, status, "status"),
+        (2, 0, "Success" if status == "PSA_SUCCESS" else "error", "parsec"),
+    ]
+
+
+def handshake_steps(events: Sequence[Mapping[str, Any]]) -> list[Step]:
+    """The demo's handshake: the server's signatures checked in the RSE."""
+    steps: list[Step] = [(0, 1, "ClientHello", "tls")]
     steps.append((1, 0, "ServerHello, Certificate, ServerKeyExchange", "tls"))
     for event in events:
-        function = event.get("function", "?")
-        opcode = PARSEC_OPCODES.get(function, function)
-        if function in ("psa_import_key", "psa_generate_key", "psa_destroy_key"):
-            detail = event.get("key_type", "")
-        else:
-            detail = event.get("alg", "")
-        steps.append((0, 2, f"{opcode} {detail}".strip(), "parsec"))
-        steps.append((2, 3, f"{function} key 0x{event.get('key_id', 0):08x}", "psa"))
-        steps.append((3, 2, event.get("status", "?"), "status"))
-        steps.append(
-            (2, 0, "Success" if event.get("status") == "PSA_SUCCESS" else "error", "parsec")
-        )
+        steps += _psa_steps(event)
     steps.append((0, 1, "ClientKeyExchange, Finished", "tls"))
     steps.append((1, 0, "Finished; GET / -> page", "tls"))
+    return steps
+
+
+def mutual_tls_steps(events: Sequence[Mapping[str, Any]]) -> list[Step]:
+    """Provisioning (the key pair made in the RSE, the CSR signed there), then the first
+    mutual-TLS handshake: the server's signatures checked in the RSE, and the client's
+    CertificateVerify signed there with the provisioned key."""
+    signs = [i for i, e in enumerate(events) if e.get("function") == "psa_sign_hash"]
+    csr_end = signs[0] + 1 if signs else len(events)
+    handshake_end = signs[1] + 1 if len(signs) > 1 else len(events)
+    steps: list[Step] = [(0, 0, "parsec_client_key generate: the client's key pair", "note")]
+    for event in events[:csr_end]:
+        is_csr = event.get("function") == "psa_sign_hash"
+        steps += _psa_steps(event, "CSR" if is_csr else "")
+    steps.append((0, 0, "cert_write (the client CA) issues the client's certificate", "note"))
+    steps.append((0, 1, "ClientHello", "tls"))
+    steps.append((1, 0, "ServerHello, Certificate, ServerKeyExchange, CertificateRequest", "tls"))
+    for event in events[csr_end:handshake_end]:
+        is_client_signature = event.get("function") == "psa_sign_hash"
+        steps += _psa_steps(event, "CertificateVerify" if is_client_signature else "")
+    steps.append((0, 1, "Certificate, ClientKeyExchange, CertificateVerify, Finished", "tls"))
+    steps.append((1, 0, "Finished; GET / -> page", "tls"))
+    return steps
+
+
+def sequence_svg(events: Sequence[Mapping[str, Any]], mutual: bool = False) -> str:
+    """client <-> server around the handshake; each PSA call client -> Parsec -> RSE and back.
+    ``mutual``: the events of the mutual-TLS case, provisioning first (``mutual_tls_steps``)."""
+    steps = mutual_tls_steps(events) if mutual else handshake_steps(events)
     width, lane, top, gap = 980, 245, 60, 30
     height = top + gap * (len(steps) + 1)
     x = [lane // 2 + i * lane for i in range(len(LANES))]
@@ -214,10 +252,22 @@ def sequence_svg(events: Sequence[Mapping[str, Any]]) -> str:
             f'<line x1="{x[i]}" y1="40" x2="{x[i]}" y2="{height - 10}" '
             'stroke="#999" stroke-dasharray="4"/>'
         )
-    colours = {"tls": "#555", "parsec": "#1f5fa8", "psa": "#a8431f", "status": "#2e7d32"}
+    colours = {
+        "tls": "#555",
+        "parsec": "#1f5fa8",
+        "psa": "#a8431f",
+        "status": "#2e7d32",
+        "note": "#000",
+    }
     for n, (start, end, label, kind) in enumerate(steps):
         y = top + gap * n
         colour = colours[kind]
+        if kind == "note":
+            parts.append(
+                f'<text x="{x[start] - lane // 2 + 8}" y="{y + 4}" font-style="italic" '
+                f'class="note">{html.escape(label)}</text>'
+            )
+            continue
         parts.append(
             f'<line x1="{x[start]}" y1="{y}" x2="{x[end]}" y2="{y}" stroke="{colour}" '
             f'marker-end="url(#arrow)" class="step {kind}"/>'
@@ -236,7 +286,10 @@ def write_html(
     configuration: Mapping[str, str],
     handshake_events: Sequence[Mapping[str, Any]],
     logs: Mapping[str, str],
+    mutual_tls_events: Sequence[Mapping[str, Any]] = (),
 ) -> None:
+    """The report page; ``mutual_tls_events``: the RSE's calls during the mutual-TLS case,
+    drawn as a second diagram when there are any."""
     rows = []
     for r in results:
         detail = ""
@@ -268,6 +321,15 @@ def write_html(
         if handshake_events
         else "<p>No RSE events were recorded for the handshake.</p>"
     )
+    mutual = ""
+    if mutual_tls_events:
+        mutual = (
+            "<h2>Mutual TLS: the client's key in the RSE</h2>\n<p>The client's key pair is "
+            "generated in the RSE and signs its CSR there; in the handshake the server's "
+            "signatures are checked in the RSE and the client's CertificateVerify is signed "
+            "there, with that key (the case's first handshake, TLS 1.2).</p>\n"
+            + sequence_svg(mutual_tls_events, mutual=True)
+        )
     generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Parsec TLS demo validation</title>
@@ -293,6 +355,7 @@ pre {{ white-space: pre-wrap; max-height: 30em; overflow: auto; }}
 <p>Each PSA call of the client's handshake as the RSE recorded it: through the Parsec service to
 the RSE crypto service and back.</p>
 {diagram}
+{mutual}
 </body></html>
 """
     path.write_text(page)

@@ -222,9 +222,10 @@ class ParsecDemoCase(OERuntimeTestCase):
                 return unit
         self.fail("no Parsec service unit on the machine")
 
-    def run_client(self, prefix="", ca_file=None):
-        """ssl_client1 against the local server, from a fresh directory (its PSA ITS files)."""
-        args = "127.0.0.1" + (" %s" % ca_file if ca_file else "")
+    def run_client(self, prefix="", ca_file=None, options=""):
+        """ssl_client1 against the local server, from a fresh directory (its PSA ITS files);
+        ``options``: its NAME=VALUE arguments."""
+        args = "127.0.0.1" + (" %s" % ca_file if ca_file else "") + (" " + options if options else "")
         return self.target.run(
             'cd "$(mktemp -d)" && %stimeout 120 ssl_client1 %s' % (prefix, args), 150
         )
@@ -527,3 +528,160 @@ class NegativeTest(ParsecDemoCase):
         if ". Verifying peer X.509 certificate... ok" in output:
             return "it verified the peer although it failed"
         return None
+
+
+# --- TLS 1.3, and mutual TLS with a client key made in the RSE ---------------------------------
+
+PKI_DIR = "/tmp/parsec-demo-pki"
+KEY_DIR = "/tmp/parsec-demo-client-key"
+#: The client's persistent PSA key id, and the name the tool gives for it in Parsec.
+CLIENT_KEY_ID = 1
+PARSEC_KEY_NAME = re.compile(r"is the Parsec key (\S+)")
+MTLS_SERVER = (
+    "ssl_server2 server_port=4433 auth_mode=required ca_file={pki}/client-ca.pem "
+    "crt_file={pki}/server.pem key_file={pki}/server.key"
+).format(pki=PKI_DIR)
+
+
+class Tls13Test(ParsecDemoCase):
+    @OETestDepends(["parsec_tls_demo.TlsHandshakeTest.test_handshake_on_the_host"])
+    @OETimeout(300)
+    def test_tls13_handshake(self):
+        """ssl_client1 with force_version=tls13: the CA's signature on the server certificate
+        and the server's CertificateVerify (RSA-PSS) are both checked in the RSE."""
+        self.start_server()
+        try:
+            with RseLogWindow(self.target) as rse:
+                status, output = self.run_client(options="force_version=tls13")
+            self.assert_handshake(status, output)
+            self.assertIn("[ Protocol is TLSv1.3 ]", output)
+            if rse.available:
+                calls = rse_calls(rse.text)
+                check_evidence(self, calls, 2, rse.text)
+                algs = [c[2] for c in calls if c[0] == "psa_verify_hash"]
+                if calls:
+                    self.assertTrue(algs[1].startswith("RSA_PSS("), algs)
+        finally:
+            self.stop_server()
+
+
+class MutualTlsTest(ParsecDemoCase):
+    """The client's key pair made in the RSE (parsec_client_key: PsaGenerateKey), its
+    certificate issued by the test PKI's client CA (cert_write) from a CSR signed in the RSE,
+    and each handshake's client signature made there (psa_sign_hash)."""
+
+    def install_pki(self):
+        self.run_ok("rm -rf %s %s && mkdir -p %s %s" % (PKI_DIR, KEY_DIR, PKI_DIR, KEY_DIR))
+        for name in ("ca.pem", "server.pem", "server.key", "client-ca.pem", "client-ca.key"):
+            self.target.copyTo(os.path.join(FILES, name), "%s/%s" % (PKI_DIR, name))
+
+    def in_key_dir(self, command, timeout=150):
+        return self.target.run("cd %s && %s" % (KEY_DIR, command), timeout)
+
+    def provision(self, key_id, cert):
+        """Key ``key_id`` and its certificate ``cert``; its name in Parsec."""
+        output = self.run_ok(
+            "cd %s && parsec_client_key generate key_id=%d csr_file=client.csr" % (KEY_DIR, key_id)
+        )
+        self.run_ok(
+            "cd %s && cert_write request_file=client.csr issuer_crt=%s/client-ca.pem "
+            "issuer_key=%s/client-ca.key output_file=%s serial=%d "
+            "not_before=20261101000000 not_after=20461027000000"
+            % (KEY_DIR, PKI_DIR, PKI_DIR, cert, key_id)
+        )
+        match = PARSEC_KEY_NAME.search(output)
+        self.assertIsNotNone(match, output)
+        return match.group(1)
+
+    def client(self, cert, key_id, options=""):
+        return self.in_key_dir(
+            "timeout 120 ssl_client1 127.0.0.1 %s/ca.pem crt_file=%s key_id=%d %s"
+            % (PKI_DIR, cert, key_id, options)
+        )
+
+    def cleanup(self, *key_ids):
+        self.stop_server()
+        for key_id in key_ids:
+            self.in_key_dir("parsec_client_key destroy key_id=%d" % key_id)
+        self.target.run("rm -rf %s %s" % (PKI_DIR, KEY_DIR))
+
+    def assert_refused(self, status, output):
+        self.assertNotEqual(status, 0, output)
+        self.assertIn(". Performing the SSL/TLS handshake... failed", output)
+        self.assertNotIn("<h2>Mbed TLS Test Server</h2>", output)
+        log = ""
+        for _ in range(50):  # the server may learn that the client gave up a little later
+            log = self.server_log()
+            if "Performing the SSL/TLS handshake... failed" in log:
+                break
+            time.sleep(0.2)
+        self.assertIn("Performing the SSL/TLS handshake... failed", log)
+        self.assertNotIn("Performing the SSL/TLS handshake... ok", log)
+
+    @OETestDepends(["parsec_tls_demo.TlsHandshakeTest.test_handshake_on_the_host"])
+    @OEHasPackage(["parsec-mbedtls-demo"])
+    @OETimeout(600)
+    def test_mutual_tls_with_a_key_made_in_the_rse(self):
+        """One psa_generate_key at provisioning; then one psa_sign_hash with that same key
+        per handshake (TLS 1.2, then TLS 1.3); the key destroyed at the end."""
+        self.install_pki()
+        try:
+            with RseLogWindow(self.target) as rse:
+                self.provision(CLIENT_KEY_ID, "client.pem")
+                self.start_server(MTLS_SERVER)
+                outputs = []
+                for options in ("", "force_version=tls13"):
+                    status, output = self.client("client.pem", CLIENT_KEY_ID, options)
+                    self.assert_handshake(status, output)
+                    self.assertIn(". Loading the client certificate and key 1 ... ok", output)
+                    outputs.append(output)
+                self.assertIn("[ Protocol is TLSv1.2 ]", outputs[0])
+                self.assertIn("[ Protocol is TLSv1.3 ]", outputs[1])
+                self.run_ok("cd %s && parsec_client_key destroy key_id=%d" % (KEY_DIR, CLIENT_KEY_ID))
+            if rse.available:
+                calls = rse_calls(rse.text)
+                if calls or not RSE_COMMS_CALL.search(rse.text):
+                    self.check_client_key_evidence(calls, handshakes=2, text=rse.text)
+        finally:
+            self.cleanup()
+
+    def check_client_key_evidence(self, calls, handshakes, text):
+        generated = [c for c in calls if c[0] == "psa_generate_key"]
+        self.assertEqual(len(generated), 1, "not one psa_generate_key:\n" + text)
+        key = generated[0][1]
+        signs = [c for c in calls if c[0] == "psa_sign_hash"]
+        # The CSR's signature, then one per handshake: all by that key, all successful.
+        self.assertEqual([(c[1], c[3]) for c in signs], [(key, "PSA_SUCCESS")] * (1 + handshakes),
+                         "the client key's signatures:\n" + text)
+        self.assertIn(("psa_destroy_key", key, None, "PSA_SUCCESS"), calls, text)
+        self.assertFalse([c for c in calls if c[0] == "psa_export_key"], text)
+
+    @OETestDepends(["parsec_tls_demo.MutualTlsTest.test_mutual_tls_with_a_key_made_in_the_rse"])
+    @OETimeout(600)
+    def test_a_certificate_for_another_key_is_refused(self):
+        self.install_pki()
+        try:
+            self.provision(1, "client-1.pem")
+            self.provision(2, "client-2.pem")
+            self.start_server(MTLS_SERVER)
+            status, output = self.client("client-1.pem", 2)
+            self.assert_refused(status, output)
+        finally:
+            self.cleanup(1, 2)
+
+    @OETestDepends(["parsec_tls_demo.MutualTlsTest.test_mutual_tls_with_a_key_made_in_the_rse"])
+    @OETimeout(600)
+    def test_a_destroyed_key_is_refused(self):
+        """The key destroyed through Parsec behind the client's back (as the same application,
+        by parsec-tool): the client still has its certificate, tries, and fails closed."""
+        self.install_pki()
+        try:
+            name = self.provision(CLIENT_KEY_ID, "client.pem")
+            self.run_ok("parsec-tool delete-key -k %s" % name)
+            self.start_server(MTLS_SERVER)
+            status, output = self.client("client.pem", CLIENT_KEY_ID)
+            self.assert_refused(status, output)
+            self.assertIn("parsec-se-driver: the Parsec service at", output)
+        finally:
+            self.cleanup()
+
