@@ -164,6 +164,21 @@ class MachineClientSide:
         return run_in_machine(self.target, self.events, command)
 
 
+def run_mutual_tls_in_machine(
+    target: SSHTarget, events: Path, container: ClientContainer | None, tls13: bool
+) -> mutual_tls.MutualTlsRun:
+    """``./tools/demo --mtls`` in the machine: ``ssl_server2`` requiring a client certificate,
+    the client's key made in the RSE, one handshake, the key destroyed; the machine is left as
+    it was (server stopped, test PKI and key directory removed)."""
+    side = MachineClientSide(target, events, container)
+    try:
+        server = mutual_tls.server_argv(MACHINE_PKI)
+        start_tls_server(MachineServer(target), server, 30.0, interval=0.2)
+        return mutual_tls.run_mutual_tls(side, tls13)
+    finally:
+        target.run(f"pkill -x ssl_server2; rm -rf {MACHINE_PKI} {MACHINE_KEY_DIR}; true")
+
+
 def run_vm_demo(
     arch: str = "amd64", in_container: bool = True, tls13: bool = False, mtls: bool = False
 ) -> int:
@@ -196,29 +211,27 @@ def run_vm_demo(
             version = "TLS 1.3" if tls13 else "TLS 1.2"
             events = run_dir / "rse-events.jsonl"
             if mtls:
-                side = MachineClientSide(target, events, container)
-                server = mutual_tls.server_argv(MACHINE_PKI)
-                start_tls_server(MachineServer(target), server, 30.0, interval=0.2)
                 progress.info(
                     f"ssl_server2 runs in the machine, requiring a client certificate; running "
                     f"the client there {where}, {version}, with a key made in the RSE:"
                 )
-                result = mutual_tls.run_mutual_tls(side, tls13)
+                result = run_mutual_tls_in_machine(target, events, container, tls13)
                 print(mutual_tls.describe(result), flush=True)
                 ok = result.ok and mutual_tls.client_key_problem(result) is None
-                target.run(f"pkill -x ssl_server2; rm -rf {MACHINE_PKI} {MACHINE_KEY_DIR}; true")
             else:
                 start_server(target)
                 progress.info(
                     f"ssl_server runs in the machine; running ssl_client1 there {where}, {version}:"
                 )
                 options = mutual_tls.version_options(tls13)
-                run = run_client(target, events, container=container, options=options)
+                try:
+                    run = run_client(target, events, container=container, options=options)
+                finally:
+                    target.run("pkill -x ssl_server; true")
                 print(f"$ {run.command[0]}")
                 print(run.output)
                 print()
                 print(summary(run.events), flush=True)
                 ok = run.ok
-                target.run("pkill -x ssl_server; true")
     progress.info(f"Machine stopped; logs (console, QEMU, RSE model) in {run_dir}")
     return 0 if ok else 1

@@ -4,7 +4,10 @@ RSE's own record is the evidence."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,3 +255,21 @@ def test_a_server_without_client_auth_still_serves_the_plain_client(
         run = demo.run_client(ca_file=mutual_tls.pki_dir() / "ca.pem", options=TLS13)
     assert run.ok, run.output
     assert not run.calls("psa_sign_hash")
+
+
+def test_the_host_demo_with_tls13_and_mutual_tls(tmp_path: Path, host_build: HostBuild) -> None:
+    """``./tools/demo --host --tls13 --mtls`` as a user runs it."""
+    env = {**os.environ, "PARSEC_DEMO_RUNS": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "parsec_demo", "demo", "--host", "--tls13", "--mtls"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[ Protocol is TLSv1.3 ]" in done.stdout
+    assert re.search(
+        r"^Client key: RSE key 0x[0-9a-f]{8}, generated once, signed the CSR and 1 handshake\(s\), "
+        r"destroyed at the end$",
+        done.stdout,
+        re.M,
+    ), done.stdout
+    assert "with a client key made in the RSE" in done.stderr

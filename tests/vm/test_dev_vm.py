@@ -21,7 +21,14 @@ from parsec_demo.image_build import build_image
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.qemu import QemuMachine, load_config
 from parsec_demo.machine.ssh_target import SSHTarget, TargetError
-from parsec_demo.vm_demo import run_client, start_server, wait_for_parsec
+from parsec_demo.mutual_tls import client_key_problem, describe, version_options
+from parsec_demo.vm_demo import (
+    MACHINE_KEY_DIR,
+    run_client,
+    run_mutual_tls_in_machine,
+    start_server,
+    wait_for_parsec,
+)
 
 pytestmark = [
     pytest.mark.vm,
@@ -94,6 +101,50 @@ def test_the_handshake_directly_in_the_machine(machine: QemuMachine, target: SSH
     assert run.command == ['cd "$(mktemp -d)" && ssl_client1 127.0.0.1']
     assert_handshake_ok(run, "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256")
     assert_rse_evidence(run, signatures=2)
+
+
+def test_tls13_in_the_client_container(machine: QemuMachine, target: SSHTarget) -> None:
+    """``./tools/demo --tls13``: the container's client speaks TLS 1.3; both signatures it
+    checks, the CertificateVerify (RSA-PSS) included, are served by the RSE outside."""
+    start_server(target)
+    try:
+        run = run_client(
+            target, machine.run_dir / "rse-events.jsonl", container=ClientContainer.load(),
+            options=version_options(tls13=True),
+        )  # fmt: skip
+    finally:
+        target.run("pkill -x ssl_server; true")
+    assert_handshake_ok(run, "TLS1-3-CHACHA20-POLY1305-SHA256")
+    assert "[ Protocol is TLSv1.3 ]" in run.output
+    assert_rse_evidence(run, signatures=2)
+    assert run.calls("psa_verify_hash")[1]["alg"].startswith("RSA_PSS(")
+
+
+@pytest.mark.parametrize("tls13", [False, True], ids=["tls12", "tls13"])
+def test_mutual_tls_in_the_client_container(
+    machine: QemuMachine, target: SSHTarget, tls13: bool
+) -> None:
+    """``./tools/demo --mtls [--tls13]``: the container's client makes its key in the RSE (its
+    PSA record in the machine's key directory, bind-mounted), the CA in the machine issues its
+    certificate, and the RSE signs its CertificateVerify; nothing is left behind."""
+    result = run_mutual_tls_in_machine(
+        target, machine.run_dir / "rse-events.jsonl", ClientContainer.load(), tls13
+    )
+    assert result.ok, describe(result)
+    assert client_key_problem(result) is None, describe(result)
+    assert (
+        result.step("provision")
+        .command[0]
+        .startswith(
+            f"podman run --rm --network host -v /run/parsec:/run/parsec -v {MACHINE_KEY_DIR}:/work "
+        )
+    )
+    handshake = result.step("handshake 1")
+    assert f"[ Protocol is TLSv1.{3 if tls13 else 2} ]" in handshake.output
+    status, keys = target.run("parsec-tool list-keys")
+    assert status == 0 and "parsec-se-driver-key" not in keys, keys
+    assert target.run(f"test -e {MACHINE_KEY_DIR}")[0] != 0
+    assert not list((machine.run_dir / "rse-store").glob("key-*.json")), "no key left in the RSE"
 
 
 #: The cases of the LAVA test definition (lava/testdefs/), in their order.

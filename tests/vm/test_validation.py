@@ -66,6 +66,10 @@ def test_every_case_passes_against_the_dev_vm(report: tuple[Path, list[object]])
         "parsec_tls_demo.TlsHandshakeTest.test_handshake_in_a_container",
         "parsec_tls_demo.NegativeTest.test_a_corrupted_certificate_is_refused",
         "parsec_tls_demo.NegativeTest.test_handshakes_survive_a_parsec_restart",
+        "parsec_tls_demo.Tls13Test.test_tls13_handshake",
+        "parsec_tls_demo.MutualTlsTest.test_mutual_tls_with_a_key_made_in_the_rse",
+        "parsec_tls_demo.MutualTlsTest.test_a_certificate_for_another_key_is_refused",
+        "parsec_tls_demo.MutualTlsTest.test_a_destroyed_key_is_refused",
     } <= set(statuses)
     suite = ET.parse(report_dir / "junit.xml").getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "0" and suite.get("errors") == "0"
@@ -97,6 +101,14 @@ def test_the_html_report_renders_in_chromium(
     calls = [("psa_import_key", None, "PSA_SUCCESS"), ("psa_verify_hash", None, "PSA_SUCCESS"),
              ("psa_destroy_key", None, "PSA_SUCCESS")] * 2  # fmt: skip
     reading.check_diagram(dom, calls)
+    # The mutual-TLS case: the key made in the RSE signs the CSR, then the CertificateVerify.
+    mutual = reading.arrows(reading.parse(dom), diagram=1)
+    generated = next(a.label for a in mutual if a.kind == "psa")
+    assert generated.startswith("psa_generate_key key 0x")
+    signatures = [a for a in mutual if a.kind == "parsec" and "PsaSignHash" in a.label]
+    assert [a.label.split(":")[0] for a in signatures] == ["CSR", "CertificateVerify"]
+    signed_by = [a.label for a in mutual if a.kind == "psa" and a.label.startswith("psa_sign")]
+    assert {s.split()[-1] for s in signed_by} == {generated.split()[-1]}
     screenshot = tmp_path / "report.png"
     subprocess.run(
         ["chromium", *flags, f"--screenshot={screenshot}", "--window-size=1200,2400", page],
