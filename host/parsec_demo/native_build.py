@@ -186,13 +186,23 @@ class HostBuild:
         return self.bin_dir / "parsec-se-driver-bench-sanitized"
 
     @property
+    def client_key_sanitized(self) -> Path:
+        """parsec_client_key built with ASan and UBSan (with the driver), for its tests."""
+        return self.bin_dir / "parsec_client_key-sanitized"
+
+    @property
     def test_programs(self) -> tuple[Path, ...]:
         return (self.driver_tests, self.driver_tests_sanitized, self.driver_harness)
 
     @property
     def driver_programs(self) -> tuple[Path, ...]:
         """Everything the driver's two builds put in ``bin/``."""
-        return (*self.test_programs, self.driver_bench, self.driver_bench_sanitized)
+        return (
+            *self.test_programs,
+            self.driver_bench,
+            self.driver_bench_sanitized,
+            self.client_key_sanitized,
+        )
 
     @property
     def source_dir(self) -> Path:
@@ -382,14 +392,19 @@ def _build_host_locked(host_build: Path, force: bool) -> HostBuild:
         f"-DPARSEC_SE_DRIVER_LIBRARIES={driver_libraries}",
         f"-DPARSEC_SE_DRIVER_SOURCE_DIR={driver_dir()}",
     ]
-    # libmbedcrypto first (it does not need the driver): the driver's load generator links it.
-    logger.info("building Mbed TLS's libmbedcrypto")
-    _cmake("mbedtls", source, mbedtls_build, mbedtls_options, log_dir, targets=("mbedcrypto",))
+    # libmbedcrypto and libmbedx509 first (they do not need the driver): the driver's load
+    # generator and its sanitized parsec_client_key link them.
+    logger.info("building Mbed TLS's libmbedcrypto and libmbedx509")
+    _cmake(
+        "mbedtls", source, mbedtls_build, mbedtls_options, log_dir,
+        targets=("mbedcrypto", "mbedx509"),
+    )  # fmt: skip
     driver_options = [
         f"-DMBEDTLS_INCLUDE_DIR={source / 'include'}",
         f"-DPARSEC_CONTRACTS_DIR={contracts_dir()}",
         "-DPARSEC_SE_DRIVER_WERROR=ON",
         f"-DPARSEC_SE_DRIVER_MBEDCRYPTO_LIBRARY={mbedtls_build / 'library/libmbedcrypto.a'}",
+        f"-DPARSEC_SE_DRIVER_MBEDX509_LIBRARY={mbedtls_build / 'library/libmbedx509.a'}",
     ]
 
     logger.info("building the Parsec SE driver and its load generator")
@@ -414,6 +429,7 @@ def _build_host_locked(host_build: Path, force: bool) -> HostBuild:
     shutil.copy2(sanitized_build / "parsec-se-driver-harness", result.driver_harness)
     shutil.copy2(driver_build / "parsec-se-driver-bench", result.driver_bench)
     shutil.copy2(sanitized_build / "parsec-se-driver-bench", result.driver_bench_sanitized)
+    shutil.copy2(sanitized_build / "parsec_client_key", result.client_key_sanitized)
     stamp.write_text(fingerprint + "\n")
     logger.info(f"built in {time.monotonic() - started:.0f} s: {result.bin_dir}")
     return result
