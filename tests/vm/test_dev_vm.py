@@ -21,7 +21,7 @@ from parsec_demo.image_build import build_image
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.qemu import QemuMachine, load_config
 from parsec_demo.machine.ssh_target import SSHTarget, TargetError
-from parsec_demo.mutual_tls import client_key_problem, describe, version_options
+from parsec_demo.mutual_tls import client_key_problem, describe, pki_dir, version_options
 from parsec_demo.vm_demo import (
     MACHINE_KEY_DIR,
     run_client,
@@ -150,7 +150,8 @@ def test_mutual_tls_in_the_client_container(
 #: The cases of the LAVA test definition (lava/testdefs/), in their order.
 LAVA_CASES = [
     "parsec-service-active", "parsec-ping", "client-container-loaded", "tls-server-listening",
-    "tls-handshake-in-container", "container-without-parsec-socket-fails-closed",
+    "tls-handshake-in-container", "tls13-handshake-in-container",
+    "container-without-parsec-socket-fails-closed", "mutual-tls-in-container",
     "no-container-left",
 ]  # fmt: skip
 
@@ -162,9 +163,14 @@ def test_the_lava_test_definition_passes_in_the_machine(
     without LAVA's helpers: each case prints its result."""
     script = Path(__file__).resolve().parents[2] / "lava/testdefs/parsec-tls-demo.sh"
     target.copyTo(script, "/tmp/parsec-tls-demo.sh")
+    target.run("mkdir -p /tmp/parsec-tls-demo-pki")
+    target.copyDirTo(pki_dir(), "/tmp/parsec-tls-demo-pki")
     status, output = target.run(
-        f"sh /tmp/parsec-tls-demo.sh {ClientContainer.load().reference} 600", 900
+        f"sh /tmp/parsec-tls-demo.sh {ClientContainer.load().reference} 600 "
+        "/tmp/parsec-tls-demo-pki",
+        900,
     )
+    target.run("rm -rf /tmp/parsec-tls-demo-pki /tmp/parsec-tls-demo.sh")
     assert status == 0, output
     verdicts = [
         tuple(line.rsplit(": ", 1))

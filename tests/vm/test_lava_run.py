@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 #: The test definition's cases (lava/testdefs/parsec-tls-demo.sh), as the reports name them.
 CASES = [
     "parsec-service-active", "parsec-ping", "client-container-loaded", "tls-server-listening",
-    "tls-handshake-in-container", "container-without-parsec-socket-fails-closed",
+    "tls-handshake-in-container", "tls13-handshake-in-container",
+    "container-without-parsec-socket-fails-closed", "mutual-tls-in-container",
     "no-container-left",
 ]  # fmt: skip
 
