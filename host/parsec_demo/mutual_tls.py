@@ -110,7 +110,8 @@ class ClientSide(Protocol):
 
 @dataclass
 class MutualTlsRun:
-    """Each step's run, in order; a step that failed is the last."""
+    """Each step's run, in order: provision, issue, handshake 1..N, destroy (after a failed
+    provisioning nothing follows it; after a failed issue only the destruction does)."""
 
     steps: list[tuple[str, ClientRun]] = field(default_factory=list)
 
@@ -151,9 +152,8 @@ def client_key_problem(run: MutualTlsRun) -> str | None:
     if len(provision) != 1:
         return f"{len(provision)} successful psa_generate_key at provisioning, expected 1"
     key = provision[0].get("key_id")
-    if [e.get("key_id") for e in run.step("provision").calls("psa_sign_hash", "PSA_SUCCESS")] != [
-        key
-    ]:
+    csr_signatures = run.step("provision").calls("psa_sign_hash", "PSA_SUCCESS")
+    if [e.get("key_id") for e in csr_signatures] != [key]:
         return "the CSR was not signed once by the generated key in the RSE"
     for name, step in run.steps:
         if not name.startswith("handshake"):
@@ -169,6 +169,11 @@ def client_key_problem(run: MutualTlsRun) -> str | None:
     return None
 
 
+def passed(run: MutualTlsRun) -> bool:
+    """Every step succeeded, and the RSE's record shows a key that never left it."""
+    return run.ok and client_key_problem(run) is None
+
+
 def describe(run: MutualTlsRun) -> str:
     """Each step's command line, output and RSE part, then whether the key stayed in the RSE."""
     parts = []
@@ -176,15 +181,15 @@ def describe(run: MutualTlsRun) -> str:
         parts.append(f"--- {name}: $ {' '.join(step.command)}\n{step.output.rstrip()}")
         parts.append(summary(step.events))
     if run.ok:
-        problem = client_key_problem(run)
-        key = run.step("provision").calls("psa_generate_key")[0].get("key_id", 0)
-        handshakes = sum(1 for name, _ in run.steps if name.startswith("handshake"))
-        parts.append(
-            f"Client key: RSE key 0x{key:08x}, generated once, signed the CSR and "
-            f"{handshakes} handshake(s), destroyed at the end"
-            if problem is None
-            else f"Client key: {problem}"
-        )
+        verdict = client_key_problem(run)
+        if verdict is None:
+            key = run.step("provision").calls("psa_generate_key")[0].get("key_id", 0)
+            handshakes = sum(1 for name, _ in run.steps if name.startswith("handshake"))
+            verdict = (
+                f"RSE key 0x{key:08x}, generated once, signed the CSR and {handshakes} "
+                "handshake(s), destroyed at the end"
+            )
+        parts.append(f"Client key: {verdict}")
     return "\n".join(parts)
 
 

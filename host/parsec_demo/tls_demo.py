@@ -363,7 +363,7 @@ def run_host_demo(tls13: bool = False, mtls: bool = False) -> int:
                 mutual_tls.HostClientSide(demo, run_dir / "client-key"), tls13
             )
             print(mutual_tls.describe(result), flush=True)
-            ok = result.ok and mutual_tls.client_key_problem(result) is None
+            ok = mutual_tls.passed(result)
         else:
             run = demo.run_client(options=mutual_tls.version_options(tls13))
             print(run.output)

@@ -217,7 +217,7 @@ def run_vm_demo(
                 )
                 result = run_mutual_tls_in_machine(target, events, container, tls13)
                 print(mutual_tls.describe(result), flush=True)
-                ok = result.ok and mutual_tls.client_key_problem(result) is None
+                ok = mutual_tls.passed(result)
             else:
                 start_server(target)
                 progress.info(
