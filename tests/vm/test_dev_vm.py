@@ -21,7 +21,7 @@ from parsec_demo.image_build import build_image
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.qemu import QemuMachine, load_config
 from parsec_demo.machine.ssh_target import SSHTarget, TargetError
-from parsec_demo.mutual_tls import client_key_problem, describe, pki_dir, version_options
+from parsec_demo.mutual_tls import client_key_problem, describe, version_options
 from parsec_demo.vm_demo import (
     MACHINE_KEY_DIR,
     run_client,
@@ -145,40 +145,6 @@ def test_mutual_tls_in_the_client_container(machine: QemuMachine, target: SSHTar
     assert not list((machine.run_dir / "rse-store").glob("key-*.json")), "no key left in the RSE"
 
 
-#: The cases of the LAVA test definition (lava/testdefs/), in their order.
-LAVA_CASES = [
-    "parsec-service-active", "parsec-ping", "client-container-loaded", "tls-server-listening",
-    "tls-handshake-in-container", "tls13-handshake-in-container",
-    "container-without-parsec-socket-fails-closed", "mutual-tls-in-container",
-    "no-container-left",
-]  # fmt: skip
-
-
-def test_the_lava_test_definition_passes_in_the_machine(
-    machine: QemuMachine, target: SSHTarget
-) -> None:
-    """The checks a LAVA job runs on the machine (lava/testdefs/parsec-tls-demo.sh), here
-    without LAVA's helpers: each case prints its result."""
-    script = Path(__file__).resolve().parents[2] / "lava/testdefs/parsec-tls-demo.sh"
-    target.copyTo(script, "/tmp/parsec-tls-demo.sh")
-    target.run("mkdir -p /tmp/parsec-tls-demo-pki")
-    target.copyDirTo(pki_dir(), "/tmp/parsec-tls-demo-pki")
-    status, output = target.run(
-        f"sh /tmp/parsec-tls-demo.sh {ClientContainer.load().reference} 600 "
-        "/tmp/parsec-tls-demo-pki",
-        900,
-    )
-    target.run("rm -rf /tmp/parsec-tls-demo-pki /tmp/parsec-tls-demo.sh")
-    assert status == 0, output
-    verdicts = [
-        tuple(line.rsplit(": ", 1))
-        for line in output.splitlines()
-        if line.endswith((": pass", ": fail"))
-    ]
-    assert verdicts == [(case, "pass") for case in LAVA_CASES], output
-    assert "parsec-se-driver: cannot reach the Parsec service at" in output
-
-
 def test_the_ssh_target_behaves_like_oeqas(target: SSHTarget, tmp_path: Path) -> None:
     """The rules of tests/unit/test_ssh_target.py, against the machine's own sshd."""
     assert target.run("echo out; echo err >&2; exit 3") == (3, "out\nerr")
@@ -229,12 +195,18 @@ def test_the_console_answers_through_pexpect(machine: QemuMachine) -> None:
     assert "parsec-demo login: root (automatic login)" in machine.console_log.read_text()
 
 
-def test_two_machines_side_by_side(image: Path, machine: QemuMachine, tmp_path: Path) -> None:
-    with QemuMachine(load_config(image), tmp_path / "second") as second, second.target() as other:
+def test_a_second_machine_runs_beside_and_stops_without_leftovers(
+    image: Path, machine: QemuMachine, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "second"
+    with QemuMachine(load_config(image), run_dir) as second, second.target() as other:
         assert machine.ssh_port and second.ssh_port
         assert machine.ssh_port.port != second.ssh_port.port
         assert other.run("hostname") == (0, "parsec-demo")
         assert other.run("parsec-tool ping") == (0, "1.0")
+        assert len(_processes_of(run_dir)) >= 2, "QEMU and the RSE model run"
+        assert second.rse is not None and second.rse.alive()
+    assert _processes_of(run_dir) == [], "stopping leaves no process behind"
 
 
 def test_a_boot_that_cannot_succeed_fails_with_the_console_tail(
@@ -254,14 +226,6 @@ def test_a_boot_that_cannot_succeed_fails_with_the_console_tail(
     message = str(caught.value)
     assert "last console lines:" in message and str(run_dir / "console.log") in message
     assert "No working init found" in message, "the console tail shows why"
-    assert _processes_of(run_dir) == []
-
-
-def test_stopping_leaves_no_process_behind(image: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "short-lived"
-    with QemuMachine(load_config(image), run_dir) as short:
-        assert len(_processes_of(run_dir)) >= 2, "QEMU and the RSE model run"
-        assert short.rse is not None and short.rse.alive()
     assert _processes_of(run_dir) == []
 
 

@@ -43,3 +43,5 @@ def test_the_dev_image_job_passes_under_lava_s_own_dispatcher(tmp_path: Path) ->
     assert "Running user command 'parsec_demo_rse_console'" in text
     assert "[Crypto] psa_verify_hash: key 0x" in text and "-> PSA_SUCCESS" in text
     assert "Job finished correctly" in text
+    # The container without the Parsec socket failed closed with the driver's one-line error.
+    assert "parsec-se-driver: cannot reach the Parsec service at" in text
