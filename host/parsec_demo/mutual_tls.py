@@ -77,10 +77,11 @@ def issue_argv(pki: str, serial: int = 1) -> list[str]:
 
 
 def client_argv(
-    pki: str, key_id: int = CLIENT_KEY_ID, tls13: bool = False, address: str = "127.0.0.1"
+    ca_file: str, key_id: int = CLIENT_KEY_ID, tls13: bool = False, address: str = "127.0.0.1"
 ) -> list[str]:
-    """``ssl_client1`` authenticating with the client certificate and the key in the RSE."""
-    argv = ["ssl_client1", address, f"{pki}/ca.pem", f"crt_file={CERT_FILE}", f"key_id={key_id}"]
+    """``ssl_client1`` authenticating with the client certificate and the key in the RSE,
+    checking the server against ``ca_file`` (the test PKI's root, as the client sees it)."""
+    argv = ["ssl_client1", address, ca_file, f"crt_file={CERT_FILE}", f"key_id={key_id}"]
     return [*argv, *version_options(tls13)]
 
 
@@ -96,8 +97,10 @@ def destroy_argv(key_id: int = CLIENT_KEY_ID) -> list[str]:
 class ClientSide(Protocol):
     """Where the client's programs run, each in the client's key directory."""
 
-    #: The test PKI's directory as the programs see it.
+    #: The test PKI's directory as the CA's programs see it.
     pki: str
+    #: The test PKI's root certificate as the client sees it (the server's issuer).
+    ca_file: str
 
     def as_client(self, argv: Sequence[str]) -> ClientRun:
         """Run ``argv`` as the client application (its container, if it has one)."""
@@ -138,7 +141,7 @@ def run_mutual_tls(side: ClientSide, tls13: bool = False, handshakes: int = 1) -
             return result
     for number in range(1, handshakes + 1):
         result.steps.append(
-            (f"handshake {number}", side.as_client(client_argv(side.pki, tls13=tls13)))
+            (f"handshake {number}", side.as_client(client_argv(side.ca_file, tls13=tls13)))
         )
     result.steps.append(("destroy", side.as_client(destroy_argv())))
     return result
@@ -201,6 +204,7 @@ class HostClientSide:
         self.demo = demo
         self.key_dir = key_dir
         self.pki = str(pki_dir())
+        self.ca_file = f"{self.pki}/ca.pem"
         key_dir.mkdir(parents=True, exist_ok=True)
 
     def as_client(self, argv: Sequence[str]) -> ClientRun:

@@ -140,6 +140,7 @@ class MachineClientSide:
         self.events = events
         self.container = container
         self.pki = MACHINE_PKI
+        self.ca_file = f"{MACHINE_PKI}/ca.pem"
         status, output = target.run(
             f"rm -rf {MACHINE_PKI} {MACHINE_KEY_DIR} && mkdir -p {MACHINE_PKI} {MACHINE_KEY_DIR}"
         )
@@ -149,14 +150,17 @@ class MachineClientSide:
             target.copyTo(mutual_tls.pki_dir() / name, f"{MACHINE_PKI}/{name}")
         if container is not None:
             wait_for_container(target, container)
-            # The client in its container checks the server against the CA in its directory.
-            target.run(f"cp {MACHINE_PKI}/ca.pem {MACHINE_KEY_DIR}/ca.pem")
+            # The client in its container sees only its directory: the root certificate it
+            # checks the server against goes there.
+            status, output = target.run(f"cp {MACHINE_PKI}/ca.pem {MACHINE_KEY_DIR}/ca.pem")
+            if status != 0:
+                raise ServiceError(f"cannot give the client its CA certificate: {output}")
+            self.ca_file = f"{container.workdir}/ca.pem"
 
     def as_client(self, argv: Sequence[str]) -> ClientRun:
         if self.container is None:
             return self.as_ca(argv)
-        words = [w.replace(MACHINE_PKI, self.container.workdir) for w in argv]
-        command = self.container.run_command(words, workdir_from=MACHINE_KEY_DIR)
+        command = self.container.run_command(argv, workdir_from=MACHINE_KEY_DIR)
         return run_in_machine(self.target, self.events, command)
 
     def as_ca(self, argv: Sequence[str]) -> ClientRun:

@@ -154,7 +154,7 @@ def provision(side: HostClientSide, key_id: int, serial: int) -> tuple[str, str]
 
 
 def client(side: HostClientSide, cert: str, key_id: int) -> ClientRun:
-    argv = mutual_tls.client_argv(side.pki, key_id)
+    argv = mutual_tls.client_argv(side.ca_file, key_id)
     argv[argv.index(f"crt_file={mutual_tls.CERT_FILE}")] = f"crt_file={cert}"
     return side.as_client(argv)
 
