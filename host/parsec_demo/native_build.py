@@ -33,7 +33,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -295,8 +294,14 @@ def prepare_tree(recipe: MbedtlsRecipe, tarball: Path, destination: Path, log_di
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    with tarfile.open(tarball) as archive:
-        archive.extractall(staging, filter="data")
+    # GNU tar (essential on Debian) refuses members that would land outside the staging
+    # directory, on every Python: tarfile's extraction filters need Python 3.11.4, newer than
+    # Debian 12's 3.11.2. Ownership and modes are the extracting user's.
+    _run(
+        "unpack",
+        ["tar", "-xf", tarball, "-C", staging, "--no-same-owner", "--no-same-permissions"],
+        log_dir,
+    )
     [top] = list(staging.iterdir())
     for patch in recipe.patches:
         logger.info(f"applying {patch.name}")

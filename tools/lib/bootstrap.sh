@@ -39,7 +39,7 @@ _find_python() {
     local candidate
     for candidate in python3.11 python3 python3.12 python3.13; do
         if command -v "$candidate" >/dev/null 2>&1 \
-            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11, 2))' 2>/dev/null; then
             command -v "$candidate"
             return 0
         fi
@@ -57,7 +57,7 @@ ensure_venv() {
         return 0
     fi
     python="$(_find_python)" || { ensure_apt python3 python3-venv; python="$(_find_python)"; } \
-        || die "Python 3.11 or newer is required"
+        || die "Python 3.11.2 or newer is required (Debian 12's python3 or newer)"
     if [ ! -x "$VENV/bin/python" ]; then
         say "creating $VENV with $python"
         "$python" -m venv "$VENV" 2>/dev/null || {

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 #: Building Mbed TLS 3.6 and the Parsec SE driver, and fetching Debian's Mbed TLS source.
 BUILD = (
-    "cmake", "gcc", "make", "patch", "bzip2", "pkg-config", "libprotobuf-c-dev",
+    "cmake", "gcc", "libc6-dev", "make", "patch", "bzip2", "pkg-config", "libprotobuf-c-dev",
     "protobuf-c-compiler", "apt", "ca-certificates",
 )  # fmt: skip
 #: The host-mode demo: a private network namespace for ssl_server's port.
