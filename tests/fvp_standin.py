@@ -3,7 +3,9 @@
 
 It records its command line, working directory and environment (to ``standin-record.json`` in
 its working directory), announces one telnet console per ``--parameter <t>.start_telnet=0`` as
-a real FVP does (``<t>: Listening for serial connection on port N``), prints a boot log and a
+a real FVP does, by the terminal's own name, the last part of its path
+(``terminal_ns_uart0: Listening for serial connection on port N`` for
+``css.ap_periph.terminal_ns_uart0``), prints a boot log and a
 login prompt on the first terminal, and answers with an SSH banner on the host port that
 ``...userNetPorts`` forwards to guest port 22. SIGTERM ends it.
 """
@@ -20,7 +22,9 @@ import time
 def main() -> int:
     args = sys.argv[1:]
     parameters = [args[i + 1] for i, a in enumerate(args) if a == "--parameter"]
-    terminals = [p.split(".start_telnet=")[0] for p in parameters if ".start_telnet=" in p]
+    terminals = [
+        p.split(".start_telnet=")[0].rsplit(".", 1)[-1] for p in parameters if ".start_telnet=" in p
+    ]
     ssh_port = None
     for parameter in parameters:
         key, _, value = parameter.partition("=")

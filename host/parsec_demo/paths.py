@@ -13,9 +13,11 @@ so that a user finds the logs of every run without asking where they went.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from pathlib import Path
+from types import ModuleType
 
 from .errors import UserError
 
@@ -66,6 +68,23 @@ def __getattr__(name: str) -> Path:
     if name == "PROJECT_ROOT":
         return project_root()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def layer_dir() -> Path:
+    """The checkout's Yocto layer, meta-parsec-demo."""
+    return project_root() / "meta-parsec-demo"
+
+
+def layer_module(name: str) -> ModuleType:
+    """A standard-library module of the layer's ``lib/`` (what BitBake imports with
+    ``addpylib``), loaded from the checkout so that the toolkit and the layer share one copy."""
+    path = layer_dir() / "lib" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"parsec_demo_layer_{name}", path)
+    if spec is None or spec.loader is None:
+        raise NoCheckoutError(f"the layer has no module {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def runs_root() -> Path:

@@ -2,7 +2,7 @@
 as pipelines, checked from their structure rather than from substrings:
 
 - stages run in the declared order, and every job a job ``needs`` exists in an earlier stage;
-- what a job reads from an earlier build (``build/tmp/deploy/...``) is in the artifacts of a job
+- what a job reads from an earlier build (``build/tmp*/deploy/...``) is in the artifacts of a job
   it needs, and each artifact path is something the job's own commands write;
 - every command a job runs exists: this repository's ``./tools`` entry points (with options they
   accept; ``parsec-demo`` command lines as its own parser reads them) and files, the kas
@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kas_configs import combined, rd1ae_stack
 from parsec_demo.paths import PROJECT_ROOT
 
 CI = PROJECT_ROOT / "ci"
@@ -64,10 +65,15 @@ BB_ENV_PASSTHROUGH_KAS = {
     "SSTATE_DIR", "SSTATE_MIRRORS", "BB_HASHSERVE_DB_DIR", "BB_HASHSERVE",
     "BB_HASHSERVE_UPSTREAM", "DL_DIR", "TMPDIR",
 }  # fmt: skip
+
+
 #: meta/lib/oeqa/utils/__init__.py get_json_result_dir: testimage writes testresults.json into
 #: ${LOG_DIR}/oeqa (unless OEQA_JSON_RESULT_DIR says otherwise), and adds to the one there;
 #: meta/conf/bitbake.conf: LOG_DIR = "${TMPDIR}/log", TMPDIR ?= "${TOPDIR}/tmp" (kas: build/).
-TESTRESULTS = "build/tmp/log/oeqa/testresults.json"
+def results_file(config: str) -> str:
+    return f"{build_dir(config)}/log/oeqa/testresults.json"
+
+
 #: meta/classes-recipe/image-artifact-names.bbclass: IMAGE_NAME_SUFFIX ??= ".rootfs", part of
 #: IMAGE_LINK_NAME, which names the deployed qemuboot.conf (qemuboot.bbclass).
 IMAGE_NAME_SUFFIX = ".rootfs"
@@ -187,22 +193,24 @@ def kas_files(config: str) -> list[Path]:
 
 def kas_settings(config: str) -> dict[str, Any]:
     """What a kas configuration sets (machine, env, local.conf blocks), includes merged."""
-    merged: dict[str, Any] = {"env": {}, "local_conf_header": {}}
-
-    def load(path: Path) -> None:
-        document = yaml.safe_load(path.read_text())
-        for include in document.get("header", {}).get("includes", []):
-            if isinstance(include, str):
-                load(path.parent / include)
-        for key in ("machine", "distro", "target"):
-            if key in document:
-                merged[key] = document[key]
-        merged["env"].update(document.get("env") or {})
-        merged["local_conf_header"].update(document.get("local_conf_header") or {})
-
-    for path in kas_files(config):
-        load(path)
+    merged = {"env": {}, "local_conf_header": {}, **combined(config)}
+    for key in ("env", "local_conf_header"):
+        merged[key] = merged[key] or {}
     return merged
+
+
+def build_dir(config: str) -> str:
+    """Where the build of a kas configuration leaves its files (TMPDIR under kas's build/)."""
+    local_conf = "\n".join(kas_settings(config)["local_conf_header"].values())
+    found = re.search(r'^\s*TMPDIR\s*=\s*"\$\{TOPDIR\}/([\w.-]+)"', local_conf, re.M)
+    return f"build/{found.group(1) if found else 'tmp'}"
+
+
+def image_name(config: str) -> str:
+    """The image a kas configuration builds (its one target)."""
+    target = kas_settings(config)["target"]
+    (name,) = [target] if isinstance(target, str) else target
+    return str(name)
 
 
 JOB_IDS = sorted(gitlab_jobs())
@@ -234,15 +242,15 @@ def test_stages_run_in_order_and_needs_point_back() -> None:
     assert {n: needs(j) for n, j in jobs.items() if j.get("needs")} == {
         # The image comes back from sstate; deploy artifacts unpacked into the build directory
         # would clash with the files sstate installs there.
-        "testimage-fvp-rd1-ae": {"build-fvp-rd1-ae": False},
+        "testimage-fvp-rd-kronos": {"build-fvp-rd-kronos": False},
         "testimage-qemuarm64": {"build-qemuarm64": False},
-        "junit-fvp-rd1-ae": {"testimage-fvp-rd1-ae": True},
+        "junit-fvp-rd-kronos": {"testimage-fvp-rd-kronos": True},
         "junit-qemuarm64": {"testimage-qemuarm64": True},
         # The LAVA jobs read the build's .fvpconf or qemuboot.conf and its deploy file names.
-        "lava-fvp-rd1-ae": {"build-fvp-rd1-ae": True},
+        "lava-fvp-rd-kronos": {"build-fvp-rd-kronos": True},
         "lava-qemuarm64": {"build-qemuarm64": True},
     }
-    for name in ("junit-fvp-rd1-ae", "junit-qemuarm64"):
+    for name in ("junit-fvp-rd-kronos", "junit-qemuarm64"):
         assert jobs[name].get("when") == "always", f"{name}: reports also after a failed test"
 
 
@@ -260,17 +268,17 @@ def test_each_job_runs_what_its_stage_is_for() -> None:
         "kas-lock-check": ["kas dump", "kas lock", "git"],
         "offline-checks": ["./tools/test"],
         "build-qemuarm64": ["kas build"],
-        "build-fvp-rd1-ae": ["kas build"],
-        "testimage-fvp-rd1-ae": ["rm", "kas build"],
+        "build-fvp-rd-kronos": ["kas build"],
+        "testimage-fvp-rd-kronos": ["rm", "kas build"],
         "testimage-qemuarm64": ["rm", "kas build"],
-        "junit-fvp-rd1-ae": ["./tools/parsec-demo"],
+        "junit-fvp-rd-kronos": ["./tools/parsec-demo"],
         "junit-qemuarm64": ["./tools/parsec-demo"],
         **{
             f"lava-{machine}": [
                 "./tools/parsec-demo", "./tools/parsec-demo", "./tools/parsec-demo", "lavacli",
                 "cat", "lavacli", "cat", "lavacli", "cat", "./tools/parsec-demo",
             ]
-            for machine in ("fvp-rd1-ae", "qemuarm64")
+            for machine in ("fvp-rd-kronos", "qemuarm64")
         },
     }  # fmt: skip
     builds = {
@@ -281,18 +289,17 @@ def test_each_job_runs_what_its_stage_is_for() -> None:
     }
     assert builds == {
         "build-qemuarm64": "kas/base.yml:kas/qemuarm64.yml:kas/ci-cache.yml",
-        "build-fvp-rd1-ae": "kas/base.yml:kas/fvp-rd1-ae.yml:kas/ci-cache.yml",
-        "testimage-fvp-rd1-ae": "kas/base.yml:kas/fvp-rd1-ae.yml:kas/testimage.yml"
-        ":kas/ci-cache.yml",
+        "build-fvp-rd-kronos": "kas/fvp-rd-kronos.yml:kas/ci-cache.yml",
+        "testimage-fvp-rd-kronos": "kas/fvp-rd-kronos.yml:kas/testimage.yml:kas/ci-cache.yml",
         "testimage-qemuarm64": "kas/base.yml:kas/qemuarm64.yml:kas/testimage.yml:kas/ci-cache.yml",
     }
     # A testimage job starts from no results: testimage adds to a testresults.json it finds.
-    for name in ("testimage-fvp-rd1-ae", "testimage-qemuarm64"):
+    for name in ("testimage-fvp-rd-kronos", "testimage-qemuarm64"):
         first = job_commands(gitlab_jobs()[name])[0]
-        assert first.argv == ["rm", "-rf", str(Path(TESTRESULTS).parent)], first.argv
+        assert first.argv == ["rm", "-rf", str(Path(results_file(builds[name])).parent)]
 
 
-@pytest.mark.parametrize("name", ["testimage-fvp-rd1-ae", "testimage-qemuarm64"])
+@pytest.mark.parametrize("name", ["testimage-fvp-rd-kronos", "testimage-qemuarm64"])
 def test_a_testimage_job_builds_with_testimage_run_after_the_build(name: str) -> None:
     """``kas build`` of a configuration that has testimage run as part of the image's build
     (TESTIMAGE_AUTO), through a controller testimage can find for the machine."""
@@ -302,7 +309,12 @@ def test_a_testimage_job_builds_with_testimage_run_after_the_build(name: str) ->
     local_conf = "\n".join(settings["local_conf_header"].values())
     assert re.search(r'^\s*TESTIMAGE_AUTO\s*=\s*"1"', local_conf, re.M), config
     assert re.search(r'IMAGE_CLASSES\s*\+=\s*"[^"]*\btestimage\b', local_conf), config
-    assert settings.get("target") and list(LAYER.glob(f"recipes-*/**/{settings['target']}.bb"))
+    # The layer's image, or Arm's image with the layer's package group in it.
+    image = image_name(config)
+    installs = re.search(
+        rf'IMAGE_INSTALL:append:pn-{image}\s*=\s*"[^"]*packagegroup-parsec', local_conf
+    )
+    assert list(LAYER.glob(f"recipes-*/**/{image}.bb")) or installs, f"{config}: {image}"
     machine = settings["machine"]
     targets = dict(re.findall(r'^\s*TEST_TARGET:([\w-]+)\s*=\s*"([^"]+)"', local_conf, re.M))
     controller = targets.get(machine) or targets.get("qemuall" if "qemu" in machine else "")
@@ -341,16 +353,19 @@ def test_junit_comes_from_the_report_command_reading_what_testimage_wrote() -> N
         for name, job in jobs.items()
         if "junit" in job.get("artifacts", {}).get("reports", {}) and not name.startswith("lava-")
     }
-    assert sorted(reporting) == ["junit-fvp-rd1-ae", "junit-qemuarm64"]
+    assert sorted(reporting) == ["junit-fvp-rd-kronos", "junit-qemuarm64"]
     for name, job in reporting.items():
         [command] = [c for c in job_commands(job) if c.program == "./tools/parsec-demo"]
         args = build_parser().parse_args(command.argv[1:])
         assert (args.command, args.report_format) == ("report", "junit"), command.argv
-        assert str(args.testresults) == TESTRESULTS
         assert job["artifacts"]["reports"]["junit"] == str(args.output)
         [needed] = needs(job)
+        config = next(
+            c.argv[2] for c in job_commands(jobs[needed]) if c.argv[:2] == ["kas", "build"]
+        )
+        assert str(args.testresults) == results_file(config)
         kept = [p.rstrip("/") for p in jobs[needed]["artifacts"]["paths"]]
-        assert str(Path(TESTRESULTS).parent) in kept, f"{needed} does not keep {TESTRESULTS}"
+        assert str(Path(results_file(config)).parent) in kept, f"{needed} does not keep it"
         assert jobs[needed]["artifacts"].get("when") == "always", "kept when tests fail too"
         machine = kas_settings(
             next(c.argv[2] for c in job_commands(jobs[needed]) if c.argv[:2] == ["kas", "build"])
@@ -471,33 +486,50 @@ def test_tools_are_given_options_they_accept() -> None:
                     )
 
 
+def build_config(job: dict[str, Any]) -> str:
+    """The kas configuration a build job builds."""
+    (config,) = [c.argv[2] for c in job_commands(job) if c.argv[:2] == ["kas", "build"]]
+    return config
+
+
 def test_what_a_job_reads_from_a_build_is_in_the_artifacts_it_needs() -> None:
+    """Every build file a job reads is kept by a build job it needs, under that build's
+    TMPDIR, with the name that build deploys (image, machine, IMAGE_NAME_SUFFIX)."""
     jobs = gitlab_jobs()
-    image = kas_settings("kas/base.yml")["target"]
     for name, job in jobs.items():
-        provided = [
-            path.rstrip("/")
-            for needed, fetched in needs(job).items()
-            if fetched
-            for path in jobs[needed]["artifacts"]["paths"]
-        ]
+        fetched = [needed for needed, artifacts in needs(job).items() if artifacts]
+        provided = [p.rstrip("/") for needed in fetched for p in jobs[needed]["artifacts"]["paths"]]
         for command in job_commands(job):
             if command.program in ("kas", "rm"):
                 continue
             for word in command.argv[1:]:
-                if word.startswith("build/tmp/"):
-                    assert any(word.startswith(p + "/") for p in provided), (
-                        f"{name} reads {word}, which no job it needs keeps as an artifact"
-                    )
-                match = re.fullmatch(r"build/tmp/deploy/images/([^/]+)/(.+)", word)
-                if not match:
+                if not re.match(r"build/tmp\w*/", word):
                     continue
-                machine, file_name = match.groups()
-                if file_name.endswith(".qemuboot.conf"):
-                    expected = f"{image}-{machine}{IMAGE_NAME_SUFFIX}.qemuboot.conf"
-                    assert file_name == expected, (
-                        f"{name}: scarthgap deploys {expected}, not {file_name}"
-                    )
+                assert any(word.startswith(p + "/") for p in provided), (
+                    f"{name} reads {word}, which no job it needs keeps as an artifact"
+                )
+                match = re.fullmatch(r"(build/tmp\w*)/deploy/images/([^/]+)/(.+)", word)
+                if not match or not match.group(3).endswith((".qemuboot.conf", ".fvpconf")):
+                    continue
+                tmpdir, machine, file_name = match.groups()
+                [config] = [
+                    build_config(jobs[n])
+                    for n in fetched
+                    if kas_settings(build_config(jobs[n]))["machine"] == machine
+                ]
+                assert tmpdir == build_dir(config), f"{name}: {config} builds in {tmpdir}"
+                suffix = file_name.rsplit(".", 2 if file_name.endswith("boot.conf") else 1)
+                expected = f"{image_name(config)}-{machine}{image_name_suffix(config)}."
+                assert file_name.startswith(expected) and len(suffix) > 1, (
+                    f"{name}: that build deploys {expected}..., not {file_name}"
+                )
+
+
+def image_name_suffix(config: str) -> str:
+    """IMAGE_NAME_SUFFIX of a configuration's machine: Arm's RD-1 AE machine sets it empty."""
+    stack = rd1ae_stack()["machine"]
+    machine = kas_settings(config)["machine"]
+    return str(stack["image_name_suffix"]) if machine == stack["name"] else IMAGE_NAME_SUFFIX
 
 
 @pytest.mark.parametrize("name", JOB_IDS)
@@ -507,19 +539,23 @@ def test_each_artifact_is_written_by_its_job(name: str) -> None:
     paths = list(artifacts.get("paths", []))
     paths += [path for report in artifacts.get("reports", {}).values() for path in [report]]
     commands = job_commands(job)
-    machines = {
-        kas_settings(c.kas_config if c.kas_config else c.argv[2]).get("machine")
+    configs = [
+        c.kas_config if c.kas_config else c.argv[2]
         for c in commands
         if c.kas_config or c.argv[:2] == ["kas", "build"]
-    }
+    ]
+    machines = {kas_settings(config).get("machine") for config in configs}
+    build_dirs = {build_dir(config) for config in configs}
     words = {w.rstrip("/") for c in commands for w in [*c.argv[1:], *c.redirected]}
     for path in paths:
         first = path.split("/", 1)[0].rstrip("/")
-        deploy = re.match(r"build/tmp/deploy/images/([^/]+)/", path)
+        deploy = re.match(r"(build/tmp\w*)/deploy/images/([^/]+)/", path)
         if deploy:
-            assert deploy.group(1) in machines, f"{name}: {path} is not what its build makes"
-        elif path.startswith("build/tmp/"):
+            assert deploy.group(2) in machines, f"{name}: {path} is not what its build makes"
+            assert deploy.group(1) in build_dirs, f"{name}: {path} is not where it builds"
+        elif re.match(r"build/tmp\w*/", path):
             assert machines, f"{name}: {path} but no bitbake runs in this job"
+            assert path.split("/")[1] in {d.split("/")[1] for d in build_dirs}, path
         else:
             assert first in words or path.rstrip("/") in words, (
                 f"{name}: artifact {path} is not written by the job's commands"
@@ -625,46 +661,45 @@ def test_the_script_reader_splits_as_the_shell_does() -> None:
 
 #: What the LAVA jobs' scripts need from GitLab, as a pipeline has it.
 GITLAB_ENV = {
-    "CI_API_V4_URL": "https://gitlab.example/api/v4",
+    "CI_API_V4_URL": "https://gitlab.lab.internal/api/v4",
     "CI_PROJECT_ID": "7",
+    "CI_PROJECT_URL": "https://gitlab.lab.internal/parsec/parsec-demo",
     "BUILD_QEMUARM64_JOB_ID": "1001",
-    "BUILD_FVP_RD1_AE_JOB_ID": "1002",
-    "LAVA_FVP_DOCKER": "registry.example/arm/fvp-rd1-ae:11.25",
+    "BUILD_FVP_RD_KRONOS_JOB_ID": "1002",
+    "LAVA_FVP_DOCKER": "registry.lab.internal/arm/fvp-rd-1-ae:11.27.20",
 }
 
 
-def _yocto_deploy(deploy: Path, machine: str) -> str:
+def _yocto_deploy(workspace: Path, machine: str) -> tuple[str, str]:
     """What the build job of ``machine`` leaves in its deploy directory, as far as the LAVA
-    job reads it; the URL path of the first image LAVA downloads."""
+    job reads it: that directory and the name of the first image LAVA downloads."""
+    config = build_config(gitlab_jobs()[f"build-{machine}"])
+    directory = f"{build_dir(config)}/deploy/images/{machine}"
+    deploy = workspace / directory
     deploy.mkdir(parents=True)
+    link_name = f"{image_name(config)}-{machine}{image_name_suffix(config)}"
     if machine == "qemuarm64":
-        for name in ("Image", "parsec-tls-demo-image-qemuarm64.rootfs.ext4"):
+        for name in ("Image", f"{link_name}.ext4"):
             (deploy / name).write_bytes(b"image")
-        (deploy / f"parsec-tls-demo-image-qemuarm64{IMAGE_NAME_SUFFIX}.qemuboot.conf").write_text(
-            "[config_bsp]\nIMAGE_LINK_NAME = parsec-tls-demo-image-qemuarm64.rootfs\n"
+        (deploy / f"{link_name}.qemuboot.conf").write_text(
+            f"[config_bsp]\nIMAGE_LINK_NAME = {link_name}\n"
             "QB_DEFAULT_KERNEL = Image\nQB_DEFAULT_FSTYPE = ext4\nQB_MACHINE = -machine virt\n"
             "QB_CPU = -cpu cortex-a57\nQB_SYSTEM_NAME = qemu-system-aarch64\nQB_MEM = -m 1024\n"
             "QB_KERNEL_CMDLINE_APPEND = console=ttyAMA0\n"
         )
-        return "Image"
-    from rd1ae import RD1AE_FVPCONF
+        return directory, "Image"
+    from rd1ae import RD1AE_FILES, RD1AE_FVPCONF, RD1AE_IMAGE
 
-    files = {"parsec-tls-demo-image-fvp-rd1-ae.rootfs.wic", "rse-rom-image.img", "rse-bl1.axf"}
-    for name in files:
+    assert f"{link_name}.wic" == RD1AE_IMAGE, "the fixture is the build's image"
+    for name in RD1AE_FILES:
         (deploy / name).write_bytes(b"image")
-    config = dict(RD1AE_FVPCONF)
-    config["parameters"] = {
-        **RD1AE_FVPCONF["parameters"],
-        "board.virtioblockdevice.image_path": "parsec-tls-demo-image-fvp-rd1-ae.rootfs.wic",
-    }
-    (deploy / f"parsec-tls-demo-image-fvp-rd1-ae{IMAGE_NAME_SUFFIX}.fvpconf").write_text(
-        json.dumps(config)
-    )
-    return "parsec-tls-demo-image-fvp-rd1-ae.rootfs.wic"
+    (deploy / f"{link_name}.fvpconf").write_text(json.dumps(RD1AE_FVPCONF))
+    parameters = RD1AE_FVPCONF["parameters"].values()
+    return directory, next(v for v in parameters if v in RD1AE_FILES)
 
 
 @pytest.mark.parametrize(
-    ("machine", "build_job_id"), [("qemuarm64", "1001"), ("fvp-rd1-ae", "1002")]
+    ("machine", "build_job_id"), [("qemuarm64", "1001"), ("fvp-rd-kronos", "1002")]
 )
 def test_the_lava_jobs_submit_wait_and_collect_with_lavacli_against_a_lava_api(
     tmp_path: Path, machine: str, build_job_id: str
@@ -678,7 +713,7 @@ def test_the_lava_jobs_submit_wait_and_collect_with_lavacli_against_a_lava_api(
     job = gitlab_jobs()[f"lava-{machine}"]
     assert job["rules"] == [{"if": "$LAVA_URI"}], "runs only where a LAVA server is named"
     workspace = tmp_path / "workspace"
-    first_image = _yocto_deploy(workspace / f"build/tmp/deploy/images/{machine}", machine)
+    directory, first_image = _yocto_deploy(workspace, machine)
     script = [
         line.replace("./tools/parsec-demo", str(PROJECT_ROOT / "tools/parsec-demo"))
         for line in job["script"]
@@ -702,9 +737,13 @@ def test_the_lava_jobs_submit_wait_and_collect_with_lavacli_against_a_lava_api(
     deploy_action = yaml.safe_load(submitted)["actions"][0]["deploy"]
     first = next(iter(deploy_action["images"].values()))
     assert first["url"] == (
-        f"https://gitlab.example/api/v4/projects/7/jobs/{build_job_id}/artifacts/"
-        f"build/tmp/deploy/images/{machine}/{first_image}"
+        f"https://gitlab.lab.internal/api/v4/projects/7/jobs/{build_job_id}/artifacts/"
+        f"{directory}/{first_image}"
     )
+    (definition,) = next(a["test"] for a in yaml.safe_load(submitted)["actions"] if "test" in a)[
+        "definitions"
+    ]
+    assert definition["repository"] == GITLAB_ENV["CI_PROJECT_URL"] + ".git"
     junit = workspace / job["artifacts"]["reports"]["junit"]
     assert 'failures="3"' in junit.read_text()
     for path in job["artifacts"]["paths"]:

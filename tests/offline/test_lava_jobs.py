@@ -4,6 +4,7 @@ lava-common, through `parsec-demo lava check`), and what they ask of LAVA."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -21,9 +22,12 @@ from parsec_demo.services import python_command
 from rd1ae import RD1AE_FILES, RD1AE_FVPCONF
 
 ROOT = project_root()
+#: The project's repository as the tests' farm knows it (a CI clone's origin is a local path).
+REPOSITORY = "https://git.lab.internal/parsec/parsec-demo.git"
 SETTINGS = [
-    "images_url=https://artifacts.example/deploy",
-    "fvp_docker=registry.example/arm/fvp-rd1-ae:11.25",
+    "images_url=https://artifacts.lab.internal/deploy",
+    "fvp_docker=registry.lab.internal/arm/fvp-rd-1-ae:11.27.20",
+    f"testdef_repository={REPOSITORY}",
 ]
 
 
@@ -33,7 +37,7 @@ def fvpconf(tmp_path: Path) -> Path:
     deploy.mkdir()
     for name in RD1AE_FILES:
         (deploy / name).write_bytes(b"image")
-    path = deploy / "core-image-minimal-fvp-rd1-ae.fvpconf"
+    path = deploy / "baremetal-image-fvp-rd-kronos.fvpconf"
     path.write_text(json.dumps({**RD1AE_FVPCONF, "fvp-bindir": "/opt/fvp"}))
     return path
 
@@ -57,12 +61,20 @@ def qemuboot(tmp_path: Path) -> Path:
     return conf
 
 
-def _job(kind: str, config: Path, tmp_path: Path, *settings: str) -> dict[str, Any]:
+def _job(
+    kind: str,
+    config: Path,
+    tmp_path: Path,
+    *settings: str,
+    defaults: list[str] = SETTINGS,
+    checkout: Path | None = None,
+) -> dict[str, Any]:
     out = tmp_path / f"{kind}.yaml"
     command = python_command("lava", "job", kind, str(config), "-o", str(out))
-    for setting in [*SETTINGS, *settings]:
+    for setting in [*defaults, *settings]:
         command += ["--set", setting]
-    subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
+    env = {**os.environ, **({"PARSEC_DEMO_ROOT": str(checkout)} if checkout else {})}
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=60, env=env)
     data: dict[str, Any] = yaml.safe_load(out.read_text())
     return data
 
@@ -103,35 +115,39 @@ def test_the_fvp_job_deploys_every_file_the_model_loads_and_names_it_by_its_labe
 ) -> None:
     job = _job("fvp", fvpconf, tmp_path)
     images = _action(job, "deploy")["images"]
+    deploy = "https://artifacts.lab.internal/deploy"
     assert images == {
-        "core_image_minimal_fvp_rd1_ae_wic": {
-            "url": "https://artifacts.example/deploy/core-image-minimal-fvp-rd1-ae.wic"
+        "baremetal_image_fvp_rd_kronos_wic": {"url": f"{deploy}/baremetal-image-fvp-rd-kronos.wic"},
+        "rse_rom_image_img": {"url": f"{deploy}/rse-rom-image.img"},
+        "rse_flash_image_img": {"url": f"{deploy}/rse-flash-image.img"},
+        "ap_flash_image_img": {"url": f"{deploy}/ap-flash-image.img"},
+        "encrypted_cm_provisioning_bundle_0_bin": {
+            "url": f"{deploy}/encrypted_cm_provisioning_bundle_0.bin"
         },
-        "rse_rom_image_img": {"url": "https://artifacts.example/deploy/rse-rom-image.img"},
-        "rse_bl1_axf": {"url": "https://artifacts.example/deploy/rse-bl1.axf"},
     }
     boot = _action(job, "boot")
     arguments = boot["arguments"]
     assert (
-        "--parameter board.virtioblockdevice.image_path={CORE_IMAGE_MINIMAL_FVP_RD1_AE_WIC}"
+        "--parameter ros.board.virtioblockdevice.image_path={BAREMETAL_IMAGE_FVP_RD_KRONOS_WIC}"
         in arguments
     )
-    assert "--data css.sysctrl.rse.cpu={RSE_ROM_IMAGE_IMG}@0x11000000" in arguments
-    assert "--application css.sysctrl.rse.cpu={RSE_BL1_AXF}" in arguments
-    assert "--parameter soc.pl011_uart0.unbuffered_output=1" in arguments
-    assert "--parameter css.sysctrl.rse.terminal_uart.start_telnet=0" in arguments
-    assert boot["docker"]["name"] == "registry.example/arm/fvp-rd1-ae:11.25"
+    assert "--parameter css.sysctrl.rse.rom.raw_image={RSE_ROM_IMAGE_IMG}" in arguments
+    data = "--data css.sysctrl.rse.cpu={ENCRYPTED_CM_PROVISIONING_BUNDLE_0_BIN}@0x31000000"
+    assert data in arguments
+    assert "--parameter ros.board.virtio_net.hostbridge.userNetworking=1" in arguments
+    assert "--parameter css.sysctrl.terminal_rse_uart.start_telnet=0" in arguments
+    assert boot["docker"]["name"] == "registry.lab.internal/arm/fvp-rd-1-ae:11.27.20"
     assert boot["image"] == "/opt/fvp/FVP_RD_1_AE"
-    assert boot["license_variable"] == "ARMLMD_LICENSE_FILE=8224@licenses.example"
-    # The Linux console is the connection; the RSE's is a feedback console LAVA records.
-    announce = "soc.terminal_ns_uart0: Listening for serial connection on port 5000"
+    assert boot["license_variable"] == "ARMLMD_LICENSE_FILE=8224@licenses.lab.internal"
+    # The Linux console is the connection; the others (the RSE's among them) are feedback
+    # consoles LAVA records. An FVP announces a terminal by its own name.
+    announce = "terminal_ns_uart0: Listening for serial connection on port 5000"
     match = re.match(boot["console_string"], announce)
     assert match and match.group("PORT") == "5000"
-    (feedback,) = boot["feedbacks"]
-    rse = re.match(
-        feedback, "css.sysctrl.rse.terminal_uart: Listening for serial connection on port 5003"
-    )
-    assert rse and rse.group("NAME") == "css.sysctrl.rse.terminal_uart"
+    assert not any(re.match(f, announce) for f in boot["feedbacks"])
+    rse_announce = "terminal_rse_uart: Listening for serial connection on port 5003"
+    (rse,) = [m for m in (re.match(f, rse_announce) for f in boot["feedbacks"]) if m]
+    assert rse.group("NAME") == "terminal_rse_uart"
     assert rse.group("PORT") == "5003"
 
 
@@ -154,22 +170,69 @@ def test_the_qemu_job_starts_the_rse_model_before_the_boot_and_records_its_conso
         "-kernel {kernel} -append 'root=/dev/vda rw console=ttyAMA0 ip=dhcp'"
     )
     assert images["initrd"]["image_arg"] == "-initrd {initrd}"
-    assert images["rootfs"]["url"] == "https://artifacts.example/deploy/rootfs.ext4"
+    assert images["rootfs"]["url"] == "https://artifacts.lab.internal/deploy/rootfs.ext4"
 
 
-def test_the_test_definition_comes_from_the_project_at_this_commit(
+def _clone(tmp_path: Path, origin: str) -> Path:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    subprocess.run(["git", "-C", str(clone), "remote", "set-url", "origin", origin], check=True)
+    return clone
+
+
+def test_the_test_definition_comes_from_the_checkout_s_origin_at_its_commit(
     fvpconf: Path, tmp_path: Path
 ) -> None:
-    job = _job("fvp", fvpconf, tmp_path)
+    """By default the repository the checkout was cloned from, without the credentials a CI
+    clone's origin carries, at the checkout's commit."""
+    clone = _clone(tmp_path, "https://gitlab-ci-token:s3cret@git.lab.internal/grp/parsec-demo.git")
+    job = _job("fvp", fvpconf, tmp_path, defaults=SETTINGS[:2], checkout=clone)
     (definition,) = _action(job, "test")["definitions"]
     assert definition["path"] == TEST_DEFINITION and (ROOT / TEST_DEFINITION).is_file()
     head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+        ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     )
-    if head.returncode == 0:
-        assert definition["revision"] == head.stdout.strip()
-    assert definition["repository"].startswith("https://")
+    assert definition["revision"] == head.stdout.strip()
+    assert definition["repository"] == "https://git.lab.internal/grp/parsec-demo.git"
     assert definition["parameters"] == {"CLIENT_IMAGE": "localhost/parsec-demo-client:1"}
+
+
+def test_a_checkout_with_a_local_origin_asks_for_the_repository(
+    fvpconf: Path, tmp_path: Path
+) -> None:
+    clone = _clone(tmp_path, str(ROOT))
+    command = python_command("lava", "job", "fvp", str(fvpconf))
+    for setting in SETTINGS[:2]:
+        command += ["--set", setting]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "PARSEC_DEMO_ROOT": str(clone)}
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert "these settings have no value: testdef_repository" in line
+    assert "origin remote is not a network address" in line
+
+
+@pytest.mark.parametrize(
+    ("setting", "refusal"),
+    [
+        ("testdef_repository=https://git.example/parsec-demo.git", "names no real host"),
+        ("testdef_repository=/srv/parsec-demo", "no network address a LAVA worker can clone"),
+        ("images_url=https://artifacts.example.com/deploy", "names no real host"),
+        ("fvp_docker=registry.test/fvp:1", "names no real registry"),
+    ],
+)
+def test_lava_check_refuses_an_address_no_farm_can_reach(
+    fvpconf: Path, tmp_path: Path, setting: str, refusal: str
+) -> None:
+    _job("fvp", fvpconf, tmp_path, setting)
+    job = tmp_path / "fvp.yaml"
+    result = subprocess.run(
+        python_command("lava", "check", str(job)), capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    (line,) = result.stdout.splitlines()
+    assert line.startswith(f"{job}: invalid: ") and refusal in line, line
 
 
 def test_settings_come_from_a_file_then_set_and_are_checked(tmp_path: Path) -> None:
@@ -268,6 +331,7 @@ def test_the_images_list_names_every_deployed_file(qemuboot: Path, tmp_path: Pat
     listing = tmp_path / "images.txt"
     subprocess.run(
         python_command("lava", "job", "qemu", str(qemuboot), "--set", "images_url=https://a",
+                       "--set", f"testdef_repository={REPOSITORY}",
                        "-o", str(tmp_path / "job.yaml"), "--images-list", str(listing)),
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip

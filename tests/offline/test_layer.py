@@ -20,9 +20,9 @@ from typing import Any
 import jsonschema
 import kas
 import pytest
-import yaml
 from kas.configschema import CONFIGSCHEMA
 
+from kas_configs import KAS, combined, load, rd1ae_stack
 from parsec_demo.client_container import LOAD_UNIT, ClientContainer
 from parsec_demo.native_build import (
     DEBIAN_SOURCE_PACKAGE,
@@ -31,23 +31,25 @@ from parsec_demo.native_build import (
     check_patches_apply,
     sha256_of,
 )
-from parsec_demo.paths import PROJECT_ROOT
+from parsec_demo.paths import PROJECT_ROOT, layer_module
 
 LAYER = PROJECT_ROOT / "meta-parsec-demo"
-KAS = PROJECT_ROOT / "kas"
 #: The documented combinations (README).
 COMBINATIONS = [
-    ["base.yml", "qemuarm64.yml"],
-    ["base.yml", "qemuarm64.yml", "testimage.yml"],
-    ["base.yml", "fvp-rd1-ae.yml"],
-    ["base.yml", "fvp-rd1-ae.yml", "testimage.yml"],
-    ["base.yml", "qemuarm64.yml", "ci-cache.yml"],
-    ["base.yml", "fvp-rd1-ae.yml", "ci-cache.yml"],
-    ["base.yml", "qemuarm64.yml", "testimage.yml", "ci-cache.yml"],
-    ["base.yml", "fvp-rd1-ae.yml", "testimage.yml", "ci-cache.yml"],
+    "kas/base.yml:kas/qemuarm64.yml",
+    "kas/base.yml:kas/qemuarm64.yml:kas/testimage.yml",
+    "kas/fvp-rd-kronos.yml",
+    "kas/fvp-rd-kronos.yml:kas/testimage.yml",
+    "kas/base.yml:kas/qemuarm64.yml:kas/ci-cache.yml",
+    "kas/fvp-rd-kronos.yml:kas/ci-cache.yml",
+    "kas/base.yml:kas/qemuarm64.yml:kas/testimage.yml:kas/ci-cache.yml",
+    "kas/fvp-rd-kronos.yml:kas/testimage.yml:kas/ci-cache.yml",
 ]
-#: Repositories whose commit could not be read here; `kas lock` pins them.
-UNPINNED = {"meta-arm-auto-solutions"}
+#: Combinations on Arm's RD-1 AE stack, which brings its own layers at its own pins.
+ON_ARM_STACK = [c for c in COMBINATIONS if c.startswith("kas/fvp-rd-kronos.yml")]
+#: kas files read by other kas versions than the project's: the overlay of Arm's build is
+#: included by users who configured it with Arm's kas 4.x (file format 16 at most).
+KAS_FORMATS = {"rd1ae-overlay.yml": 14}
 #: The upstream layers' own layer.conf facts at the pinned commits.
 UPSTREAM_LAYERS = Path(__file__).with_name("upstream_layers.yml")
 
@@ -56,57 +58,32 @@ def kas_files() -> list[Path]:
     return sorted(KAS.glob("*.yml"))
 
 
-def load(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(path.read_text())
-    return data
-
-
-def merge(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """kas's merge of configuration dictionaries (later files win, dictionaries merge)."""
-    for key, value in other.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            merge(into[key], value)
-        else:
-            into[key] = value
-    return into
-
-
-def resolve(path: Path) -> dict[str, Any]:
-    config = load(path)
-    merged: dict[str, Any] = {}
-    for include in config.get("header", {}).get("includes", []):
-        if isinstance(include, str):
-            merge(merged, resolve(path.parent / include))
-    return merge(merged, config)
-
-
-def combined(files: list[str]) -> dict[str, Any]:
-    """The configuration kas builds from ``kas build a.yml:b.yml:...``."""
-    merged: dict[str, Any] = {}
-    for name in files:
-        merge(merged, resolve(KAS / name))
-    return merged
-
-
 @pytest.mark.parametrize("path", kas_files(), ids=lambda p: p.name)
 def test_kas_files_follow_kas_schema(path: Path) -> None:
     errors = [e.message for e in jsonschema.Draft7Validator(CONFIGSCHEMA).iter_errors(load(path))]
     assert errors == []
-    assert load(path)["header"]["version"] == kas.__file_version__, "the current format"
+    version = load(path)["header"]["version"]
+    assert version == KAS_FORMATS.get(path.name, kas.__file_version__), "the intended format"
+    for include in load(path)["header"].get("includes", []):
+        if isinstance(include, str):
+            assert (PROJECT_ROOT / include).is_file(), (
+                f"{include}: kas reads it from the repository"
+            )
 
 
-@pytest.mark.parametrize("files", COMBINATIONS, ids=":".join)
-def test_documented_combinations_are_complete_configurations(files: list[str]) -> None:
-    merged = combined(files)
+@pytest.mark.parametrize("config", COMBINATIONS)
+def test_documented_combinations_are_complete_configurations(config: str) -> None:
+    merged = combined(config)
     merged["header"] = {"version": kas.__file_version__}
     assert list(jsonschema.Draft7Validator(CONFIGSCHEMA).iter_errors(merged)) == []
-    assert merged["distro"] == "poky" and merged["machine"] and merged["target"]
+    assert merged["machine"] and merged["target"]
+    # The demo's own images build on poky; Arm's build keeps its own distribution.
+    assert merged["distro"] == ("nodistro" if config in ON_ARM_STACK else "poky")
     repos = merged["repos"]
-    for include in (i for f in files for i in load(KAS / f)["header"].get("includes", [])):
-        if isinstance(include, dict):
-            assert include["repo"] in repos, f"include from unknown repo {include['repo']}"
-        else:
-            assert (KAS / include).is_file()
+    for part in config.split(":"):
+        for include in load(PROJECT_ROOT / part)["header"].get("includes", []):
+            if isinstance(include, dict):
+                assert include["repo"] in repos, f"include from unknown repo {include['repo']}"
     assert "meta-parsec-demo" in repos["parsec-demo"]["layers"]
 
 
@@ -120,15 +97,15 @@ def enabled_layers(repos: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-@pytest.mark.parametrize("files", COMBINATIONS, ids=":".join)
-def test_every_layer_dependency_is_enabled(files: list[str]) -> None:
-    merged = combined(files)
+@pytest.mark.parametrize("config", [c for c in COMBINATIONS if c not in ON_ARM_STACK])
+def test_every_layer_dependency_is_enabled(config: str) -> None:
+    """On the project's own configurations; Arm's stack enables its layers at its own pins
+    (proved by kas and BitBake on a real checkout: test_the_rd1ae_build_parses_...)."""
+    merged = combined(config)
     facts = load(UPSTREAM_LAYERS)
     ours = variables((LAYER / "conf/layer.conf").read_text())
     declared: dict[str, list[str]] = {}
     for repo, layer in enabled_layers(merged["repos"]):
-        if repo in UNPINNED:
-            continue  # its own kas file brings its layers; not readable here
         if repo == "parsec-demo":
             declared["parsec-demo"] = ours["LAYERDEPENDS_parsec-demo"].split()
             continue
@@ -148,21 +125,123 @@ def test_every_layer_dependency_is_enabled(files: list[str]) -> None:
     assert missing == {}, "layers whose dependencies no repository enables"
 
 
-def test_repositories_are_pinned_to_full_commits() -> None:
+def test_repositories_are_pinned() -> None:
+    """Every repository at a full commit on scarthgap, but Arm's, at its release tag."""
     repos: dict[str, Any] = {}
     for path in kas_files():
         repos.update(load(path).get("repos", {}))
     lock = load(KAS / "base.lock.yml")["overrides"]["repos"]
+    stack = rd1ae_stack()
     for name, repo in repos.items():
         if not repo or "url" not in repo:
-            continue  # this repository
-        if name in UNPINNED:
-            assert "commit" not in repo
+            continue  # this repository, or one a fragment declares
+        if name == "sw-ref-stack":
+            assert (repo["url"], repo["tag"]) == (stack["url"], stack["release"])
+            assert "branch" not in repo, "the release, not a moving branch"
             continue
         assert re.fullmatch(r"[0-9a-f]{40}", repo.get("commit", "")), f"{name} is not pinned"
-        assert repo.get("branch") == "scarthgap" or name == "meta-arm-auto-solutions"
+        assert repo.get("branch") == "scarthgap"
         if name in lock:
             assert lock[name]["commit"] == repo["commit"], f"{name}: lock file and config differ"
+
+
+def test_the_rd1ae_configuration_is_arm_s_v1_1_build() -> None:
+    """kas/fvp-rd-kronos.yml is the build Arm's menu composes for the RD-1 AE demo: its
+    repository at the release, its machine, its fragments in the menu's order, then the
+    project's overlay; the images land where Arm's baremetal build puts them."""
+    stack = rd1ae_stack()
+    config = load(KAS / "fvp-rd-kronos.yml")
+    includes = config["header"]["includes"]
+    arm = [i["file"] for i in includes if isinstance(i, dict) and i["repo"] == "sw-ref-stack"]
+    assert arm == stack["kconfig"]["includes"]
+    assert includes[-1] == "kas/rd1ae-overlay.yml", "the overlay last: it adds to Arm's build"
+    assert config["machine"] == stack["kconfig"]["MACHINE"] == stack["machine"]["name"]
+    merged = combined("kas/fvp-rd-kronos.yml")
+    assert merged["target"] == [stack["layer"]["image"]]
+    assert stack["kconfig"]["eula_variable"] in merged["env"], "Arm's stack passes the EULA"
+    assert f'"${{TOPDIR}}/{stack["machine"]["tmpdir"]}"' in "".join(
+        merged["local_conf_header"].values()
+    )
+    assert "machine" not in load(KAS / "rd1ae-overlay.yml"), "the menu chooses the machine"
+
+
+def test_no_configuration_names_a_machine_that_does_not_exist() -> None:
+    """Every machine override of the layer and the kas files is a machine a build has:
+    poky's QEMU machines and Arm's fvp-rd-kronos."""
+    known = {"qemuall", "qemuarm64", rd1ae_stack()["machine"]["name"]}
+    places = [*metadata_files(), *kas_files(), PROJECT_ROOT / "ci/gitlab-ci.yml"]
+    for path in places:
+        text = path.read_text()
+        assert "rd1-ae" not in text and "rd1ae.yml" not in text, path.name
+        for override in re.findall(r"^\s*[A-Z_]+(?::[\w-]+)*:((?:fvp|qemu)[\w-]*)\b", text, re.M):
+            assert override in known, f"{path.name}: {override} is no machine"
+
+
+def overlay_settings() -> dict[str, str]:
+    return variables(load(KAS / "rd1ae-overlay.yml")["local_conf_header"]["parsec-demo-rd1ae"])
+
+
+def test_the_overlay_replaces_upstream_s_demo_deliberately() -> None:
+    """One provider of each name: upstream's demo recipes are masked and the layer's recipes
+    of the same names take their place; upstream's test leaves TEST_SUITES, the layer's
+    cases join it; the machine's Parsec is upstream Parsec, the target the layer's FVP
+    controller."""
+    stack = rd1ae_stack()
+    conf = overlay_settings()
+    masks = [re.compile(m) for m in conf["BBMASK"].split()]
+    for name, path in stack["layer"]["demo_recipes"].items():
+        upstream = f"/work/sw-ref-stack/{stack['layer']['path']}/{path}"
+        assert any(m.search(upstream) for m in masks), f"upstream's {name} is not masked"
+        ours = list(LAYER.glob(f"recipes-*/**/{name}_*.bb"))
+        assert ours, f"the layer has no {name} to take its place"
+        assert not any(m.search(str(o)) for m in masks for o in ours), f"ours {name} is masked"
+    for recipe in metadata_files():
+        assert not any(m.search(str(recipe)) for m in masks), f"{recipe.name} is masked"
+    assert conf["TEST_SUITES:remove"].split() == [stack["layer"]["test_module"]]
+    assert conf["TEST_SUITES:append"].split() == ["parsec_tls_demo"]
+    assert (LAYER / "lib/oeqa/runtime/cases/parsec_tls_demo.py").is_file()
+    assert not list(LAYER.rglob(f"{stack['layer']['test_module']}.py")), "no second copy"
+    controller = conf[f"TEST_TARGET:{stack['machine']['name']}"]
+    fvp = (LAYER / "lib/oeqa/controllers/parsec_demo_fvp.py").read_text()
+    assert re.search(rf"class {controller}\(OEFVPTarget\)", fvp)
+    assert 'RSE_CONSOLE = "rse"' in fvp and "rse" in stack["machine"]["consoles"]
+    assert conf["PARSEC_DEMO_SERVICE"].split()[0] == "parsec-service", "upstream Parsec"
+    image = stack["layer"]["image"]
+    assert conf[f"IMAGE_INSTALL:append:pn-{image}"].split() == ["packagegroup-parsec-tls-demo"]
+
+
+#: A kas work directory in which Arm's RD-1 AE stack is checked out (sw-ref-stack at v1.1 and
+#: the layers its fragments name, as ``kas checkout kas/fvp-rd-kronos.yml`` leaves them).
+RD1AE_WORKDIR = os.environ.get("PARSEC_DEMO_RD1AE_WORKDIR")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.skipif(
+    not RD1AE_WORKDIR,
+    reason="PARSEC_DEMO_RD1AE_WORKDIR names no kas work directory with Arm's RD-1 AE stack",
+)
+def test_the_rd1ae_build_parses_with_kas_and_bitbake(tmp_path: Path) -> None:
+    """kas reads kas/fvp-rd-kronos.yml with Arm's fragments and BitBake parses the build for
+    fvp-rd-kronos: the layer's demo is the one baremetal-image installs, upstream's test has
+    left the suites and the layer's controller drives the FVP."""
+    assert RD1AE_WORKDIR
+    kas_program = Path(sys.executable).with_name("kas")
+    env = {**os.environ, "KAS_WORK_DIR": RD1AE_WORKDIR, "ARM_FVP_EULA_ACCEPT": "1"}
+    command = [str(kas_program), "shell", str(KAS / "fvp-rd-kronos.yml"), "-c"]
+    result = subprocess.run(
+        [*command, "bitbake -e baremetal-image; bitbake -e parsec-mbedtls-demo"],
+        env=env, capture_output=True, text=True, timeout=3000,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    values = dict(re.findall(r'^([A-Za-z_][\w:-]*)="(.*)"$', output, re.M))
+    assert values["MACHINE"] == "fvp-rd-kronos"
+    assert "test_40_parsec" not in values["TEST_SUITES"].split()
+    assert "parsec_tls_demo" in values["TEST_SUITES"].split()
+    assert values["TEST_TARGET"] == "ParsecDemoFVPTarget"
+    files = re.findall(r'^FILE="(.*)"$', output, re.M)
+    assert any("meta-parsec-demo/recipes-parsec/" in f for f in files), files
 
 
 def layer_files(*patterns: str) -> list[Path]:
@@ -334,9 +413,9 @@ def test_no_path_in_the_metadata_leaves_the_layer() -> None:
         assert "../" not in text, f"{path.relative_to(LAYER)}: a relative path out of its folder"
         assert str(PROJECT_ROOT) not in text, f"{path.relative_to(LAYER)}: a path of this checkout"
         assert not re.search(r"file://\$\{(LAYERDIR|PARSEC_DEMO_LAYERDIR|THISDIR)\}/\.\.", text)
-    # The kas files are what finds the checkout, and from the layer's own directory only.
-    base = load(KAS / "base.yml")["local_conf_header"]["parsec-demo-source"]
-    assert "PARSEC_DEMO_LAYERDIR" in base and str(PROJECT_ROOT) not in base
+    # The layer finds its project's source itself: no build configuration has to.
+    for path in kas_files():
+        assert not re.search(r"PARSEC_DEMO_(GIT_URI|SRCREV)", path.read_text()), path.name
 
 
 def test_a_copied_layer_has_every_file_its_recipes_name(tmp_path: Path) -> None:
@@ -355,16 +434,55 @@ def test_a_copied_layer_has_every_file_its_recipes_name(tmp_path: Path) -> None:
         assert (copy / "lib/oeqa/runtime/files/parsec_tls_demo" / name).is_file(), name
 
 
-def test_homepage_and_bugtracker_name_the_project() -> None:
-    conf = variables((LAYER / "conf/layer.conf").read_text())
-    repository = conf["PARSEC_DEMO_REPOSITORY"]
-    assert re.fullmatch(r"[a-z0-9.-]+(/[\w.-]+)+", repository)
-    assert conf["PARSEC_DEMO_GIT_URI"].startswith("git://${PARSEC_DEMO_REPOSITORY}.git;")
+def test_no_placeholder_address_reaches_a_build_or_a_job() -> None:
+    """No address on a host that cannot be real in the layer, the kas files, the pipelines or
+    the LAVA test definition and device files; the recipes' HOMEPAGE is the checkout's own."""
+    source = layer_module("parsec_demo_source")
+    places = [*LAYER.rglob("*"), *KAS.glob("*.yml"), *(PROJECT_ROOT / "lava").rglob("*")]
+    places += [PROJECT_ROOT / ".gitlab-ci.yml", PROJECT_ROOT / "ci/gitlab-ci.yml"]
+    places += list((PROJECT_ROOT / ".github").rglob("*.yml"))
+    for path in places:
+        if not path.is_file() or path.suffix in (".pem", ".key") or ".example." in path.name:
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue  # not text: a compiled file of a build
+        for host in re.findall(r"(?:\b[a-z+]+://(?:[^@/\s]+@)?|\bgit@)([\w.-]+)", text):
+            assert not source.is_reserved_host(host), f"{path.relative_to(PROJECT_ROOT)}: {host}"
+    assert "PARSEC_DEMO_REPOSITORY" not in (LAYER / "conf/layer.conf").read_text()
     for recipe in layer_files("*.bb"):
-        values = variables(recipe.read_text())
-        assert values["HOMEPAGE"] == "https://${PARSEC_DEMO_REPOSITORY}", recipe.name
-        assert values["BUGTRACKER"] == "https://${PARSEC_DEMO_REPOSITORY}/issues", recipe.name
-    assert f"https://{repository}" in (LAYER / "README.md").read_text()
+        assert variables(recipe.read_text())["HOMEPAGE"] == "${PARSEC_DEMO_HOMEPAGE}", recipe.name
+
+
+def test_the_layer_finds_its_source_in_the_checkout_it_lives_in(tmp_path: Path) -> None:
+    """conf/layer.conf's defaults, as BitBake computes them (lib/parsec_demo_source.py): the
+    clone the layer is in, at its HEAD, and the web address of its origin without the token
+    a CI clone carries; nothing for a layer copied out of its repository."""
+    source = layer_module("parsec_demo_source")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(PROJECT_ROOT), str(clone)], check=True)
+    origin = "https://gitlab-ci-token:secret@git.lab.internal/arm/parsec-demo.git"
+    subprocess.run(["git", "-C", str(clone), "remote", "set-url", "origin", origin], check=True)
+    head = subprocess.run(
+        ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+    class Data(dict[str, str]):
+        def getVar(self, name: str) -> str | None:  # BitBake's datastore API
+            return self.get(name)
+
+    layer = str(clone / "meta-parsec-demo")
+    d = Data(PARSEC_DEMO_LAYERDIR=layer)
+    d["PARSEC_DEMO_CHECKOUT_HEAD"] = source.head_commit(source.checkout_of(layer))
+    assert source.bitbake_git_uri(d) == f"git://{clone};protocol=file;nobranch=1"
+    assert source.bitbake_srcrev(d) == head
+    assert source.bitbake_homepage(d) == "https://git.lab.internal/arm/parsec-demo"
+    assert source.clone_address(origin) == "https://git.lab.internal/arm/parsec-demo.git"
+    copied = tmp_path / "copy" / "meta-parsec-demo"
+    shutil.copytree(LAYER, copied, ignore=shutil.ignore_patterns("__pycache__"))
+    assert source.checkout_of(str(copied)) == ""
+    assert source.bitbake_homepage(Data(PARSEC_DEMO_LAYERDIR=str(copied))) == ""
 
 
 def test_the_project_recipes_fetch_the_project_at_one_commit() -> None:
@@ -384,35 +502,18 @@ def test_the_project_recipes_fetch_the_project_at_one_commit() -> None:
     assert not list(LAYER.rglob("*.proto")) and not list(LAYER.rglob("parsec_service"))
 
 
-def test_the_layers_srcrev_is_a_commit_the_recipes_can_build() -> None:
-    """PARSEC_DEMO_SRCREV names a commit of this repository whose tree has what the recipes
-    build: the target package with the contracts build that takes PROTOC, the contracts, the
-    distribution at the top with the RSE model's console script."""
-    srcrev = variables((LAYER / "conf/layer.conf").read_text())["PARSEC_DEMO_SRCREV"]
-    assert re.fullmatch(r"[0-9a-f]{40}", srcrev)
-
-    def show(path: str) -> str | None:
-        result = subprocess.run(
-            ["git", "show", f"{srcrev}:{path}"], cwd=PROJECT_ROOT, capture_output=True, text=True
-        )
-        return result.stdout if result.returncode == 0 else None
-
-    if show("") is None:
-        pytest.skip(f"commit {srcrev} is not in this clone (shallow?)")
-    assert show("contracts/parsec/psa_key_attributes.proto") is not None
-    assert show("target/pyproject.toml") is not None
-    assert "PROTOC" in (show("target/build_contracts.py") or ""), (
-        f"PARSEC_DEMO_SRCREV {srcrev[:12]} predates the recipes' build (PROTOC): set it to a "
-        "later commit"
-    )
-    assert "parsec-demo-rse-model" in (show("pyproject.toml") or "")
-    # The layer's unit waits for the service's READY=1: the service at that commit sends it.
+def test_the_checkout_has_what_the_recipes_build() -> None:
+    """The recipes fetch this repository at HEAD: the target package with the contracts build
+    that takes PROTOC, the contracts, the distribution at the top with the RSE model's console
+    script, and a service that notifies systemd if the layer's unit waits for it."""
+    assert (PROJECT_ROOT / "contracts/parsec/psa_key_attributes.proto").is_file()
+    assert (PROJECT_ROOT / "target/pyproject.toml").is_file()
+    assert "PROTOC" in (PROJECT_ROOT / "target/build_contracts.py").read_text()
+    assert "parsec-demo-rse-model" in (PROJECT_ROOT / "pyproject.toml").read_text()
     unit = next(LAYER.rglob("parsec-demo.service")).read_text()
     if re.search(r"^Type=notify$", unit, re.M):
-        assert "READY=1" in (show("target/parsec_service/service_manager.py") or ""), (
-            f"parsec-demo.service is Type=notify, but the service at PARSEC_DEMO_SRCREV "
-            f"{srcrev[:12]} does not notify systemd: set it to a later commit"
-        )
+        service_manager = PROJECT_ROOT / "target/parsec_service/service_manager.py"
+        assert "READY=1" in service_manager.read_text()
 
 
 def test_the_image_stages_the_rse_model_for_testimage_on_qemu() -> None:
@@ -511,7 +612,7 @@ def test_the_readme_passes_yocto_check_layers_readme_checks() -> None:
     for recipe in layer_files("*.bb", "*.bbappend"):
         name = recipe.stem.split("_")[0] + ("_%.bbappend" if recipe.suffix == ".bbappend" else "")
         assert f"`{name}`" in text, f"the recipe table lacks {name}"
-    for kas_file in ("base.yml", "qemuarm64.yml", "fvp-rd1-ae.yml", "testimage.yml"):
+    for kas_file in (p.name for p in kas_files() if not p.name.endswith(".lock.yml")):
         assert f"`{kas_file}`" in text
     conf = variables((LAYER / "conf/layer.conf").read_text())
     for collection in conf["LAYERDEPENDS_parsec-demo"].split():
@@ -574,23 +675,82 @@ def test_a_copy_of_the_layer_parses_with_poky_alone(tmp_path: Path) -> None:
     (build / "conf/bblayers.conf").write_text(
         f'BBPATH = "${{TOPDIR}}"\nBBFILES ?= ""\nBBLAYERS = "{POKY}/meta {layer}"\n'
     )
-    (build / "conf/local.conf").write_text(PARSE_ALONE_CONF)
+    # Out of its repository, the layer is told where the project's source is.
+    (build / "conf/local.conf").write_text(PARSE_ALONE_CONF + COPIED_LAYER_SOURCE)
     result = run_bitbake(["-p"], build, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert re.search(r"Parsing of \d+ \.bb files complete .* 0 errors", output), output[-2000:]
     assert "ERROR" not in output, output[-4000:]
+    # Without that, one line says which settings it needs.
+    (build / "conf/local.conf").write_text(PARSE_ALONE_CONF)
+    result = run_bitbake(["-e", "parsec-demo-service"], build, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "set PARSEC_DEMO_GIT_URI and PARSEC_DEMO_SRCREV" in output, output[-4000:]
+
+
+#: A copied layer's source: a mirror of the project (parsing only: nothing is fetched).
+COPIED_LAYER_SOURCE = """
+PARSEC_DEMO_GIT_URI = "git://git.lab.internal/parsec-demo.git;protocol=https;branch=main"
+PARSEC_DEMO_SRCREV = "0123456789abcdef0123456789abcdef01234567"
+"""
+
+
+@needs_poky
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_a_clone_s_layer_added_with_bitbake_layers_builds_its_own_source(tmp_path: Path) -> None:
+    """What a user does in any scarthgap build: ``bitbake-layers add-layer`` of the layer in a
+    clone of the project, no file edited. With PARSEC_DEMO_YOCTO_LAYERS the layers it depends on
+    are added first, as a user adds them; without, the parse says LAYERDEPENDS is met. The
+    recipes then fetch the clone at its HEAD."""
+    assert POKY
+    clone = tmp_path / "parsec-demo"
+    subprocess.run(["git", "clone", "-q", str(PROJECT_ROOT), str(clone)], check=True)
+    head = subprocess.run(
+        ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    build = tmp_path / "build"
+    (build / "conf").mkdir(parents=True)
+    (build / "conf/bblayers.conf").write_text(
+        f'BBPATH = "${{TOPDIR}}"\nBBFILES ?= ""\nBBLAYERS = "{POKY}/meta {POKY}/meta-poky"\n'
+    )
+    conf = TASK_GRAPH_CONF
+    if YOCTO_LAYERS:
+        layers = [str(Path(YOCTO_LAYERS) / relative) for relative in DEPENDENCY_LAYERS]
+        added = run_bitbake(["add-layer", *layers], build, tmp_path, program="bitbake-layers")
+        assert added.returncode == 0, (added.stdout + added.stderr)[-3000:]
+    else:
+        conf = PARSE_ALONE_CONF
+    (build / "conf/local.conf").write_text(conf)
+    added = run_bitbake(
+        ["add-layer", str(clone / "meta-parsec-demo")], build, tmp_path, program="bitbake-layers"
+    )
+    assert added.returncode == 0, (added.stdout + added.stderr)[-3000:]
+    assert str(clone / "meta-parsec-demo") in (build / "conf/bblayers.conf").read_text()
+    result = run_bitbake(["-e", "parsec-demo-service"], build, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    values = dict(re.findall(r'^([A-Za-z_][\w:-]*)="(.*)"$', output, re.M))
+    assert values["SRCREV"] == head
+    assert values["SRC_URI"].split()[0] == f"git://{clone};protocol=file;nobranch=1"
 
 
 def run_bitbake(
-    args: list[str], build: Path, tmp_path: Path, passed: dict[str, str] | None = None
+    args: list[str],
+    build: Path,
+    tmp_path: Path,
+    passed: dict[str, str] | None = None,
+    program: str = "bitbake",
 ) -> subprocess.CompletedProcess[str]:
-    """poky's bitbake with ``args`` in the build directory ``build``; ``passed``: variables
-    set in its environment and put on its passthrough list, as kas does with its ``env``."""
+    """poky's bitbake (or another ``program`` of it) with ``args`` in the build directory
+    ``build``; ``passed``: variables set in its environment and put on its passthrough list,
+    as kas does with its ``env``."""
     assert POKY
     # BitBake insists on the en_US.UTF-8 locale: compiled here when the system lacks it.
     locales = tmp_path / "locale"
-    locales.mkdir()
+    locales.mkdir(exist_ok=True)
     subprocess.run(
         ["localedef", "-i", "en_US", "-f", "UTF-8", str(locales / "en_US.UTF-8")],
         check=True, capture_output=True,
@@ -604,7 +764,7 @@ def run_bitbake(
         **(passed or {}),
     }
     return subprocess.run(
-        ["bitbake", *args], cwd=build, env=env, capture_output=True, text=True, timeout=2400
+        [program, *args], cwd=build, env=env, capture_output=True, text=True, timeout=2400
     )
 
 

@@ -354,9 +354,12 @@ def test_run_fvp_describes_the_machine_in_machine_json(
             {
                 "fvp-bindir": str(bindir),
                 "exe": "FVP_RD_1_AE",
-                "parameters": {"board.virtio_net.hostbridge.userNetPorts": "2222=22"},
-                "terminals": {"soc.terminal_ns_uart0": "Linux", "css.rse.terminal_uart": "RSE"},
-                "consoles": {"default": "soc.terminal_ns_uart0", "rse": "css.rse.terminal_uart"},
+                "parameters": {"ros.board.virtio_net.hostbridge.userNetPorts": "2222=22"},
+                "terminals": {
+                    "css.ap_periph.terminal_ns_uart0": "PC Console",
+                    "css.sysctrl.terminal_rse_uart": "RSE",
+                },
+                "consoles": {"default": "terminal_ns_uart0", "rse": "terminal_rse_uart"},
             }
         )
     )

@@ -30,7 +30,7 @@ def fvpconf(tmp_path: Path) -> Path:
     model.chmod(0o755)
     deploy = tmp_path / "deploy"
     deploy.mkdir()
-    path = deploy / "core-image-minimal-fvp-rd1-ae.fvpconf"
+    path = deploy / "baremetal-image-fvp-rd-kronos.fvpconf"
     path.write_text(json.dumps({**RD1AE_FVPCONF, "fvp-bindir": str(bindir)}))
     return path
 
@@ -40,12 +40,12 @@ def test_fvp_command_line_from_an_fvpconf(fvpconf: Path) -> None:
     command = fvp_command(config, ssh_port=31337)
     assert command[0] == str(fvpconf.parent.parent / "fvp-bin" / "FVP_RD_1_AE")
     pairs = list(zip(command[1::2], command[2::2], strict=False))
-    assert ("--parameter", "board.virtio_net.hostbridge.userNetPorts=31337=22") in pairs
-    assert ("--parameter", "soc.pl011_uart0.unbuffered_output=1") in pairs
-    assert ("--data", "css.sysctrl.rse.cpu=rse-rom-image.img@0x11000000") in pairs
-    assert ("--application", "css.sysctrl.rse.cpu=rse-bl1.axf") in pairs
-    assert ("--parameter", "soc.terminal_ns_uart0.start_telnet=0") in pairs
-    assert ("--parameter", "css.sysctrl.rse.terminal_uart.start_telnet=0") in pairs
+    assert ("--parameter", "ros.board.virtio_net.hostbridge.userNetPorts=31337=22") in pairs
+    assert ("--parameter", "css.sysctrl.rse.rom.raw_image=rse-rom-image.img") in pairs
+    data = "css.sysctrl.rse.cpu=encrypted_cm_provisioning_bundle_0.bin@0x31000000"
+    assert ("--data", data) in pairs
+    assert ("--parameter", "css.ap_periph.terminal_ns_uart0.start_telnet=0") in pairs
+    assert ("--parameter", "css.sysctrl.terminal_rse_uart.start_telnet=0") in pairs
     assert command[-2:] == ["--simlimit", "3600"]
     assert forward_ssh("2222=22,8080=80", 4000) == "4000=22,8080=80"
 
@@ -70,18 +70,18 @@ def test_the_runner_boots_a_stand_in_fvp_and_logs_its_consoles(
         with FvpMachine(FvpConfig.load(fvpconf), run_dir, boot_timeout=30) as machine:
             assert machine.ssh_port is not None
             port = machine.ssh_port.port
-            assert set(machine.consoles) == {"default", "rse"}
+            assert set(machine.consoles) == {"default", "tf-a", "scp", "rse"}
             record = json.loads((fvpconf.parent / "standin-record.json").read_text())
     finally:
         del os.environ["PARSEC_DEMO_SECRET"]
     assert record["cwd"] == str(fvpconf.parent), "the FVP runs from the .fvpconf's directory"
-    assert record["env"]["ARMLMD_LICENSE_FILE"] == "8224@licenses.example"
+    assert record["env"]["ARMLMD_LICENSE_FILE"] == "8224@licenses.lab.internal"
     assert "PARSEC_DEMO_SECRET" not in record["env"], "the environment is isolated"
-    assert f"board.virtio_net.hostbridge.userNetPorts={port}=22" in record["argv"]
+    assert f"ros.board.virtio_net.hostbridge.userNetPorts={port}=22" in record["argv"]
     default = (run_dir / "default.log").read_text()
-    assert "soc.terminal_ns_uart0 up" in default and "parsec-demo login:" in default
+    assert "terminal_ns_uart0 up" in default and "parsec-demo login:" in default
     assert "\xff" not in default
-    assert "css.sysctrl.rse.terminal_uart up" in (run_dir / "rse.log").read_text()
+    assert "terminal_rse_uart up" in (run_dir / "rse.log").read_text()
     assert "Listening for serial connection" in (run_dir / "fvp.log").read_text()
 
 
@@ -110,7 +110,7 @@ def test_no_login_prompt_times_out_with_the_console_tail(fvpconf: Path, tmp_path
     fvpconf.write_text(json.dumps(data))
     with pytest.raises(BootError, match="no login prompt within 2 s") as caught:
         FvpMachine(FvpConfig.load(fvpconf), tmp_path / "run", boot_timeout=2).start()
-    assert "soc.terminal_ns_uart0 up" in str(caught.value), "the console tail is shown"
+    assert "terminal_ns_uart0 up" in str(caught.value), "the console tail is shown"
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..errors import UserError
 from ..native_build import build_root
+from ..paths import layer_module
 
 SCRIPT = Path(__file__).resolve().with_name("schema_check.py")
 #: Debian's interpreter, the one its lava-common package installs for.
@@ -50,10 +53,41 @@ def check(kind: str, paths: list[Path]) -> list[Verdict]:
         )
     verdicts = []
     for path, line in zip(paths, result.stdout.splitlines(), strict=False):
-        verdicts.append(Verdict(str(path), line == f"{path}: valid", line))
+        valid = line == f"{path}: valid"
+        problem = unreachable_address(path) if valid and kind == "job" else ""
+        if problem:
+            valid, line = False, f"{path}: invalid: {problem}"
+        verdicts.append(Verdict(str(path), valid, line))
     if len(verdicts) != len(paths):
         raise SchemaUnavailable(f"LAVA's schema check failed: {result.stderr.strip()}")
     return verdicts
+
+
+def unreachable_address(job_file: Path) -> str:
+    """What in the job ``job_file`` a farm cannot reach, or "": a test definition repository
+    that is a path on this machine, or a repository, image URL or docker registry on a host
+    that cannot be real (an example or test domain, RFC 2606)."""
+    source = layer_module("parsec_demo_source")
+    job = yaml.safe_load(job_file.read_text())
+    for action in job.get("actions", []) if isinstance(job, dict) else []:
+        for definition in (action.get("test") or {}).get("definitions", []):
+            repository = str(definition.get("repository", ""))
+            if definition.get("from") == "git" and not source.split_remote(repository)[1]:
+                return (
+                    f"the test definition's repository {repository} is no network address a "
+                    "LAVA worker can clone (set testdef_repository)"
+                )
+            if source.is_reserved_host(source.split_remote(repository)[1]):
+                return f"the test definition's repository {repository} names no real host"
+        for name, image in ((action.get("deploy") or {}).get("images") or {}).items():
+            url = str(image.get("url", "")) if isinstance(image, dict) else ""
+            if source.is_reserved_host(source.split_remote(url)[1]):
+                return f"image {name}: {url} names no real host (set images_url)"
+        docker = str(((action.get("boot") or {}).get("docker") or {}).get("name", ""))
+        registry = docker.split("/")[0] if "/" in docker else ""
+        if "." in registry and source.is_reserved_host(registry.split(":")[0]):
+            return f"the docker image {docker} names no real registry (set fvp_docker)"
+    return ""
 
 
 def render_device(dictionary: Path, context: dict[str, Any] | None = None) -> str:

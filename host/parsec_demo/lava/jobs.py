@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from ..client_container import ClientContainer
 from ..errors import UserError
 from ..machine.fvp import FvpConfig
 from ..machine.qemu import QemuConfig, rse_options
-from ..paths import project_root
+from ..paths import layer_module, project_root
 
 #: The test definition every job runs, as a path in this project's repository.
 TEST_DEFINITION = "lava/testdefs/parsec-tls-demo.yaml"
@@ -121,9 +120,11 @@ class FarmSettings:
     def require(self, *names: str) -> None:
         missing = [name for name in names if not getattr(self, name)]
         if missing:
+            hints = "; ".join(MISSING_HINTS[name] for name in missing if name in MISSING_HINTS)
             raise SettingsError(
                 f"these settings have no value: {', '.join(missing)} "
-                "(give them in the settings file or with --set NAME=VALUE)"
+                f"(give them in the settings file or with --set NAME=VALUE"
+                f"{'; ' + hints if hints else ''})"
             )
 
     def image_url(self, path: Path) -> str:
@@ -131,19 +132,27 @@ class FarmSettings:
 
 
 def project_defaults() -> dict[str, str]:
-    """The test definition's source by default: the project's repository as the layer names
-    it (``PARSEC_DEMO_REPOSITORY``), at this checkout's commit."""
+    """The test definition's source by default: the repository this checkout was cloned from
+    (its ``origin`` remote, without credentials), at this checkout's commit. A checkout whose
+    origin is not a network address gives no repository: the job then asks for the setting."""
+    source = layer_module("parsec_demo_source")
+    root = str(project_root())
     defaults: dict[str, str] = {}
-    layer_conf = project_root() / "meta-parsec-demo/conf/layer.conf"
-    found = re.search(r'^PARSEC_DEMO_REPOSITORY = "([^"]+)"', layer_conf.read_text(), re.M)
-    if found:
-        defaults["testdef_repository"] = f"https://{found.group(1)}.git"
-    head = subprocess.run(
-        ["git", "-C", str(project_root()), "rev-parse", "HEAD"], capture_output=True, text=True
-    )
-    if head.returncode == 0:
-        defaults["testdef_revision"] = head.stdout.strip()
+    repository = str(source.clone_address(source.remote_url(root)))
+    if repository:
+        defaults["testdef_repository"] = repository
+    revision = str(source.head_commit(root))
+    if revision:
+        defaults["testdef_revision"] = revision
     return defaults
+
+
+#: Why a setting that has no value by default has none, for the one-line error.
+MISSING_HINTS = {
+    "testdef_repository": "this checkout's origin remote is not a network address a LAVA "
+    "worker can clone",
+    "testdef_revision": "this checkout has no commit",
+}
 
 
 def _header(settings: FarmSettings, default_name: str, default_device: str) -> dict[str, Any]:
@@ -213,8 +222,8 @@ class _Images:
 def fvp_job(fvpconf: Path, settings: FarmSettings) -> dict[str, Any]:
     """The LAVA job that boots the FVP an ``.fvpconf`` describes and runs the test
     definition, the RSE's console recorded as a feedback console."""
-    settings.require("images_url", "fvp_docker", "testdef_repository", "testdef_revision")
     _exists(fvpconf)
+    settings.require("images_url", "fvp_docker", "testdef_repository", "testdef_revision")
     try:
         config = FvpConfig.load(fvpconf)
     except (OSError, ValueError) as exc:
@@ -298,8 +307,8 @@ def _quoted(argument: str) -> str:
 def qemu_job(qemuboot: Path, settings: FarmSettings) -> dict[str, Any]:
     """The LAVA job that boots the QEMU machine a ``qemuboot.conf`` describes, with the RSE
     model beside it on the dispatcher, and runs the test definition."""
-    settings.require("images_url", "testdef_repository", "testdef_revision")
     _exists(qemuboot)
+    settings.require("images_url", "testdef_repository", "testdef_revision")
     try:
         config = QemuConfig.from_qemuboot(qemuboot)
     except (OSError, KeyError, ValueError) as exc:

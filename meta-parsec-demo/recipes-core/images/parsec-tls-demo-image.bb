@@ -2,8 +2,7 @@ SUMMARY = "Image of the Parsec-enabled TLS demo"
 DESCRIPTION = "A console image with the Parsec TLS demo (ssl_client1, ssl_server, the \
                Parsec service of the machine, podman with the client's container) and what \
                testimage needs to validate it over SSH."
-HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
-BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
+HOMEPAGE = "${PARSEC_DEMO_HOMEPAGE}"
 SECTION = "images"
 LICENSE = "MIT"
 # An image is no product of its own in the CVE database: its packages are checked.

@@ -2,8 +2,7 @@ SUMMARY = "The Parsec TLS demo's client container, loaded into podman at boot"
 DESCRIPTION = "The OCI archive of parsec-demo-client-container and a systemd oneshot that \
                loads it into podman's image store as PARSEC_DEMO_CLIENT_IMAGE:TAG at boot \
                (no registry, no network), so that the demo's client runs in a container."
-HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
-BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
+HOMEPAGE = "${PARSEC_DEMO_HOMEPAGE}"
 SECTION = "console/network"
 LICENSE = "MIT"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=2af4fb66de15f87c886345ce793e5c18"

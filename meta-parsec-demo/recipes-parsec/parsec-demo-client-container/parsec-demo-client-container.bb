@@ -4,8 +4,7 @@ DESCRIPTION = "ssl_client1 with the Parsec SE driver and the shared libraries it
                as an OCI archive that podman loads under PARSEC_DEMO_CLIENT_IMAGE:TAG; the \
                client reaches the Parsec socket through a bind mount of /run/parsec and the \
                server through the host's network."
-HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
-BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
+HOMEPAGE = "${PARSEC_DEMO_HOMEPAGE}"
 SECTION = "images"
 LICENSE = "MIT"
 # An image is no product of its own in the CVE database: its packages are checked.

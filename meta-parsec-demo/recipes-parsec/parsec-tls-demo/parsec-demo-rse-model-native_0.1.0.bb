@@ -4,8 +4,7 @@ DESCRIPTION = "parsec-demo-rse-model: the parsec-demo project's model of the RSE
                runs on the build host beside a QEMU machine, as the RSE runs beside the \
                application cores. testimage's QEMU controller of this layer starts it from \
                the native sysroot."
-HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
-BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
+HOMEPAGE = "${PARSEC_DEMO_HOMEPAGE}"
 SECTION = "devel/python"
 LICENSE = "MIT"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=2af4fb66de15f87c886345ce793e5c18"

@@ -3,8 +3,7 @@ DESCRIPTION = "The parsec-demo project's Parsec service (wire protocol 1.0, Trus
                provider id 4) for machines without an RSE: its backend is the RSE crypto \
                service model beside a QEMU machine, reached through the virtio-serial port \
                /dev/virtio-ports/rse. With parsec-tool's commands."
-HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
-BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
+HOMEPAGE = "${PARSEC_DEMO_HOMEPAGE}"
 SECTION = "console/network"
 LICENSE = "MIT"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=2af4fb66de15f87c886345ce793e5c18"

@@ -6,8 +6,7 @@ DESCRIPTION = "Mbed TLS 3.6 LTS programs for the Parsec TLS demo: ssl_server ser
                sign with its own key) delegated to the Parsec service through the Parsec \
                secure-element driver. parsec_client_key makes the client's key pair in \
                the secure element and a CSR signed there; cert_write issues certificates."
-HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
-BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
+HOMEPAGE = "${PARSEC_DEMO_HOMEPAGE}"
 SECTION = "console/network"
 # Mbed TLS, and parsec_client_key (the Parsec SE driver's tool, MIT).
 LICENSE = "(Apache-2.0 | GPL-2.0-or-later) & MIT"

@@ -2,8 +2,7 @@ SUMMARY = "Parsec secure-element driver for Mbed TLS 3.6"
 DESCRIPTION = "A PSA secure-element driver (HAL version 5) whose keys live in the Parsec \
                service: import, generate, destroy, export public key, sign and verify \
                become Parsec wire protocol requests over the service's Unix socket."
-HOMEPAGE = "https://${PARSEC_DEMO_REPOSITORY}"
-BUGTRACKER = "https://${PARSEC_DEMO_REPOSITORY}/issues"
+HOMEPAGE = "${PARSEC_DEMO_HOMEPAGE}"
 SECTION = "libs"
 LICENSE = "MIT"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=2af4fb66de15f87c886345ce793e5c18"

@@ -3,10 +3,10 @@
 #
 """testimage controller for the RD-1 AE FVP: meta-arm's OEFVPTarget, plus the RSE's console log.
 
-TEST_TARGET = "ParsecDemoFVPTarget" (kas/testimage.yml, for fvp-rd1-ae). meta-arm's OEFVPTarget
-(scarthgap: lib/oeqa/controllers/fvp.py) boots the FVP from the image's .fvpconf on the first
-command, opens one telnet session (pexpect) per console the .fvpconf names and logs each to
-``<alias>_log.<DATETIME>`` beside testimage's boot log. A pexpect session only reads, and so
+TEST_TARGET = "ParsecDemoFVPTarget" (kas/rd1ae-overlay.yml, for Arm's fvp-rd-kronos).
+meta-arm's OEFVPTarget (scarthgap: lib/oeqa/controllers/fvp.py) boots the FVP from the image's
+.fvpconf on the first command, opens one telnet session (pexpect) per console the .fvpconf
+names and logs each to ``<alias>_log.<DATETIME>`` beside testimage's boot log. A pexpect session only reads, and so
 only logs, while someone calls ``expect`` on it; nobody does on the RSE's console, so its log
 would stay empty and, once the terminal's buffer is full, the FVP may stall on that UART.
 
@@ -30,8 +30,8 @@ try:
 except ImportError:  # no meta-arm in this build: no FVP controller either
     OEFVPTarget = None
 
-#: The .fvpconf console alias of the RSE's UART (meta-parsec-demo's convention, also
-#: run-fvp's; the machine configuration names it in FVP_CONSOLES).
+#: The .fvpconf console alias of the RSE's UART: fvp-rd-kronos's FVP_CONSOLES[rse], the FVP
+#: terminal terminal_rse_uart (run-fvp and the LAVA jobs read it by the same alias).
 RSE_CONSOLE = "rse"
 #: Bytes per read, and seconds a read waits before the drain checks whether to stop.
 READ_SIZE = 4096
