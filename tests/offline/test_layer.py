@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 import kas
 import pytest
+import yaml
 from kas.configschema import CONFIGSCHEMA
 
 from kas_configs import KAS, combined, load, rd1ae_stack
@@ -137,7 +138,9 @@ def test_repositories_are_pinned() -> None:
             continue  # this repository, or one a fragment declares
         if name == "sw-ref-stack":
             assert (repo["url"], repo["tag"]) == (stack["url"], stack["release"])
-            assert "branch" not in repo, "the release, not a moving branch"
+            # kas refuses a tag and a branch together, and Arm's base.yml gives every
+            # repository a default branch: this one's is removed.
+            assert "branch" in repo and repo["branch"] is None, "the release, not a branch"
             continue
         assert re.fullmatch(r"[0-9a-f]{40}", repo.get("commit", "")), f"{name} is not pinned"
         assert repo.get("branch") == "scarthgap"
@@ -157,6 +160,8 @@ def test_the_rd1ae_configuration_is_arm_s_v1_1_build() -> None:
     assert includes[-1] == "kas/rd1ae-overlay.yml", "the overlay last: it adds to Arm's build"
     assert config["machine"] == stack["kconfig"]["MACHINE"] == stack["machine"]["name"]
     merged = combined("kas/fvp-rd-kronos.yml")
+    assert merged["defaults"]["repos"]["branch"], "Arm's default branch is in the merge"
+    assert merged["repos"]["sw-ref-stack"]["branch"] is None, "so the tag alone pins it"
     assert merged["target"] == [stack["layer"]["image"]]
     assert stack["kconfig"]["eula_variable"] in merged["env"], "Arm's stack passes the EULA"
     assert f'"${{TOPDIR}}/{stack["machine"]["tmpdir"]}"' in "".join(
@@ -165,11 +170,84 @@ def test_the_rd1ae_configuration_is_arm_s_v1_1_build() -> None:
     assert "machine" not in load(KAS / "rd1ae-overlay.yml"), "the menu chooses the machine"
 
 
+@pytest.fixture
+def arm_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A kas work directory with a stand-in of Arm's sw-ref-stack: its kas fragments as the
+    facts describe them, in a git repository, and kas's context for its own code."""
+    import argparse
+
+    from kas.context import create_global_context
+
+    work = tmp_path / "work"
+    monkeypatch.setenv("KAS_WORK_DIR", str(work))
+    create_global_context(
+        argparse.Namespace(no_color=True, update=False, force_checkout=False, skip=[])
+    )
+    arm = work / "sw-ref-stack"
+    for name, content in rd1ae_stack()["fragments"].items():
+        (arm / name).parent.mkdir(parents=True, exist_ok=True)
+        (arm / name).write_text(yaml.safe_dump({"header": {"version": 16}, **content}))
+    identity = ["-c", "user.name=stand-in", "-c", "user.email=stand-in@lab.internal"]
+    for command in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-qm", "fragments"]):
+        subprocess.run(["git", "-C", str(arm), *command], check=True)
+    return arm
+
+
+def test_kas_itself_reads_the_rd1ae_configuration(arm_stand_in: Path, tmp_path: Path) -> None:
+    """kas's own include handler and repository factory on kas/fvp-rd-kronos.yml: every include
+    resolves, and Arm's repository is pinned by its tag alone (kas refuses a tag with a
+    branch, and Arm's base.yml gives every repository a default branch)."""
+    from kas.includehandler import IncludeHandler
+    from kas.repos import Repo
+
+    handler = IncludeHandler([str(KAS / "fvp-rd-kronos.yml")])
+    config, missing = handler.get_config(
+        repos={"sw-ref-stack": str(arm_stand_in), "parsec-demo": str(PROJECT_ROOT)}
+    )
+    assert missing == []
+    assert config["machine"] == "fvp-rd-kronos"
+    defaults = config.get("defaults", {}).get("repos", {})
+    repo = Repo.factory("sw-ref-stack", config["repos"]["sw-ref-stack"], defaults, str(tmp_path))
+    assert (repo.tag, repo.branch) == (rd1ae_stack()["release"], None)
+    assert list(config["repos"]["parsec-demo"]["layers"]) == ["meta-parsec-demo"]
+
+
+def test_a_menu_configured_build_takes_the_readme_s_file_beside_it(arm_stand_in: Path) -> None:
+    """The README's way in for a user who configured Arm's stack with ``kas menu``: the menu's
+    .config.yaml (as kas's menu plugin writes it) and the README's kas file beside it,
+    concatenated by kas's own include handler (both outside any repository)."""
+    from kas.includehandler import IncludeHandler
+
+    work = arm_stand_in.parent
+    stack = rd1ae_stack()
+    menu = {
+        "header": {"version": 16, "includes": stack["kconfig"]["includes"]},
+        "_source_dir": str(arm_stand_in),
+        "local_conf_header": {"__menu_config_vars": 'MACHINE = "fvp-rd-kronos"'},
+    }
+    (work / ".config.yaml").write_text(yaml.safe_dump(menu))
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "rd1ae-overlay" in b]
+    users = yaml.safe_load(block)
+    assert users["repos"]["parsec-demo"]["url"] == "<this repository>"
+    users["repos"]["parsec-demo"] = {"path": str(PROJECT_ROOT)}
+    (work / "parsec-demo.yml").write_text(yaml.safe_dump(users))
+    handler = IncludeHandler([str(work / ".config.yaml"), str(work / "parsec-demo.yml")])
+    config, missing = handler.get_config(
+        repos={"sw-ref-stack": str(arm_stand_in), "parsec-demo": str(PROJECT_ROOT)}
+    )
+    assert missing == []
+    assert "parsec-demo-rd1ae" in config["local_conf_header"]
+    assert "meta-parsec-demo" in config["repos"]["parsec-demo"]["layers"]
+    assert users["header"]["version"] <= 16, "Arm's kas 4.x reads it"
+
+
 def test_no_configuration_names_a_machine_that_does_not_exist() -> None:
     """Every machine override of the layer and the kas files is a machine a build has:
     poky's QEMU machines and Arm's fvp-rd-kronos."""
     known = {"qemuall", "qemuarm64", rd1ae_stack()["machine"]["name"]}
     places = [*metadata_files(), *kas_files(), PROJECT_ROOT / "ci/gitlab-ci.yml"]
+    places += list((PROJECT_ROOT / "lava").rglob("*.yaml"))
     for path in places:
         text = path.read_text()
         assert "rd1-ae" not in text and "rd1ae.yml" not in text, path.name
@@ -645,6 +723,17 @@ def test_poky_checklayer_passes_the_readme() -> None:
     assert result.failures == [] and result.errors == []
 
 
+def build_directory(tmp_path: Path, layers: list[str], local_conf: str) -> Path:
+    """A BitBake build directory with these layers and this local.conf."""
+    build = tmp_path / "build"
+    (build / "conf").mkdir(parents=True)
+    (build / "conf/bblayers.conf").write_text(
+        f'BBPATH = "${{TOPDIR}}"\nBBFILES ?= ""\nBBLAYERS = "{" ".join(layers)}"\n'
+    )
+    (build / "conf/local.conf").write_text(local_conf)
+    return build
+
+
 #: A parse of poky's meta and this layer alone: the other layers it depends on are not there, so
 #: the configuration says so (LAYERDEPENDS, the bbappend of meta-parsec's recipe, the container
 #: image, whose image-oci class is meta-virtualization's); it parses
@@ -670,13 +759,10 @@ def test_a_copy_of_the_layer_parses_with_poky_alone(tmp_path: Path) -> None:
     assert POKY
     layer = tmp_path / "meta-parsec-demo"
     shutil.copytree(LAYER, layer, ignore=shutil.ignore_patterns("__pycache__"))
-    build = tmp_path / "build"
-    (build / "conf").mkdir(parents=True)
-    (build / "conf/bblayers.conf").write_text(
-        f'BBPATH = "${{TOPDIR}}"\nBBFILES ?= ""\nBBLAYERS = "{POKY}/meta {layer}"\n'
-    )
     # Out of its repository, the layer is told where the project's source is.
-    (build / "conf/local.conf").write_text(PARSE_ALONE_CONF + COPIED_LAYER_SOURCE)
+    build = build_directory(
+        tmp_path, [f"{POKY}/meta", str(layer)], PARSE_ALONE_CONF + COPIED_LAYER_SOURCE
+    )
     result = run_bitbake(["-p"], build, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -684,7 +770,8 @@ def test_a_copy_of_the_layer_parses_with_poky_alone(tmp_path: Path) -> None:
     assert "ERROR" not in output, output[-4000:]
     # Without that, one line says which settings it needs.
     (build / "conf/local.conf").write_text(PARSE_ALONE_CONF)
-    result = run_bitbake(["-e", "parsec-demo-service"], build, tmp_path)
+    query = ["-r", "parsec-demo-service", "--value", "-q", "SRCREV"]
+    result = run_bitbake(query, build, tmp_path, program="bitbake-getvar")
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "set PARSEC_DEMO_GIT_URI and PARSEC_DEMO_SRCREV" in output, output[-4000:]
@@ -711,30 +798,25 @@ def test_a_clone_s_layer_added_with_bitbake_layers_builds_its_own_source(tmp_pat
     head = subprocess.run(
         ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    build = tmp_path / "build"
-    (build / "conf").mkdir(parents=True)
-    (build / "conf/bblayers.conf").write_text(
-        f'BBPATH = "${{TOPDIR}}"\nBBFILES ?= ""\nBBLAYERS = "{POKY}/meta {POKY}/meta-poky"\n'
-    )
-    conf = TASK_GRAPH_CONF
+    conf = TASK_GRAPH_CONF if YOCTO_LAYERS else PARSE_ALONE_CONF
+    build = build_directory(tmp_path, [f"{POKY}/meta", f"{POKY}/meta-poky"], conf)
     if YOCTO_LAYERS:
         layers = [str(Path(YOCTO_LAYERS) / relative) for relative in DEPENDENCY_LAYERS]
         added = run_bitbake(["add-layer", *layers], build, tmp_path, program="bitbake-layers")
         assert added.returncode == 0, (added.stdout + added.stderr)[-3000:]
-    else:
-        conf = PARSE_ALONE_CONF
-    (build / "conf/local.conf").write_text(conf)
     added = run_bitbake(
         ["add-layer", str(clone / "meta-parsec-demo")], build, tmp_path, program="bitbake-layers"
     )
     assert added.returncode == 0, (added.stdout + added.stderr)[-3000:]
     assert str(clone / "meta-parsec-demo") in (build / "conf/bblayers.conf").read_text()
-    result = run_bitbake(["-e", "parsec-demo-service"], build, tmp_path)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    values = dict(re.findall(r'^([A-Za-z_][\w:-]*)="(.*)"$', output, re.M))
-    assert values["SRCREV"] == head
-    assert values["SRC_URI"].split()[0] == f"git://{clone};protocol=file;nobranch=1"
+    for variable, expected in [
+        ("SRCREV", head),
+        ("SRC_URI", f"git://{clone};protocol=file;nobranch=1"),
+    ]:
+        query = ["-r", "parsec-demo-service", "--value", "-q", variable]
+        result = run_bitbake(query, build, tmp_path, program="bitbake-getvar")
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+        assert result.stdout.split()[0] == expected, f"{variable}: {result.stdout[-500:]}"
 
 
 def run_bitbake(
@@ -814,12 +896,7 @@ def test_the_image_task_graph_builds_the_client_container(tmp_path: Path) -> Non
         LAYER, tmp_path / "meta-parsec-demo", ignore=shutil.ignore_patterns("__pycache__")
     )
     layers.append(str(tmp_path / "meta-parsec-demo"))
-    build = tmp_path / "build"
-    (build / "conf").mkdir(parents=True)
-    (build / "conf/bblayers.conf").write_text(
-        f'BBPATH = "${{TOPDIR}}"\nBBFILES ?= ""\nBBLAYERS = "{" ".join(layers)}"\n'
-    )
-    (build / "conf/local.conf").write_text(TASK_GRAPH_CONF)
+    build = build_directory(tmp_path, layers, TASK_GRAPH_CONF)
     result = run_bitbake(["-g", "parsec-tls-demo-image"], build, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -874,16 +951,10 @@ def test_the_ci_cache_reaches_bitbake_with_a_running_hash_server(tmp_path: Path)
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        build = tmp_path / "build"
-        (build / "conf").mkdir(parents=True)
-        (build / "conf/bblayers.conf").write_text(
-            f'BBPATH = "${{TOPDIR}}"\nBBFILES ?= ""\nBBLAYERS = "{POKY}/meta {LAYER}"\n'
-        )
-        (build / "conf/local.conf").write_text(
-            PARSE_ALONE_CONF + config["local_conf_header"]["ci-cache"]
-        )
+        local_conf = PARSE_ALONE_CONF + config["local_conf_header"]["ci-cache"]
+        build = build_directory(tmp_path, [f"{POKY}/meta", str(LAYER)], local_conf)
         env = {
-            "PARSEC_DEMO_SSTATE_MIRROR": "https://sstate.example/parsec-demo",
+            "PARSEC_DEMO_SSTATE_MIRROR": "https://sstate.lab.internal/parsec-demo",
             "PARSEC_DEMO_HASHSERVE": f"127.0.0.1:{port}",
             "PARSEC_DEMO_HASHSERVE_UPSTREAM": "",
         }

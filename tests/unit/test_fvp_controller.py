@@ -184,12 +184,12 @@ def make_target(module: types.ModuleType, tmp_path: Path, aliases: list[str]) ->
     images = tmp_path / "deploy"
     images.mkdir()
     conf = {"exe": "FVP_RD_1_AE", "consoles": {a: f"terminal_{a}" for a in aliases}}
-    (images / "parsec-tls-demo-image-fvp-rd1-ae.fvpconf").write_text(json.dumps(conf))
+    (images / "baremetal-image-fvp-rd-kronos.fvpconf").write_text(json.dumps(conf))
     logs = tmp_path / "testimage"
     logs.mkdir()
     return module.ParsecDemoFVPTarget(
         logging.getLogger("test"), "127.0.0.1", "127.0.0.1", port="2222",
-        dir_image=str(images), rootfs=str(images / "parsec-tls-demo-image-fvp-rd1-ae.rootfs.wic"),
+        dir_image=str(images), rootfs=str(images / "baremetal-image-fvp-rd-kronos.wic"),
         bootlog=str(logs / "qemu_boot_log.20261202120000"),
     )  # fmt: skip
 

@@ -25,7 +25,7 @@ from parsec_demo import cli
 from parsec_demo.validate.reports import read_testresults, summary_line
 
 QEMU_RUN = "runtime_parsec-tls-demo-image_qemuarm64_20261202101500"
-FVP_RUN = "runtime_parsec-tls-demo-image_fvp-rd1-ae_20261202113000"
+FVP_RUN = "runtime_baremetal-image_fvp-rd-kronos_20261202113000"
 NO_RSE_LOG = "no RSE console log on this machine (the target ParsecDemoQemuTarget names none)"
 DEPENDENCY = (
     "Test case parsec_tls_demo.TlsHandshakeTest.test_handshake_in_a_container depends on "
@@ -38,10 +38,12 @@ TRACEBACK = (
 )
 
 
-def configuration(machine: str, start: str) -> dict[str, object]:
+def configuration(
+    machine: str, start: str, image: str = "parsec-tls-demo-image", distro: str = "poky"
+) -> dict[str, object]:
     return {
-        "TEST_TYPE": "runtime", "MACHINE": machine, "DISTRO": "poky",
-        "IMAGE_BASENAME": "parsec-tls-demo-image", "IMAGE_PKGTYPE": "rpm", "STARTTIME": start,
+        "TEST_TYPE": "runtime", "MACHINE": machine, "DISTRO": distro,
+        "IMAGE_BASENAME": image, "IMAGE_PKGTYPE": "rpm", "STARTTIME": start,
         "HOST_DISTRO": "debian-12",
         "LAYERS": {"meta": {"branch": "scarthgap", "commit": "72983ac3", "commit_count": 1}},
     }  # fmt: skip
@@ -69,7 +71,9 @@ TESTIMAGE_RESULTS = {
         },
     },
     FVP_RUN: {
-        "configuration": configuration("fvp-rd1-ae", "20261202113000"),
+        "configuration": configuration(
+            "fvp-rd-kronos", "20261202113000", image="baremetal-image", distro="nodistro"
+        ),
         "result": {
             "parsec_tls_demo.TlsHandshakeTest.test_rse_served_the_handshake": {
                 "duration": 41.7, "status": "PASSED",
