@@ -27,10 +27,11 @@ BUILD = (
 )  # fmt: skip
 #: The host-mode demo: a private network namespace for ssl_server's port.
 HOST_DEMO = ("iproute2", "util-linux")
-#: Building the dev image (the Mbed TLS source is fetched and patched on the host).
+#: Building the dev image (the Mbed TLS source is fetched and patched on the host). mmdebstrap's
+#: eatmydata hooks, which every root the project makes uses, call dpkg-architecture (dpkg-dev).
 IMAGE = (
-    "mmdebstrap", "e2fsprogs", "openssh-client", "zstd", "apt", "ca-certificates", "patch",
-    "bzip2",
+    "mmdebstrap", "dpkg-dev", "e2fsprogs", "openssh-client", "zstd", "apt", "ca-certificates",
+    "patch", "bzip2",
 )  # fmt: skip
 #: Building an image of another architecture: user-mode emulation through binfmt_misc.
 FOREIGN_ARCH = ("qemu-user-static", "binfmt-support", "arch-test")
