@@ -91,11 +91,13 @@ def clone_checkout(destination: Path) -> None:
         subprocess.run(["git", "apply", "--index"], cwd=destination, input=diff, check=True)
 
 
-#: Mounts the root needs, and the shared download caches, then the command as root in it with
-#: the root's own environment (nothing of this machine's Python on PATH).
+#: Mounts the root needs (itself first, so that its / is a mount point, as a container's is),
+#: and the shared download caches, then the command as root in it with the root's own
+#: environment (nothing of this machine's Python on PATH).
 ENTER = r"""
 set -e
 root=$1; shift
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
 mount -t sysfs sys "$root/sys"
