@@ -8,9 +8,9 @@ Each root is made once per suite and package list and kept as mmdebstrap writes 
 in the user's cache, outside the checkout (``$XDG_CACHE_HOME/parsec-demo/debian-roots``, by
 default ``~/.cache``), remade when a month old; every test unpacks a fresh copy. Only download
 caches (apt's archives, pip's) are shared between runs. The root reaches the package
-registries as this machine does: its proxy variables, and the certificate bundle pip trusts
-here (an intercepting proxy's, where there is one), go in with the clone, as a user's machine
-behind such a proxy has them.
+registries as this machine does: its proxy variables, and the certificates pip trusts here
+(an intercepting proxy's among them, where there is one), go in with the clone, as a user's
+machine behind such a proxy has them.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def plain_root(suite: str) -> Path:
 
 
 def trusted_bundle() -> Path | None:
-    """The certificate bundle pip is told to trust on this machine, if any."""
+    """The certificate bundle pip trusts on this machine: the one its configuration names, else
+    the one it uses by default (Debian's pip: the system's)."""
     named = os.environ.get("PIP_CERT")
     if not named:
         listing = subprocess.run(
@@ -78,6 +79,13 @@ def trusted_bundle() -> Path | None:
         ).stdout
         found = re.search(r"^[\w:.]*\.cert='([^']+)'$", listing, re.M)
         named = found.group(1) if found else None
+    if not named:
+        default = subprocess.run(
+            [sys.executable, "-c", "from pip._vendor import certifi; print(certifi.where())"],
+            capture_output=True,
+            text=True,
+        )
+        named = default.stdout.strip() or None
     return Path(named) if named and Path(named).is_file() else None
 
 
