@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +386,27 @@ def test_lava_run_s_log_gives_the_cases_in_the_results_api_s_shape(tmp_path: Pat
         ("lava.lava.job", "FAILED", 0.0),
     ]
     assert results[1].log == "error_msg: boot failed\nerror_type: Infrastructure"
+
+
+# --- the local dispatcher's view of this toolkit ---------------------------------------------
+
+
+def test_the_local_dispatcher_gets_a_separate_interpreter_but_keeps_its_own_usr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lava run`` binds the toolkit's interpreter into the dispatcher's root for the RSE
+    model, unless it is the distribution's own (/usr): bound there it would hide the root's
+    /usr, lava-run with it. The root must then have that Python itself, or the run stops with
+    one line."""
+    from parsec_demo.lava import local_run
+
+    root = tmp_path / "dispatcher"
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    monkeypatch.setattr(sys, "base_prefix", "/root/.pyenv/versions/3.11.7")
+    assert local_run.interpreter_binds(root) == [Path("/root/.pyenv/versions/3.11.7")]
+    monkeypatch.setattr(sys, "base_prefix", "/usr")
+    with pytest.raises(local_run.LocalRunError, match=f"has no /usr/bin/{version}"):
+        local_run.interpreter_binds(root)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin" / version).touch()
+    assert local_run.interpreter_binds(root) == []

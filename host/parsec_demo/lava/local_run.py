@@ -117,6 +117,28 @@ def results_of_log(log: Path) -> list[dict[str, Any]]:
     return cases
 
 
+#: Where a distribution keeps its own Python: never bound over the dispatcher root's.
+SYSTEM_PREFIXES = (Path("/"), Path("/usr"))
+
+
+def interpreter_binds(root: Path) -> list[Path]:
+    """What the dispatcher root needs of this toolkit's interpreter for the RSE model (the
+    venv's console script, started by the device's user command inside the root): a Python
+    installed apart (pyenv, /opt, /usr/local) is bound in at its path; the distribution's own
+    (/usr) is the root's too, which must then have the same version (Debian 12's)."""
+    base = Path(sys.base_prefix)
+    if base not in SYSTEM_PREFIXES:
+        return [base]
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if not (root / "usr/bin" / version).exists():
+        raise LocalRunError(
+            f"LAVA's dispatcher root (Debian bookworm) has no /usr/bin/{version}, the "
+            "interpreter of this toolkit's venv: make the venv with Python 3.11 to run the "
+            "job here"
+        )
+    return []
+
+
 def run(image: Path, run_dir: Path) -> tuple[list[Any], Path]:
     """The dev image in ``image`` through LAVA's dispatcher; its results and report dir."""
     qemuboot = next(image.glob("*.qemuboot.conf"), None)
@@ -136,8 +158,8 @@ def run(image: Path, run_dir: Path) -> tuple[list[Any], Path]:
     log = run_dir / "lava-run.log"
     logger.info(f"lava-run: the job in {job_file}, the device in {device_file} (log {log})")
     started = time.monotonic()
-    interpreter = Path(sys.base_prefix)
-    binds = [project_root(), image.resolve(), run_dir.resolve(), Path(sys.prefix), interpreter]
+    binds = [project_root(), image.resolve(), run_dir.resolve(), Path(sys.prefix)]
+    binds += interpreter_binds(root)
     outermost = [p for p in set(binds) if not any(o != p and o in p.parents for o in binds)]
     with mounted(root, sorted(outermost)), log.open("w") as out:
         command = [
