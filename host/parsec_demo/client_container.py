@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import UserError
-from .native_build import layer
+from .paths import layer_dir
 
 #: Where the Parsec service's socket lives; the container sees it through a bind mount.
 PARSEC_RUN_DIR = "/run/parsec"
@@ -49,7 +49,7 @@ class ContainerError(UserError):
 
 
 def recipe_dir() -> Path:
-    return layer() / "recipes-parsec/parsec-demo-client-container"
+    return layer_dir() / "recipes-parsec/parsec-demo-client-container"
 
 
 @dataclass(frozen=True)

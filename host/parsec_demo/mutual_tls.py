@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .native_build import layer
+from .paths import layer_dir
 from .tls_demo import TLS_PORT, ClientRun, TlsDemo, summary
 
 #: The client's persistent PSA key id.
@@ -38,7 +38,7 @@ NOT_BEFORE, NOT_AFTER = "20261101000000", "20461027000000"
 def pki_dir() -> Path:
     """The layer's test PKI: the server's certificate and key and the CA that issued them, and
     the client CA with its (public, test-only) key."""
-    return layer() / "lib/oeqa/runtime/files/parsec_tls_demo"
+    return layer_dir() / "lib/oeqa/runtime/files/parsec_tls_demo"
 
 
 #: The files of the test PKI a machine needs for mutual TLS.

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .paths import project_root
+from .paths import layer_dir, project_root
 
 DEBIAN_SOURCE_PACKAGE = "mbedtls"
 DEBIAN_SUITE = "trixie"
@@ -67,12 +67,8 @@ class BuildError(UserError):
 # The repository's parts, found when a build needs them (importing this module needs none).
 
 
-def layer() -> Path:
-    return project_root() / "meta-parsec-demo"
-
-
 def demo_recipe_dir() -> Path:
-    return layer() / "recipes-parsec/parsec-tls-demo"
+    return layer_dir() / "recipes-parsec/parsec-tls-demo"
 
 
 def driver_dir() -> Path:

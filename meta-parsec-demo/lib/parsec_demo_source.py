@@ -116,8 +116,9 @@ def web_address(url):
 
 
 def bitbake_git_uri(d):
-    """PARSEC_DEMO_GIT_URI's default: the checkout, fetched with git from the file system."""
-    checkout = checkout_of(d.getVar("PARSEC_DEMO_LAYERDIR"))
+    """PARSEC_DEMO_GIT_URI's default: the checkout (PARSEC_DEMO_CHECKOUT, found once when the
+    layer's configuration was read), fetched with git from the file system."""
+    checkout = d.getVar("PARSEC_DEMO_CHECKOUT")
     if not checkout:
         _fatal(d, "PARSEC_DEMO_GIT_URI")
     return "git://%s;protocol=file;nobranch=1" % checkout
@@ -135,7 +136,7 @@ def bitbake_srcrev(d):
 
 def bitbake_homepage(d):
     """PARSEC_DEMO_HOMEPAGE's default: the web address of the checkout's origin remote."""
-    return web_address(remote_url(checkout_of(d.getVar("PARSEC_DEMO_LAYERDIR") or "")))
+    return web_address(remote_url(d.getVar("PARSEC_DEMO_CHECKOUT") or ""))
 
 
 def _fatal(d, variable):

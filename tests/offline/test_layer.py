@@ -550,9 +550,11 @@ def test_the_layer_finds_its_source_in_the_checkout_it_lives_in(tmp_path: Path) 
         def getVar(self, name: str) -> str | None:  # BitBake's datastore API
             return self.get(name)
 
+    # What conf/layer.conf reads once.
     layer = str(clone / "meta-parsec-demo")
-    d = Data(PARSEC_DEMO_LAYERDIR=layer)
-    d["PARSEC_DEMO_CHECKOUT_HEAD"] = source.head_commit(source.checkout_of(layer))
+    d = Data(PARSEC_DEMO_LAYERDIR=layer, PARSEC_DEMO_CHECKOUT=source.checkout_of(layer))
+    d["PARSEC_DEMO_CHECKOUT_HEAD"] = source.head_commit(d["PARSEC_DEMO_CHECKOUT"])
+    assert d["PARSEC_DEMO_CHECKOUT"] == str(clone)
     assert source.bitbake_git_uri(d) == f"git://{clone};protocol=file;nobranch=1"
     assert source.bitbake_srcrev(d) == head
     assert source.bitbake_homepage(d) == "https://git.lab.internal/arm/parsec-demo"
@@ -560,7 +562,8 @@ def test_the_layer_finds_its_source_in_the_checkout_it_lives_in(tmp_path: Path) 
     copied = tmp_path / "copy" / "meta-parsec-demo"
     shutil.copytree(LAYER, copied, ignore=shutil.ignore_patterns("__pycache__"))
     assert source.checkout_of(str(copied)) == ""
-    assert source.bitbake_homepage(Data(PARSEC_DEMO_LAYERDIR=str(copied))) == ""
+    assert source.head_commit("") == ""
+    assert source.bitbake_homepage(Data(PARSEC_DEMO_CHECKOUT="")) == ""
 
 
 def test_the_project_recipes_fetch_the_project_at_one_commit() -> None:

@@ -72,12 +72,13 @@ def unreachable_address(job_file: Path) -> str:
     for action in job.get("actions", []) if isinstance(job, dict) else []:
         for definition in (action.get("test") or {}).get("definitions", []):
             repository = str(definition.get("repository", ""))
-            if definition.get("from") == "git" and not source.split_remote(repository)[1]:
+            host = source.split_remote(repository)[1]
+            if definition.get("from") == "git" and not host:
                 return (
                     f"the test definition's repository {repository} is no network address a "
                     "LAVA worker can clone (set testdef_repository)"
                 )
-            if source.is_reserved_host(source.split_remote(repository)[1]):
+            if source.is_reserved_host(host):
                 return f"the test definition's repository {repository} names no real host"
         for name, image in ((action.get("deploy") or {}).get("images") or {}).items():
             url = str(image.get("url", "")) if isinstance(image, dict) else ""

@@ -6,9 +6,10 @@
 TEST_TARGET = "ParsecDemoFVPTarget" (kas/rd1ae-overlay.yml, for Arm's fvp-rd-kronos).
 meta-arm's OEFVPTarget (scarthgap: lib/oeqa/controllers/fvp.py) boots the FVP from the image's
 .fvpconf on the first command, opens one telnet session (pexpect) per console the .fvpconf
-names and logs each to ``<alias>_log.<DATETIME>`` beside testimage's boot log. A pexpect session only reads, and so
-only logs, while someone calls ``expect`` on it; nobody does on the RSE's console, so its log
-would stay empty and, once the terminal's buffer is full, the FVP may stall on that UART.
+names and logs each to ``<alias>_log.<DATETIME>`` beside testimage's boot log. A pexpect
+session only reads, and so only logs, while someone calls ``expect`` on it; nobody does on the
+RSE's console, so its log would stay empty and, once the terminal's buffer is full, the FVP
+may stall on that UART.
 
 This controller keeps reading the RSE console (alias ``rse``) in a thread from the moment the
 consoles open until the FVP stops, so that its log grows while the cases run, and tells the
