@@ -970,7 +970,7 @@ def test_the_ci_cache_reaches_bitbake_with_a_running_hash_server(tmp_path: Path)
     assert values["BB_HASHSERVE"] == f"127.0.0.1:{port}"
     assert values["BB_SIGNATURE_HANDLER"] == "OEEquivHash"
     assert values["SSTATE_MIRRORS"] == (
-        "file://.* https://sstate.example/parsec-demo/PATH;downloadfilename=PATH"
+        "file://.* https://sstate.lab.internal/parsec-demo/PATH;downloadfilename=PATH"
     )
 
 
