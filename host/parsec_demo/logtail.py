@@ -19,8 +19,8 @@ from pathlib import Path
 #: How many lines a failure shows.
 TAIL_LINES = 30
 #: A kernel panic's register dump and call trace fill a tail by themselves; what made the
-#: kernel panic is printed just before it. So a tail that would start inside a panic report
-#: starts PANIC_CONTEXT lines before its first line instead (at most MAX_TAIL_LINES in all).
+#: kernel panic is printed just before it. So a tail that would leave out any of the
+#: PANIC_CONTEXT lines before a panic report starts with them (at most MAX_TAIL_LINES in all).
 PANIC = "Kernel panic - not syncing"
 PANIC_CONTEXT = 3
 MAX_TAIL_LINES = 80
@@ -29,9 +29,9 @@ MAX_TAIL_LINES = 80
 def last_lines(text: str, lines: int = TAIL_LINES) -> str:
     all_lines = text.splitlines()
     start = max(0, len(all_lines) - lines)
-    panics = [n for n, line in enumerate(all_lines[:start]) if PANIC in line]
+    panics = [n for n, line in enumerate(all_lines[: start + PANIC_CONTEXT]) if PANIC in line]
     if panics:
-        start = max(panics[-1] - PANIC_CONTEXT, len(all_lines) - MAX_TAIL_LINES, 0)
+        start = max(min(start, panics[-1] - PANIC_CONTEXT), len(all_lines) - MAX_TAIL_LINES, 0)
     return "\n".join(all_lines[start:])
 
 

@@ -44,6 +44,13 @@ def test_a_kernel_panic_s_tail_starts_with_what_made_the_kernel_panic() -> None:
     assert shown == ["booting", *why, *PANIC_REPORT]  # PANIC_CONTEXT lines before the panic
 
 
+def test_a_panic_at_the_top_of_the_tail_still_shows_what_made_it() -> None:
+    """A quiet boot's whole console can be the panic's cause, the panic and its report."""
+    why = ["initramfs: No working init found.", "initramfs: Will cause kernel panic in 10s..."]
+    report = PANIC_REPORT[:1] + PANIC_REPORT[-(TAIL_LINES - 2) :]
+    assert last_lines("\n".join(why + report)).splitlines() == why + report
+
+
 def test_the_panic_tail_is_bounded() -> None:
     report = [PANIC_REPORT[0], *(f"trace {n}" for n in range(200))]
     assert len(last_lines("\n".join(["why", *report])).splitlines()) == MAX_TAIL_LINES
