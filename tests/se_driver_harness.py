@@ -65,6 +65,8 @@ USAGE_VERIFY_HASH = 0x2000
 
 TRUSTED_SERVICE_PROVIDER = 4
 KEY_NAME = re.compile(r"parsec-se-driver-key(\d+)")
+#: A volatile key's name: a temporary key, the creating process's alone.
+TEMPORARY_KEY_NAME = re.compile(r"temporary/parsec-se-driver-key(\d+)")
 
 #: Any of these in the harness's stderr is a sanitizer finding.
 SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -99,7 +101,8 @@ class Answer:
 
     @property
     def key_name(self) -> str:
-        return f"parsec-se-driver-key{self.slot}"
+        """The key's name in Parsec, as the driver said it (a persistent key's otherwise)."""
+        return self.fields.get("name", f"parsec-se-driver-key{self.slot}")
 
 
 class HarnessError(AssertionError):
@@ -166,6 +169,10 @@ class DriverHarness:
 
     def init(self) -> Answer:
         return self.call("init")
+
+    def persistent(self, persistent: bool = True) -> Answer:
+        """Make the keys created next persistent (else volatile, as a handshake's are)."""
+        return self.call(f"persistence {int(persistent)}")
 
     def import_key(
         self,

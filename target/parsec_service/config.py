@@ -11,7 +11,7 @@ Recognised (with upstream's defaults)::
 
 and this service's own limits (not upstream keys; see the README)::
 
-    [core_settings]  max_keys_per_application = 64
+    [core_settings]  max_keys_per_application = 64, temporary_key_check_interval = 5 (s)
     [listener]       max_connections = 256, max_connections_per_peer = 32
 
 Anything else upstream accepts but this service cannot honour (another provider or key manager
@@ -45,6 +45,7 @@ class ServiceConfig:
     thread_pool_size: int = 8
     listener_timeout_ms: int = 200
     max_keys_per_application: int = 64
+    temporary_key_check_interval: int = 5
     max_connections: int = 256
     max_connections_per_peer: int = 32
     socket_path: Path = DEFAULT_SOCKET
@@ -108,6 +109,9 @@ def parse(data: dict[str, Any]) -> ServiceConfig:
         ),
         max_keys_per_application=_positive(
             core, "max_keys_per_application", defaults.max_keys_per_application
+        ),
+        temporary_key_check_interval=_positive(
+            core, "temporary_key_check_interval", defaults.temporary_key_check_interval
         ),
         max_connections=_positive(
             listener, "max_connections", defaults.max_connections, "listener"

@@ -32,6 +32,10 @@ leaves at most an RSE key at an id the reverted counter hands out again, where i
 destroyed as an orphan; a lost deletion leaves a ``destroying`` row, settled at start. So a
 creation and a destruction each cost one sync here instead of two.
 
+Temporary keys. A row may name the process that owns it (``process``: see ``processes``);
+such a key is that process's alone and is reclaimed once the process is gone. Rows without a
+process are ordinary keys, kept until their application destroys them.
+
 Per-application quotas count every row of the application, pending ones included, so that
 overlapping creations cannot pass the quota together. Reads are served from an in-memory copy of
 the active rows. Database failures (a full disk, a read-only file) surface as ``StorageError``
@@ -67,6 +71,7 @@ CREATE TABLE IF NOT EXISTS keys (
     key_id      INTEGER NOT NULL,
     attributes  BLOB    NOT NULL,
     state       TEXT    NOT NULL CHECK (state IN ('creating', 'active', 'destroying')),
+    process     TEXT,
     PRIMARY KEY (auth_type, app, key_name)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS keys_by_id ON keys (provider_id, key_id);
@@ -107,24 +112,48 @@ class KeyEntry:
     key_id: int
     attributes: bytes
     state: str
+    process: str | None = None
 
     @property
     def owner(self) -> Owner:
         return (self.auth_type, self.app, self.name)
 
 
-def _private_directory(path: Path) -> None:
-    """Create ``path`` for the service's user only, or take group and other access away."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        log.warning("key info directory %s was mode %04o; now 0700", path, mode)
-        os.chmod(path, 0o700)
+class StateDirectoryError(Exception):
+    """The directory for the key info database is not the service's own."""
+
+
+def own_directory(path: Path) -> None:
+    """Make ``path`` for the service's user alone (mode 0700), or accept one that is already
+    the service's: owned by its user and writable by nobody else. A directory the service did
+    not create is never changed; one that others may write to (``/tmp``, a shared group
+    directory) or that another user owns is refused."""
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(path, 0o700)  # what the umask took away; the service made this directory
+        return
+    info = path.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    if not stat.S_ISDIR(info.st_mode):
+        raise StateDirectoryError(f"key info directory {path} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise StateDirectoryError(
+            f"key info directory {path} belongs to uid {info.st_uid}, not to the service's "
+            f"uid {os.geteuid()}: give the service a directory of its own"
+        )
+    if mode & 0o022:
+        raise StateDirectoryError(
+            f"key info directory {path} is writable by others (mode {mode:04o}): give the "
+            "service a directory of its own"
+        )
 
 
 class KeyInfoManager:
     def __init__(self, db_path: Path) -> None:
-        _private_directory(db_path.parent)
+        own_directory(db_path.parent)
         self.db_path = db_path
         # The file exists with mode 0600 before SQLite opens it; its -wal and -shm files take
         # the same mode from it.
@@ -135,6 +164,9 @@ class KeyInfoManager:
         self._db.execute("PRAGMA synchronous=FULL")
         self._synced = True
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(keys)")}
+        if "process" not in columns:  # a database from before temporary keys
+            self._db.execute("ALTER TABLE keys ADD COLUMN process TEXT")
         self._lock = threading.Lock()
         self._active: dict[Owner, KeyEntry] = {}
         self._rows_per_app: Counter[tuple[int, str]] = Counter()
@@ -155,11 +187,11 @@ class KeyInfoManager:
         rows = self._db.execute(
             sql.replace(
                 "SELECT *",
-                "SELECT auth_type, app, key_name, provider_id, key_id, attributes, state",
+                "SELECT auth_type, app, key_name, provider_id, key_id, attributes, state, process",
             ),
             params,
         ).fetchall()
-        return [KeyEntry(a, b, c, d, e, bytes(f), g) for a, b, c, d, e, f, g in rows]
+        return [KeyEntry(a, b, c, d, e, bytes(f), g, h) for a, b, c, d, e, f, g, h in rows]
 
     def _transaction(
         self, statements: list[tuple[str, tuple[object, ...]]], synced: bool = True
@@ -197,6 +229,11 @@ class KeyInfoManager:
         with self._lock:
             return sorted({e.app for e in self._active.values() if e.auth_type == auth_type})
 
+    def temporary(self) -> list[KeyEntry]:
+        """The active temporary keys (of every application)."""
+        with self._lock:
+            return [e for e in self._active.values() if e.process is not None]
+
     def has_leftovers(self) -> bool:
         with self._lock:
             return self._leftovers > 0
@@ -211,8 +248,10 @@ class KeyInfoManager:
         provider_id: int,
         attributes: bytes,
         quota: int | None = None,
+        process: str | None = None,
     ) -> KeyEntry:
-        """Commit a held ``creating`` row with a fresh key id.
+        """Commit a held ``creating`` row with a fresh key id (``process``: a temporary key's
+        owner).
 
         KeyExists if the name is taken (in any state), QuotaExceeded if the application has
         ``quota`` rows already, StorageError if the database refuses.
@@ -225,8 +264,9 @@ class KeyInfoManager:
                 self._transaction(
                     [
                         (
-                            "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, 'creating')",
-                            (auth_type, app, name, provider_id, key_id, attributes),
+                            "INSERT INTO keys (auth_type, app, key_name, provider_id, key_id, "
+                            "attributes, state, process) VALUES (?, ?, ?, ?, ?, ?, 'creating', ?)",
+                            (auth_type, app, name, provider_id, key_id, attributes, process),
                         ),
                         (
                             "INSERT OR REPLACE INTO key_id_counter VALUES (?, ?)",
@@ -237,7 +277,9 @@ class KeyInfoManager:
                 )
             except sqlite3.IntegrityError as exc:
                 raise KeyExists(name) from exc
-            entry = KeyEntry(auth_type, app, name, provider_id, key_id, attributes, CREATING)
+            entry = KeyEntry(
+                auth_type, app, name, provider_id, key_id, attributes, CREATING, process
+            )
             self._rows_per_app[(auth_type, app)] += 1
             self._held.add(entry.owner)
             return entry

@@ -4,6 +4,14 @@ The Trusted Service provider plays the part of upstream's provider 4 plus the SE
 PSA operation becomes a TF-M crypto call to the RSE over RSE comms, on a small pool of persistent
 links that reconnect by themselves. Keys are persistent RSE keys whose ids the key info manager
 hands out; a key's name, owner and attributes live in the key info manager.
+
+Temporary keys. A key whose name begins with ``TEMPORARY_KEY_PREFIX`` belongs to the process
+that created it, not only to its application: the service records that process (``processes``)
+and no other process, not even one of the same application, can list, use or destroy it. Once
+the process is gone the key is reclaimed: at start, every ``temporary_key_check_interval``
+seconds, and at once when its application reaches its quota. The SE driver names the volatile
+keys Mbed TLS imports for one verification this way, so a client that dies mid-handshake locks
+nobody out, and a neighbour cannot swap the key between its import and its use.
 """
 
 from __future__ import annotations
@@ -12,14 +20,15 @@ import contextlib
 import logging
 import queue
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
 
-from . import __version__, convert, psa
+from . import __version__, convert, processes, psa
 from . import contracts as pb
+from .auth import Peer
 from .auth import description as auth_description
 from .constants import (
     CORE_ADVERTISED,
@@ -42,6 +51,8 @@ log = logging.getLogger("parsec")
 RSE_CLIENT_ID = 0x0001
 #: Largest single psa_generate_random the RSE answers; bigger requests are split.
 RSE_RANDOM_CHUNK = 1024
+#: Keys with names that begin so are temporary: their creating process's alone.
+TEMPORARY_KEY_PREFIX = "temporary/"
 VERSION = tuple(int(part) for part in __version__.split("."))
 
 
@@ -49,6 +60,16 @@ VERSION = tuple(int(part) for part in __version__.split("."))
 class Application:
     auth_type: AuthType
     name: str
+    #: The connection's peer: a temporary key's owner is its process.
+    peer: Peer | None = field(default=None, compare=False)
+
+    def process(self) -> str | None:
+        """The calling process's identity (``processes.identity``), if the service sees it."""
+        return processes.identity(self.peer.pid) if self.peer is not None else None
+
+
+def is_temporary(name: str) -> bool:
+    return name.startswith(TEMPORARY_KEY_PREFIX)
 
 
 def require(app: Application | None) -> Application:
@@ -128,8 +149,9 @@ class TrustedServiceProvider:
 
     def reconcile(self) -> int:
         """Settle the leftovers: pending rows no request holds (a crash, or an RSE call whose
-        outcome is unknown). Destroys their RSE keys if present; returns how many it settled."""
-        settled = 0
+        outcome is unknown), and reclaim the temporary keys of processes that are gone.
+        Destroys their RSE keys if present; returns how many rows it settled."""
+        settled = self.reclaim_temporary()
         for entry in self.kim.claim_leftovers():
             try:
                 with self.rse() as rse:
@@ -143,6 +165,28 @@ class TrustedServiceProvider:
             settled += 1
         return settled
 
+    def reclaim_temporary(self) -> int:
+        """Destroy the temporary keys whose processes are gone; returns how many."""
+        reclaimed = 0
+        for entry in self.kim.temporary():
+            assert entry.process is not None
+            if processes.alive(entry.process):
+                continue
+            try:
+                self.destroy_entry(entry)
+            except PsaError as exc:
+                if exc.status != Status.DOES_NOT_EXIST:  # else destroyed meanwhile
+                    log.warning("cannot reclaim key %r of %s yet: %s", entry.name, entry.app, exc)
+                continue
+            log.info(
+                "reclaimed temporary key %r of %s: process %s is gone",
+                entry.name,
+                entry.app,
+                entry.process.split(":", 1)[1],
+            )
+            reclaimed += 1
+        return reclaimed
+
     def _settle_leftovers(self) -> None:
         if self.kim.has_leftovers():
             self.reconcile()
@@ -153,27 +197,59 @@ class TrustedServiceProvider:
         entry = self.kim.get(app.auth_type, app.name, name)
         if entry is None:
             raise PsaError(Status.DOES_NOT_EXIST, f"no key {name!r} for {app.name}")
+        if entry.process is not None and entry.process != app.process():
+            raise PsaError(
+                Status.DOES_NOT_EXIST, f"key {name!r} of {app.name} is another process's"
+            )
         return entry
 
+    def visible_keys(self, app: Application) -> list[KeyEntry]:
+        """The application's keys, less the temporary keys of its other processes."""
+        entries = self.kim.keys_of(app.auth_type, app.name)
+        if not any(entry.process is not None for entry in entries):
+            return entries
+        process = app.process()
+        return [e for e in entries if e.process is None or e.process == process]
+
+    def _owner_process(self, app: Application, name: str) -> str | None:
+        """The process a new key of this name belongs to: None for an ordinary key."""
+        if not is_temporary(name):
+            return None
+        process = app.process()
+        if process is None:
+            raise PsaError(
+                Status.NOT_PERMITTED,
+                f"temporary key {name!r}: the service cannot see the client's process "
+                "(a PID namespace that is not below the service's)",
+            )
+        return process
+
     def _reserve(self, app: Application, name: str, message: Any) -> KeyEntry:
-        try:
-            return self.kim.reserve(
-                app.auth_type,
-                app.name,
-                name,
-                int(self.id),
-                message.SerializeToString(),
-                quota=self._key_quota(),
-            )
-        except KeyExists:
-            raise PsaError(Status.ALREADY_EXISTS, f"key {name!r} exists") from None
-        except QuotaExceeded as exc:
-            log.warning(
-                "%s ([core_settings] max_keys_per_application): PsaErrorInsufficientStorage", exc
-            )
-            raise PsaError(Status.INSUFFICIENT_STORAGE, str(exc)) from None
-        except StorageError as exc:
-            raise PsaError(exc.status, str(exc)) from None
+        process = self._owner_process(app, name)
+        for attempt in range(2):
+            try:
+                return self.kim.reserve(
+                    app.auth_type,
+                    app.name,
+                    name,
+                    int(self.id),
+                    message.SerializeToString(),
+                    quota=self._key_quota(),
+                    process=process,
+                )
+            except KeyExists:
+                raise PsaError(Status.ALREADY_EXISTS, f"key {name!r} exists") from None
+            except QuotaExceeded as exc:
+                if attempt == 0 and self.reclaim_temporary():
+                    continue  # keys of dead processes made room
+                log.warning(
+                    "%s ([core_settings] max_keys_per_application): PsaErrorInsufficientStorage",
+                    exc,
+                )
+                raise PsaError(Status.INSUFFICIENT_STORAGE, str(exc)) from None
+            except StorageError as exc:
+                raise PsaError(exc.status, str(exc)) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _create(
         self,
@@ -418,7 +494,7 @@ class CoreProvider:
     def list_keys(self, app: Application | None, op: Any) -> Message:
         owner = require(app)
         keys = []
-        for entry in self.crypto.kim.keys_of(owner.auth_type, owner.name):
+        for entry in self.crypto.visible_keys(owner):
             attributes = pb.psa_key_attributes.KeyAttributes()
             attributes.ParseFromString(entry.attributes)
             keys.append(

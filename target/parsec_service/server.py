@@ -147,7 +147,7 @@ class ParsecService:
                 raise WireError(
                     ResponseStatus.AUTHENTICATOR_NOT_REGISTERED, AuthType(header.auth_type).label
                 )
-            app = Application(config.auth_type, authenticate(config.auth_type, auth, peer))
+            app = Application(config.auth_type, authenticate(config.auth_type, auth, peer), peer)
             caller.append(app)
         provider = self.providers.get(header.provider)
         if provider is None:
@@ -383,12 +383,15 @@ class ParsecServer(UnixDaemon):
         self._in_workers = 0
         self._handed_back: deque[_Connection] = deque()
         self._last_refusal_log = 0.0
+        self._reaper_stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="parsec_reaper", daemon=True)
 
     # --- the skeleton's hooks -----------------------------------------------------------------
 
     def on_start(self) -> None:
         self._workers.start()
         settled = self._reconcile()
+        self._reaper.start()
         log.warning(
             "Parsec service ready on %s (provider %s, %d interrupted key operations settled)",
             self.socket_path,
@@ -445,6 +448,9 @@ class ParsecServer(UnixDaemon):
         for conn in self._connections():
             self._unwatch(conn)
             self._close(conn)
+        self._reaper_stop.set()
+        if self._reaper.is_alive():
+            self._reaper.join()
         self._workers.shutdown()  # in-flight requests finish
         for conn in self._handed_back:
             self._close(conn)
@@ -459,6 +465,15 @@ class ParsecServer(UnixDaemon):
         except PsaError as exc:
             log.warning("RSE not reachable at start (%s); will settle pending keys later", exc)
             return 0
+
+    def _reap(self) -> None:
+        """Reclaim the temporary keys of processes that are gone, every
+        ``[core_settings] temporary_key_check_interval`` seconds."""
+        while not self._reaper_stop.wait(self.service.config.temporary_key_check_interval):
+            try:
+                self.service.crypto.reclaim_temporary()
+            except Exception:  # a failure here must not end the checks
+                log.exception("internal error reclaiming temporary keys")
 
     def _connections(self) -> list[_Connection]:
         return [

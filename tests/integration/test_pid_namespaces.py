@@ -81,6 +81,8 @@ def test_driver_clients_that_are_both_pid_1_keep_their_keys_apart(
     try:
         assert [h.pid() for h in harnesses] == [1, 1], "each client is PID 1 in its namespace"
         assert all(h.init().status == PSA_SUCCESS for h in harnesses)
+        # Persistent keys: the service lists them to every process of the application.
+        assert all(h.persistent().status == PSA_SUCCESS for h in harnesses)
         # Both keys are created before either is used, so that both are live at once.
         created = [
             h.import_key(KEY_TYPE_P256_PAIR, ALG_ECDSA_SHA256, usage, ec_pair_data(k))

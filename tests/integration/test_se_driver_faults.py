@@ -29,6 +29,7 @@ from se_driver_harness import (
     ALG_ECDSA_SHA256,
     ALG_RSA_PKCS1V15_SHA256,
     KEY_NAME,
+    TEMPORARY_KEY_NAME,
     KEY_TYPE_P256_PAIR,
     KEY_TYPE_RSA_PAIR,
     KEY_TYPE_RSA_PUBLIC,
@@ -122,7 +123,7 @@ def test_an_ecdsa_key_through_every_entry_point(
     private = ec_keys[256]
     driver = start_driver()  # no provider configured: the driver asks for the list
     key = import_ec(driver, private)
-    assert KEY_NAME.fullmatch(key.key_name)
+    assert TEMPORARY_KEY_NAME.fullmatch(key.key_name), "a volatile key, as a handshake's"
     assert list(fake.keys) == [key.key_name]
 
     signed = driver.sign(key.slot, ALG_ECDSA_SHA256, DIGEST)
@@ -210,7 +211,9 @@ def test_a_key_from_another_process_is_looked_up_once(
     """A persistent key's slot outlives the process that made it: its type and size come
     from ListKeys, once."""
     creator = start_driver(PARSEC_SE_DRIVER_PROVIDER="4")
+    creator.persistent()
     key = import_ec(creator, ec_keys[256])
+    assert KEY_NAME.fullmatch(key.key_name)
     user = start_driver(PARSEC_SE_DRIVER_PROVIDER="4")
     for _ in range(2):
         signed = user.sign(key.slot, ALG_ECDSA_SHA256, DIGEST)
@@ -243,8 +246,10 @@ def test_already_exists_leaves_the_other_key_alone(
 ) -> None:
     """A client whose name is taken must fail, not replace the key another client uses."""
     owner = start_driver(PARSEC_SE_DRIVER_PROVIDER="4")
+    owner.persistent()
     key = import_ec(owner, ec_keys[256])
     intruder = start_driver(PARSEC_SE_DRIVER_PROVIDER="4")
+    intruder.persistent()
     other = ec.generate_private_key(ec.SECP256R1())
     clash = intruder.import_key(
         KEY_TYPE_P256_PAIR, ALG_ECDSA_SHA256, KEY_USAGE, ec_pair_data(other), slot=key.slot

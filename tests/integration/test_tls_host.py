@@ -225,7 +225,8 @@ def test_driver_requests_are_parsec_wire_conformant(demo: TlsDemo, tmp_path: Pat
     import_request = proxy.requests[1]
     operation = pb.psa_import_key.Operation()
     operation.ParseFromString(import_request[HEADER.size : HEADER.size + headers[1].body_len])
-    assert operation.key_name.startswith("parsec-se-driver-key")
+    # The CA's public key, imported for one verification, is a temporary key (the process's).
+    assert operation.key_name.startswith("temporary/parsec-se-driver-key")
     assert operation.attributes.key_bits == 2048
     assert operation.attributes.key_policy.key_usage_flags.verify_hash
     # The Python client, given the same operation, produces the same bytes.

@@ -36,12 +36,21 @@ extern "C" {
 
 extern psa_drv_se_t PARSEC_SE_DRIVER;
 
-/* Room for a key name, its terminating NUL included. */
-#define PARSEC_SE_DRIVER_KEY_NAME_SIZE 48
+/* Names that begin so are temporary keys to the Parsec service: its creating process's alone,
+ * reclaimed when that process is gone. */
+#define PARSEC_SE_DRIVER_TEMPORARY_PREFIX "temporary/"
 
-/* The name in the Parsec service of the key in `slot` (psa_get_key_slot_number), as a
- * NUL-terminated string in `name` (cut to `size` bytes). */
+/* Room for a key name, its terminating NUL included. */
+#define PARSEC_SE_DRIVER_KEY_NAME_SIZE 64
+
+/* The name in the Parsec service of the persistent key in `slot` (psa_get_key_slot_number),
+ * as a NUL-terminated string in `name` (cut to `size` bytes). A volatile key's name has
+ * PARSEC_SE_DRIVER_TEMPORARY_PREFIX before it. */
 void parsec_se_driver_key_name(psa_key_slot_number_t slot, char *name, size_t size);
+
+/* The name this process's driver uses for the key in `slot`: the temporary name for a
+ * volatile key it allocated, else parsec_se_driver_key_name's. */
+void parsec_se_driver_slot_name(psa_key_slot_number_t slot, char *name, size_t size);
 
 #ifdef __cplusplus
 }

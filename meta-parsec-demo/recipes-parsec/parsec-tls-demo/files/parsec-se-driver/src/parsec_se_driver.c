@@ -9,7 +9,13 @@
  *
  * Key names. The Parsec key of slot N is "parsec-se-driver-key<N>" (N in decimal), so the
  * name follows from the slot, which is all a later call (or, for a persistent key, a later
- * process) has. Parsec keeps one key namespace per application, and the processes of one
+ * process) has. A volatile key (the public keys Mbed TLS imports for one verification) is
+ * "temporary/parsec-se-driver-key<N>": the Parsec service keeps such a key for the process
+ * that made it alone (no other process, of the same application or not, can list, use,
+ * destroy or replace it) and reclaims it once that process is gone, so a client that dies
+ * mid-handshake leaves nothing behind. Volatile keys exist only in the process that made
+ * them, so the driver knows each of its own from p_allocate on (the table below, where they
+ * are never given up). Parsec keeps one key namespace per application, and the processes of one
  * application (same uid with peer credentials) may run in different containers and PID
  * namespaces, so the slot cannot come from the process id: p_allocate returns
  * nonce + counter (mod 2^64), where the nonce is 64 random bits drawn once per process from
@@ -76,9 +82,11 @@
 #define PARSEC_STATUS_PSA_COMMUNICATION_FAILURE 1145
 #define KEY_TABLE_SIZE 64
 
-/* What p_sign and p_export_public need to know about a key the driver holds. */
+/* What p_sign and p_export_public need to know about a key the driver holds, and whether it
+ * is a volatile key (its name then is temporary; its entry stays until it is destroyed). */
 typedef struct {
     int used;
+    int temporary;
     psa_key_slot_number_t slot;
     psa_key_type_t type;
     size_t bits;
@@ -127,9 +135,22 @@ void parsec_se_driver_key_name(psa_key_slot_number_t slot, char *name, size_t si
     snprintf(name, size, KEY_NAME_PREFIX "%llu", (unsigned long long) slot);
 }
 
+static key_info_t *known_key(psa_key_slot_number_t slot);
+
+void parsec_se_driver_slot_name(psa_key_slot_number_t slot, char *name, size_t size)
+{
+    const key_info_t *known = known_key(slot);
+    if (known != NULL && known->temporary) {
+        snprintf(name, size, PARSEC_SE_DRIVER_TEMPORARY_PREFIX KEY_NAME_PREFIX "%llu",
+                 (unsigned long long) slot);
+    } else {
+        parsec_se_driver_key_name(slot, name, size);
+    }
+}
+
 static void key_name(psa_key_slot_number_t slot, char name[KEY_NAME_SIZE])
 {
-    parsec_se_driver_key_name(slot, name, KEY_NAME_SIZE);
+    parsec_se_driver_slot_name(slot, name, KEY_NAME_SIZE);
 }
 
 /* --- slot numbers ------------------------------------------------------------------------- */
@@ -219,7 +240,9 @@ static key_info_t *known_key(psa_key_slot_number_t slot)
     return NULL;
 }
 
-static void remember_key(psa_key_slot_number_t slot, psa_key_type_t type, size_t bits)
+/* The entry for `slot`: its own, a free one, or a persistent key's that a full table gives
+ * up (ListKeys finds that key again). NULL when every entry holds a volatile key. */
+static key_info_t *table_entry(psa_key_slot_number_t slot)
 {
     key_info_t *entry = known_key(slot);
     size_t i;
@@ -228,14 +251,42 @@ static void remember_key(psa_key_slot_number_t slot, psa_key_type_t type, size_t
             entry = &driver_state.keys[i];
         }
     }
-    if (entry == NULL) {  /* full: give up an entry; ListKeys finds that key again */
-        entry = &driver_state.keys[driver_state.next_victim];
+    for (i = 0; entry == NULL && i < KEY_TABLE_SIZE; i++) {
+        key_info_t *victim = &driver_state.keys[driver_state.next_victim];
         driver_state.next_victim = (driver_state.next_victim + 1) % KEY_TABLE_SIZE;
+        if (!victim->temporary) {
+            entry = victim;
+        }
+    }
+    return entry;
+}
+
+static void remember_key(psa_key_slot_number_t slot, psa_key_type_t type, size_t bits)
+{
+    key_info_t *entry = table_entry(slot);
+    if (entry == NULL) {
+        return;  /* only volatile keys, each with its entry: this one is found by ListKeys */
     }
     entry->used = 1;
     entry->slot = slot;
     entry->type = type;
     entry->bits = bits;
+}
+
+/* From p_allocate on, the slot of a volatile key is known to be temporary. */
+static psa_status_t remember_temporary(psa_key_slot_number_t slot, psa_key_type_t type)
+{
+    key_info_t *entry = table_entry(slot);
+    if (entry == NULL) {
+        parsec_log("more than %d volatile keys at once in this process", KEY_TABLE_SIZE);
+        return PSA_ERROR_INSUFFICIENT_MEMORY;
+    }
+    memset(entry, 0, sizeof(*entry));
+    entry->used = 1;
+    entry->temporary = 1;
+    entry->slot = slot;
+    entry->type = type;
+    return PSA_SUCCESS;
 }
 
 static void forget_key(psa_key_slot_number_t slot)
@@ -467,13 +518,17 @@ static psa_status_t parsec_allocate(psa_drv_se_context_t *drv_context, void *per
                                     psa_key_creation_method_t method,
                                     psa_key_slot_number_t *key_slot)
 {
+    psa_status_t status;
     (void) drv_context;
     (void) persistent_data;
-    (void) attributes;
     if (method == PSA_KEY_CREATION_REGISTER) {
         return PSA_ERROR_NOT_SUPPORTED;  /* keys must be created through the driver */
     }
-    return next_slot(key_slot);
+    status = next_slot(key_slot);
+    if (status == PSA_SUCCESS && PSA_KEY_LIFETIME_IS_VOLATILE(psa_get_key_lifetime(attributes))) {
+        status = remember_temporary(*key_slot, psa_get_key_type(attributes));
+    }
+    return status;
 }
 
 static psa_status_t parsec_validate_slot_number(psa_drv_se_context_t *drv_context,
@@ -549,6 +604,8 @@ static psa_status_t parsec_import(psa_drv_se_context_t *drv_context,
     if (status == PSA_SUCCESS) {
         remember_key(key_slot, psa_get_key_type(attributes), key_bits);
         *bits = key_bits;
+    } else {
+        forget_key(key_slot);  /* the core does not destroy a key whose creation failed */
     }
     return status;
 }
@@ -588,6 +645,8 @@ static psa_status_t parsec_generate(psa_drv_se_context_t *drv_context,
     status = created(status, parsec_status, name);
     if (status == PSA_SUCCESS) {
         remember_key(key_slot, psa_get_key_type(attributes), psa_get_key_bits(attributes));
+    } else {
+        forget_key(key_slot);
     }
     return status;
 }

@@ -6,6 +6,8 @@
  * Commands (numbers in decimal or 0x-prefixed hex, byte strings in hex, "-" for empty):
  *
  *   init                                            p_init
+ *   persistence P                                   later keys: 0 volatile (the default,
+ *                                                   as a handshake's), 1 persistent
  *   import TYPE ALG USAGE BITS DATA                 p_allocate, then p_import in that slot
  *   import-at SLOT TYPE ALG USAGE BITS DATA         p_import in a given slot
  *   generate TYPE ALG USAGE BITS                    p_allocate, then p_generate
@@ -18,7 +20,7 @@
  *   quit                                            exit 0 (so does the end of stdin)
  *
  * Each answer is "<command> status=<PSA status>" followed by what the call returned
- * (slot=, bits=, data=, ms= the time the call took); a line it cannot read is answered
+ * (slot=, bits=, name= the key's name in Parsec, data=, ms= the time the call took); a line it cannot read is answered
  * "error <why>". Output buffers are allocated at their exact size, so that the sanitizers
  * see any write past them.
  *
@@ -40,6 +42,8 @@
 #define DEFAULT_BUFFER_SIZE 1024
 
 static psa_drv_se_context_t context;
+/* The persistence of the keys made next (the "persistence" command). */
+static psa_key_persistence_t persistence = PSA_KEY_PERSISTENCE_VOLATILE;
 
 static double now_ms(void)
 {
@@ -104,6 +108,8 @@ static void set_attributes(psa_key_attributes_t *attributes, unsigned long long 
     psa_set_key_algorithm(attributes, (psa_algorithm_t) alg);
     psa_set_key_usage_flags(attributes, (psa_key_usage_t) usage);
     psa_set_key_bits(attributes, (size_t) bits);
+    psa_set_key_lifetime(attributes, PSA_KEY_LIFETIME_FROM_PERSISTENCE_AND_LOCATION(
+                                         persistence, PARSEC_SE_DRIVER_LOCATION));
 }
 
 /* import/import-at/generate: tokens start at TYPE. */
@@ -119,6 +125,7 @@ static int create_key(const char *command, char **tokens, int count, int given_s
     size_t imported_bits = 0;
     size_t pubkey_length = 0;
     psa_status_t status = PSA_SUCCESS;
+    char name[PARSEC_SE_DRIVER_KEY_NAME_SIZE];
     double started;
 
     if (count != (generate ? 4 : 5) || parse_number(tokens[0], &type) != 0 ||
@@ -140,8 +147,9 @@ static int create_key(const char *command, char **tokens, int count, int given_s
     } else if (status == PSA_SUCCESS) {
         status = keys->p_import(&context, slot, &attributes, data, length, &imported_bits);
     }
-    printf("%s status=%d slot=%llu bits=%zu ms=%.1f\n", command, (int) status,
-           (unsigned long long) slot, generate ? (size_t) bits : imported_bits,
+    parsec_se_driver_slot_name(slot, name, sizeof(name));
+    printf("%s status=%d slot=%llu bits=%zu name=%s ms=%.1f\n", command, (int) status,
+           (unsigned long long) slot, generate ? (size_t) bits : imported_bits, name,
            now_ms() - started);
     free(data);
     return 0;
@@ -163,6 +171,15 @@ static int run(char **tokens, int count)
         printf("init status=%d\n", (int) status);
         return 0;
     }
+    if (strcmp(command, "persistence") == 0 && count == 2) {
+        unsigned long long value;
+        if (parse_number(tokens[1], &value) != 0 || value > 1) {
+            return -1;
+        }
+        persistence = (psa_key_persistence_t) value;
+        printf("persistence status=0\n");
+        return 0;
+    }
     if (strcmp(command, "pid") == 0 && count == 1) {
         printf("pid status=0 pid=%ld\n", (long) getpid());
         return 0;
@@ -177,8 +194,9 @@ static int run(char **tokens, int count)
         return create_key(command, tokens + 2, count - 2, 1, slot);
     }
     if (strcmp(command, "allocate") == 0 && count == 1) {
-        psa_key_attributes_t attributes = psa_key_attributes_init();
+        psa_key_attributes_t attributes;
         psa_key_slot_number_t allocated = 0;
+        set_attributes(&attributes, 0, 0, 0, 0);
         status = keys->p_allocate(&context, NULL, &attributes, PSA_KEY_CREATION_IMPORT,
                                   &allocated);
         printf("allocate status=%d slot=%llu\n", (int) status, (unsigned long long) allocated);
