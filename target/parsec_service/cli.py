@@ -15,12 +15,11 @@ from .tool import add_tool_commands
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .kim import StateDirectoryError
     from .server import serve
 
     try:
         return serve(args.config, args.rse, args.store, args.socket)
-    except (ConfigError, StateDirectoryError, RuntimeError, OSError) as exc:
+    except (ConfigError, RuntimeError, OSError) as exc:
         print(f"parsec serve: {exc}", file=sys.stderr)
         return 1
 

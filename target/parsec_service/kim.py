@@ -54,6 +54,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import psa
+from .config import ConfigError
 from .psa import Status
 
 log = logging.getLogger("parsec")
@@ -119,7 +120,7 @@ class KeyEntry:
         return (self.auth_type, self.app, self.name)
 
 
-class StateDirectoryError(Exception):
+class StateDirectoryError(ConfigError):
     """The directory for the key info database is not the service's own."""
 
 

@@ -25,6 +25,7 @@ import pytest
 from parsec_demo.services import (
     Service,
     parsec_config_text,
+    python_command,
     start_parsec_service,
     start_rse_model,
 )
@@ -362,16 +363,55 @@ def test_per_application_quota(tmp_path: Path, rse: Service) -> None:
 
 
 def test_the_key_info_database_is_the_service_users_alone(tmp_path: Path, rse: Service) -> None:
-    store = tmp_path / "parsec-store"
-    store.mkdir(mode=0o755)
-    parsec = start_parsec_service(tmp_path, rse.socket_path)
-    try:
-        ParsecClient(parsec.socket_path).import_key("k", ECDSA_P256, Signer.make().point)
-    finally:
-        parsec.stop()
-    assert stat.S_IMODE(store.stat().st_mode) == 0o700
-    for path in store.glob("kim.sqlite3*"):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    """A directory the service makes is 0700; one it is given is never changed, only checked:
+    another user's, or one others may write to (``/tmp``), is refused with one line."""
+    made = tmp_path / "made" / "store"
+    given = tmp_path / "given"
+    given.mkdir(mode=0o755)
+    for store in (made, given):
+        config = parsec_config_text().replace(
+            'manager_type = "SQLite"',
+            f'manager_type = "SQLite"\nsqlite_db_path = "{store}/kim.sqlite3"',
+        )
+        parsec = start_parsec_service(tmp_path, rse.socket_path, config)
+        try:
+            ParsecClient(parsec.socket_path).import_key("k", ECDSA_P256, Signer.make().point)
+        finally:
+            parsec.stop()
+        for path in store.glob("kim.sqlite3*"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    assert stat.S_IMODE(given.stat().st_mode) == 0o755, "a directory it did not make is kept"
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # as /tmp
+    config_path = tmp_path / "refused.toml"
+    config_path.write_text(parsec_config_text())
+    result = subprocess.run(
+        python_command(
+            "parsec",
+            "serve",
+            "--socket",
+            str(tmp_path / "refused.sock"),
+            "--rse",
+            str(rse.socket_path),
+            "--store",
+            str(shared),
+            "--config",
+            str(config_path),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"parsec-demo parsec serve: key info directory {shared} is writable by others "
+        "(mode 1777): give the service a directory of its own\n"
+    )
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert list(shared.iterdir()) == []
 
 
 def test_reload_refuses_to_drop_allow_root_while_root(tmp_path: Path, rse: Service) -> None:

@@ -1,0 +1,147 @@
+"""The secure side among hostile neighbours: clients that die mid-operation, other processes of
+the same application, and whatever they leave behind.
+
+Each test is an attack that succeeded before the service defended against it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from handshake_checks import assert_handshake_ok
+from parsec_demo.native_build import HostBuild
+from parsec_demo.services import parsec_config_text
+from parsec_demo.tls_demo import TlsDemo, read_events
+from parsec_load import ECDSA_P256, Signer, kim_db, kim_rows
+from parsec_service.client import ParsecClient, ParsecError
+from parsec_service.constants import ResponseStatus
+
+CIPHER_SUITE = "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256"
+#: A small quota, so that a few leaked keys would lock the application out.
+QUOTA = 8
+
+
+def _kill_when_a_key_is_imported(demo: TlsDemo, workdir: Path) -> bool:
+    """Start ssl_client1 and SIGKILL it as soon as the RSE imported a key for it; True if the
+    kill came before the client finished (mid-handshake)."""
+    _, offset = read_events(demo.events_path)
+    argv = demo.netns.command([str(demo.build.program("ssl_client1")), "127.0.0.1"])
+    client = subprocess.Popen(
+        argv,
+        env=demo.client_env(),
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while client.poll() is None and time.monotonic() < deadline:
+        events, _ = read_events(demo.events_path, offset)
+        if any(e["function"] == "psa_import_key" for e in events):
+            break
+        time.sleep(0.001)
+    mid_handshake = client.poll() is None
+    client.send_signal(signal.SIGKILL)
+    client.wait()
+    return mid_handshake
+
+
+def test_clients_killed_mid_handshake_leave_nothing_behind(
+    tmp_path: Path, host_build: HostBuild
+) -> None:
+    """100 clients SIGKILLed as their handshake began (a temporary key in Parsec and the RSE):
+    the next handshake of the same uid passes, the dead clients' keys are reclaimed, and a
+    persistent key of the same application is never touched."""
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "parsec-config.toml").write_text(
+        parsec_config_text(
+            extra_core=f"max_keys_per_application = {QUOTA}\ntemporary_key_check_interval = 1"
+        )
+    )
+    with TlsDemo(tmp_path, host_build) as demo:
+        assert demo.parsec is not None
+        kept = ParsecClient(demo.parsec.socket_path)
+        kept.import_key("kept", ECDSA_P256, Signer.make().point)
+        killed_mid_handshake = 0
+        for n in range(100):
+            workdir = tmp_path / f"killed-{n}"
+            workdir.mkdir()
+            killed_mid_handshake += _kill_when_a_key_is_imported(demo, workdir)
+        # Each kill follows an import: a key left behind. Where dead clients' keys lock their
+        # application out, imports are refused after QUOTA kills and the clients end early.
+        assert killed_mid_handshake >= 90, f"{killed_mid_handshake} of 100 died mid-handshake"
+
+        run = demo.run_client(timeout=60)
+        assert_handshake_ok(run, CIPHER_SUITE)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            rows = kim_rows(kim_db(tmp_path))
+            if [name for _, name, _, _ in rows] == ["kept"]:
+                break
+            time.sleep(0.2)
+        assert [(name, state) for _, name, _, state in rows] == [("kept", "active")]
+        assert [key.name for key in kept.list_keys()] == ["kept"]
+        log = (tmp_path / "parsec.log").read_text()
+        assert log.count("reclaimed temporary key 'temporary/parsec-se-driver-key") >= 2 * QUOTA
+    keys = list((tmp_path / "rse-store").glob("key-*.json"))
+    assert len(keys) == 1, "only the persistent key is left in the RSE"
+
+
+def test_another_process_of_the_application_cannot_touch_a_temporary_key(
+    tmp_path: Path, host_build: HostBuild
+) -> None:
+    """A neighbour of the same uid that learns a temporary key's name can neither list, use,
+    destroy nor replace it: the key belongs to the process that made it."""
+    with TlsDemo(tmp_path, host_build) as demo:
+        assert demo.parsec is not None
+        socket_path = demo.parsec.socket_path
+        signer = Signer.make()
+        owner_script = (
+            "import sys, time\n"
+            "from parsec_service.client import ParsecClient\n"
+            "from parsec_load import ECDSA_P256, Signer, DIGEST\n"
+            "c = ParsecClient(sys.argv[1])\n"
+            "c.import_key('temporary/victim', ECDSA_P256, bytes.fromhex(sys.argv[2]))\n"
+            "print('imported', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(len(c.list_keys()), flush=True)\n"
+            "c.destroy_key('temporary/victim')\n"
+            "print('destroyed', flush=True)\n"
+        )
+        tests_dir = Path(__file__).resolve().parents[1]
+        owner = subprocess.Popen(
+            [sys.executable, "-c", owner_script, str(socket_path), signer.point.hex()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(tests_dir)},
+        )
+        try:
+            assert owner.stdout is not None and owner.stdin is not None
+            assert owner.stdout.readline().strip() == "imported"
+            neighbour = ParsecClient(socket_path)
+            assert neighbour.list_keys() == [], "another process does not see it"
+            for attempt in (
+                lambda: neighbour.destroy_key("temporary/victim"),
+                lambda: neighbour.export_public_key("temporary/victim"),
+            ):
+                with pytest.raises(ParsecError) as refused:
+                    attempt()
+                assert refused.value.status == ResponseStatus.PSA_ERROR_DOES_NOT_EXIST
+            with pytest.raises(ParsecError) as taken:
+                neighbour.import_key("temporary/victim", ECDSA_P256, Signer.make().point)
+            assert taken.value.status == ResponseStatus.PSA_ERROR_ALREADY_EXISTS
+            owner.stdin.write("\n")
+            owner.stdin.flush()
+            assert owner.stdout.readline().strip() == "1", "the owner sees its key"
+            assert owner.stdout.readline().strip() == "destroyed"
+        finally:
+            owner.kill()
+            owner.wait()
