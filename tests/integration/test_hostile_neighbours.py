@@ -7,6 +7,7 @@ Each test is an attack that succeeded before the service defended against it.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -145,3 +146,33 @@ def test_another_process_of_the_application_cannot_touch_a_temporary_key(
         finally:
             owner.kill()
             owner.wait()
+
+
+def test_a_client_refused_for_its_quota_says_so_before_mbed_tls_does(
+    tmp_path: Path, host_build: HostBuild
+) -> None:
+    """An application at its quota: the handshake fails, and the client's first complaint is
+    the service's refusal, not a certificate problem that is not there."""
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "parsec-config.toml").write_text(
+        parsec_config_text(extra_core="max_keys_per_application = 2")
+    )
+    with TlsDemo(tmp_path, host_build) as demo:
+        assert demo.parsec is not None
+        owner = ParsecClient(demo.parsec.socket_path)
+        for name in ("first", "second"):
+            owner.import_key(name, ECDSA_P256, Signer.make().point)
+        # Both streams in one, in the order a terminal shows them.
+        run = demo.run_client(timeout=60, wrapper=["sh", "-c", 'exec "$0" "$@" 2>&1'])
+    assert not run.ok
+    refusals = re.findall(r"parsec-se-driver: .*", run.output)
+    assert len(refusals) == 1, run.output
+    assert re.fullmatch(
+        r"parsec-se-driver: the Parsec service at \S+ refused PsaImportKey of "
+        r"temporary/parsec-se-driver-key\d+: PsaErrorInsufficientStorage \(no room for another "
+        r"key: the application's key quota or the RSE's capacity is used up\)",
+        refusals[0],
+    ), refusals[0]
+    assert run.output.index("parsec-se-driver:") < run.output.index("Last error was"), run.output
+    log = (tmp_path / "parsec.log").read_text()
+    assert "application '0' has its quota of 2 keys" in log

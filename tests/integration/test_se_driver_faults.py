@@ -356,9 +356,8 @@ FAULTS: dict[str, Fault] = {
         Opcode.PSA_SIGN_HASH,
         reply(ResponseStatus.PSA_ERROR_DOES_NOT_EXIST),
         expected=PSA_ERROR_DOES_NOT_EXIST,
-        lines=0,
     ),
-    "status-unknown": Fault(Opcode.PSA_SIGN_HASH, reply(4242), lines=0),
+    "status-unknown": Fault(Opcode.PSA_SIGN_HASH, reply(4242)),
     "status-backend-gone": Fault(
         Opcode.PSA_SIGN_HASH, reply(ResponseStatus.PSA_ERROR_COMMUNICATION_FAILURE)
     ),
@@ -366,7 +365,6 @@ FAULTS: dict[str, Fault] = {
         Opcode.PSA_EXPORT_PUBLIC_KEY,
         reply(ResponseStatus.NOT_AUTHENTICATED, export_result(point(65))),
         expected=PSA_ERROR_NOT_PERMITTED,
-        lines=0,
     ),
 }
 
@@ -405,6 +403,45 @@ def test_a_bad_answer_fails_cleanly_within_the_deadline(
     fake.behaviours.clear()
     assert run_operation(driver, fault.opcode, key.slot, signature).status == PSA_SUCCESS
     assert driver.destroy(key.slot).status == PSA_SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "says"),
+    [
+        (
+            ResponseStatus.PSA_ERROR_INSUFFICIENT_STORAGE,
+            -142,
+            "PsaErrorInsufficientStorage (no room for another key: the application's key quota "
+            "or the RSE's capacity is used up)",
+        ),
+        (
+            ResponseStatus.BODY_SIZE_EXCEEDS_LIMIT,
+            -141,
+            "BodySizeExceedsLimit (the request is larger than the service allows)",
+        ),
+        (ResponseStatus.PSA_ERROR_HARDWARE_FAILURE, -147, "PsaErrorHardwareFailure"),
+    ],
+)
+def test_a_refusal_is_one_line_that_names_it(
+    status: ResponseStatus,
+    expected: int,
+    says: str,
+    start_driver: DriverFactory,
+    fake: FakeParsec,
+    ec_keys: dict[int, ec.EllipticCurvePrivateKey],
+) -> None:
+    """What the service refused, for which key and what it likely means, before the caller
+    (Mbed TLS) reports its own error."""
+    driver = start_driver(PARSEC_SE_DRIVER_PROVIDER="4")
+    fake.on(Opcode.PSA_IMPORT_KEY, reply(status))
+    answer = driver.import_key(
+        KEY_TYPE_P256_PAIR, ALG_ECDSA_SHA256, KEY_USAGE, ec_pair_data(ec_keys[256])
+    )
+    assert answer.status == expected
+    assert driver_lines(driver) == [
+        f"parsec-se-driver: the Parsec service at {fake.path} refused PsaImportKey of "
+        f"temporary/parsec-se-driver-key{answer.slot}: {says}"
+    ]
 
 
 def test_wrong_rsa_lengths_are_refused(

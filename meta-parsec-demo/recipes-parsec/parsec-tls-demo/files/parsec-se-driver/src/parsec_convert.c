@@ -5,6 +5,7 @@
  */
 #include "parsec_convert.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* PSA hash (low byte of PSA_ALG_xxx hash ids) -> Parsec Algorithm.Hash. */
@@ -249,6 +250,68 @@ psa_status_t parsec_status_to_psa(int parsec_status)
             return PSA_ERROR_STORAGE_FAILURE;
         default:  /* ConnectionError and the other protocol failures */
             return PSA_ERROR_COMMUNICATION_FAILURE;
+    }
+}
+
+static const char *const STATUS_NAMES[] = {
+    "Success", "WrongProviderId", "ContentTypeNotSupported", "AcceptTypeNotSupported",
+    "WireProtocolVersionNotSupported", "ProviderNotRegistered", "ProviderDoesNotExist",
+    "DeserializingBodyFailed", "SerializingBodyFailed", "OpcodeDoesNotExist",
+    "ResponseTooLarge", "AuthenticationError", "AuthenticatorDoesNotExist",
+    "AuthenticatorNotRegistered", "KeyInfoManagerError", "ConnectionError", "InvalidEncoding",
+    "InvalidHeader", "WrongProviderUuid", "NotAuthenticated", "BodySizeExceedsLimit",
+    "AdminOperation", "DeprecatedPrimitive",
+};
+
+/* The PsaError* statuses, 1132 to 1153 (1144 is not defined). */
+static const char *const PSA_STATUS_NAMES[] = {
+    "PsaErrorGenericError", "PsaErrorNotPermitted", "PsaErrorNotSupported",
+    "PsaErrorInvalidArgument", "PsaErrorInvalidHandle", "PsaErrorBadState",
+    "PsaErrorBufferTooSmall", "PsaErrorAlreadyExists", "PsaErrorDoesNotExist",
+    "PsaErrorInsufficientMemory", "PsaErrorInsufficientStorage", "PsaErrorInsufficientData",
+    NULL, "PsaErrorCommunicationFailure", "PsaErrorStorageFailure", "PsaErrorHardwareFailure",
+    "PsaErrorInsufficientEntropy", "PsaErrorInvalidSignature", "PsaErrorInvalidPadding",
+    "PsaErrorCorruptionDetected", "PsaErrorDataCorrupt", "PsaErrorDataInvalid",
+};
+
+const char *parsec_status_name(int parsec_status, char *buffer, size_t size)
+{
+    const char *name = NULL;
+    size_t count = sizeof(STATUS_NAMES) / sizeof(STATUS_NAMES[0]);
+    size_t psa_count = sizeof(PSA_STATUS_NAMES) / sizeof(PSA_STATUS_NAMES[0]);
+    if (parsec_status >= 0 && (size_t) parsec_status < count) {
+        name = STATUS_NAMES[parsec_status];
+    } else if (parsec_status >= 1132 && (size_t) (parsec_status - 1132) < psa_count) {
+        name = PSA_STATUS_NAMES[parsec_status - 1132];
+    }
+    if (name != NULL) {
+        return name;
+    }
+    snprintf(buffer, size, "status %d", parsec_status);
+    return buffer;
+}
+
+const char *parsec_status_hint(int parsec_status)
+{
+    switch (parsec_status) {
+        case 1142:  /* PsaErrorInsufficientStorage */
+            return "no room for another key: the application's key quota or the RSE's "
+                   "capacity is used up";
+        case 1141:  /* PsaErrorInsufficientMemory */
+        case 10:    /* ResponseTooLarge */
+        case 20:    /* BodySizeExceedsLimit */
+            return "the request is larger than the service allows";
+        case 1133:  /* PsaErrorNotPermitted */
+        case 11:    /* AuthenticationError */
+        case 19:    /* NotAuthenticated */
+        case 21:    /* AdminOperation */
+            return "the service does not allow this application to do it";
+        case 1134:  /* PsaErrorNotSupported */
+            return "the service or its RSE does not support this key or algorithm";
+        case 1140:  /* PsaErrorDoesNotExist */
+            return "the service holds no such key for this process";
+        default:
+            return NULL;
     }
 }
 

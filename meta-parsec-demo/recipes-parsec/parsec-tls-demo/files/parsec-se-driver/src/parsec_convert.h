@@ -57,6 +57,13 @@ psa_status_t parsec_key_attributes_from_psa(const psa_key_attributes_t *attribut
 /* A Parsec response status as the PSA status a driver function returns. */
 psa_status_t parsec_status_to_psa(int parsec_status);
 
+/* Parsec's name of a response status ("PsaErrorInsufficientStorage"), or "status <n>" for a
+ * number the wire protocol does not define (in `buffer`, of `size` bytes). */
+const char *parsec_status_name(int parsec_status, char *buffer, size_t size);
+
+/* What a refusal with this status most likely means to a user, or NULL. */
+const char *parsec_status_hint(int parsec_status);
+
 /* The size in bits of a key given in its PSA import format; 0 if it cannot be read. */
 size_t parsec_key_bits_from_data(psa_key_type_t type, const uint8_t *data, size_t length);
 

@@ -79,6 +79,7 @@
 #define KEY_NAME_SIZE PARSEC_SE_DRIVER_KEY_NAME_SIZE
 #define PROVIDER_UNKNOWN 0xFFFFu
 #define PARSEC_STATUS_ALREADY_EXISTS 1139
+#define PARSEC_STATUS_INVALID_SIGNATURE 1149
 #define PARSEC_STATUS_PSA_COMMUNICATION_FAILURE 1145
 #define KEY_TABLE_SIZE 64
 
@@ -102,6 +103,8 @@ static struct {
     uint64_t counter;
     key_info_t keys[KEY_TABLE_SIZE];
     size_t next_victim;  /* the entry a full table gives up next */
+    uint32_t refused_opcode;  /* the last refusal reported */
+    int refused_status;
 } driver_state;
 
 static psa_status_t configure(void)
@@ -299,6 +302,8 @@ static void forget_key(psa_key_slot_number_t slot)
 
 /* --- requests ----------------------------------------------------------------------------- */
 
+static void report_refusal(uint32_t opcode, const ProtobufCMessage *message, int parsec_status);
+
 /* The provider to send crypto requests to: the first one the service lists (as Parsec's
  * clients do), found once per process. */
 static psa_status_t crypto_provider(uint8_t *provider)
@@ -324,6 +329,7 @@ static psa_status_t crypto_provider(uint8_t *provider)
     }
     if (parsec_status != PARSEC_STATUS_SUCCESS) {
         free(response);
+        report_refusal(PARSEC_OPCODE_LIST_PROVIDERS, &operation.base, parsec_status);
         return parsec_status_to_psa(parsec_status);
     }
     result = list_providers__result__unpack(NULL, response_len, response);
@@ -344,6 +350,53 @@ static psa_status_t crypto_provider(uint8_t *provider)
     }
     list_providers__result__free_unpacked(result, NULL);
     return status;
+}
+
+static const char *opcode_name(uint32_t opcode)
+{
+    switch (opcode) {
+        case PARSEC_OPCODE_PSA_GENERATE_KEY: return "PsaGenerateKey";
+        case PARSEC_OPCODE_PSA_DESTROY_KEY: return "PsaDestroyKey";
+        case PARSEC_OPCODE_PSA_SIGN_HASH: return "PsaSignHash";
+        case PARSEC_OPCODE_PSA_VERIFY_HASH: return "PsaVerifyHash";
+        case PARSEC_OPCODE_PSA_IMPORT_KEY: return "PsaImportKey";
+        case PARSEC_OPCODE_PSA_EXPORT_PUBLIC_KEY: return "PsaExportPublicKey";
+        case PARSEC_OPCODE_LIST_PROVIDERS: return "ListProviders";
+        case PARSEC_OPCODE_LIST_KEYS: return "ListKeys";
+        default: return "a request";
+    }
+}
+
+/* One line for a refusal, so that the user reads what the service refused before whatever
+ * Mbed TLS makes of it ("X509 - Certificate verification failed" for a refused import). A
+ * failed verification is an answer, not a refusal; AlreadyExists and a backend out of reach
+ * have lines of their own. A refusal like the one before (Mbed TLS tries each candidate CA
+ * key in turn) is not repeated. */
+static void report_refusal(uint32_t opcode, const ProtobufCMessage *message, int parsec_status)
+{
+    const ProtobufCFieldDescriptor *field;
+    const char *key = NULL;
+    const char *hint = parsec_status_hint(parsec_status);
+    char number[24];
+
+    if (parsec_status == PARSEC_STATUS_SUCCESS || parsec_status == PARSEC_STATUS_INVALID_SIGNATURE ||
+        parsec_status == PARSEC_STATUS_ALREADY_EXISTS ||
+        parsec_status == PARSEC_STATUS_PSA_COMMUNICATION_FAILURE) {
+        return;
+    }
+    if (driver_state.refused_opcode == opcode && driver_state.refused_status == parsec_status) {
+        return;
+    }
+    driver_state.refused_opcode = opcode;
+    driver_state.refused_status = parsec_status;
+    field = protobuf_c_message_descriptor_get_field_by_name(message->descriptor, "key_name");
+    if (field != NULL && field->type == PROTOBUF_C_TYPE_STRING) {
+        key = *(char *const *) (const void *) ((const char *) message + field->offset);
+    }
+    parsec_log("the Parsec service at %s refused %s%s%s: %s%s%s%s",
+               driver_state.endpoint.socket_path, opcode_name(opcode), key ? " of " : "",
+               key ? key : "", parsec_status_name(parsec_status, number, sizeof(number)),
+               hint ? " (" : "", hint ? hint : "", hint ? ")" : "");
 }
 
 /* Pack `message`, send it as `opcode` (to the crypto provider, or to the core provider if
@@ -380,6 +433,7 @@ static psa_status_t send_request(int core, uint32_t opcode, const ProtobufCMessa
         parsec_log("the Parsec service cannot reach its crypto backend "
                    "(PsaErrorCommunicationFailure)");
     }
+    report_refusal(opcode, message, *parsec_status);
     status = parsec_status_to_psa(*parsec_status);
     if (status != PSA_SUCCESS) {
         free(*response);
