@@ -11,7 +11,11 @@ Recognised (with upstream's defaults)::
 
 and this service's own limits (not upstream keys; see the README)::
 
-    [core_settings]  max_keys_per_application = 64, temporary_key_check_interval = 5 (s)
+    [core_settings]  max_keys_per_application = 64, max_key_info_bytes_per_application = 65536,
+                     rse_key_capacity = 256, key_reserve = 32,
+                     keys_guaranteed_per_application = 4, max_key_name_length = 256 (bytes),
+                     max_key_bits = 4096, max_random_bytes = 4096,
+                     temporary_key_check_interval = 5 (s)
     [listener]       max_connections = 256, max_connections_per_peer = 32
 
 Anything else upstream accepts but this service cannot honour (another provider or key manager
@@ -21,10 +25,11 @@ type, the JWT-SVID authenticator) is refused with a message that says so, rather
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .admission import Admission
 from .constants import AUTH_TYPE_NAMES, AuthType
 
 DEFAULT_SOCKET = Path("/run/parsec/parsec.sock")
@@ -44,7 +49,10 @@ class ServiceConfig:
     log_error_details: bool = False
     thread_pool_size: int = 8
     listener_timeout_ms: int = 200
-    max_keys_per_application: int = 64
+    admission: Admission = field(default_factory=Admission)
+    max_key_name_length: int = 256
+    max_key_bits: int = 4096
+    max_random_bytes: int = 4096
     temporary_key_check_interval: int = 5
     max_connections: int = 256
     max_connections_per_peer: int = 32
@@ -107,9 +115,10 @@ def parse(data: dict[str, Any]) -> ServiceConfig:
         listener_timeout_ms=_positive(
             listener, "timeout", defaults.listener_timeout_ms, "listener"
         ),
-        max_keys_per_application=_positive(
-            core, "max_keys_per_application", defaults.max_keys_per_application
-        ),
+        admission=_admission(core),
+        max_key_name_length=_positive(core, "max_key_name_length", defaults.max_key_name_length),
+        max_key_bits=_positive(core, "max_key_bits", defaults.max_key_bits),
+        max_random_bytes=_positive(core, "max_random_bytes", defaults.max_random_bytes),
         temporary_key_check_interval=_positive(
             core, "temporary_key_check_interval", defaults.temporary_key_check_interval
         ),
@@ -148,6 +157,29 @@ def parse(data: dict[str, Any]) -> ServiceConfig:
     if len(providers) > 1:
         raise ConfigError("only one TrustedService provider can be configured")
     return replace(config, kim_db_path=kim_path, provider_name=provider_name)
+
+
+def _admission(core: dict[str, Any]) -> Admission:
+    defaults = Admission()
+    admission = Admission(
+        **{
+            name: _positive(core, name, getattr(defaults, name))
+            for name in (
+                "max_keys_per_application",
+                "max_key_info_bytes_per_application",
+                "rse_key_capacity",
+                "key_reserve",
+                "keys_guaranteed_per_application",
+            )
+        }
+    )
+    if admission.key_reserve >= admission.rse_key_capacity:
+        raise ConfigError("core_settings.key_reserve must be less than rse_key_capacity")
+    if admission.keys_guaranteed_per_application > admission.key_reserve:
+        raise ConfigError(
+            "core_settings.keys_guaranteed_per_application must not exceed key_reserve"
+        )
+    return admission
 
 
 def _positive(table: dict[str, Any], key: str, default: int, where: str = "core_settings") -> int:

@@ -54,6 +54,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import psa
+from .admission import Admission, info_size
 from .config import ConfigError
 from .psa import Status
 
@@ -87,13 +88,6 @@ Owner = tuple[int, str, str]
 
 class KeyExists(Exception):
     pass
-
-
-class QuotaExceeded(Exception):
-    def __init__(self, app: str, limit: int) -> None:
-        super().__init__(f"application {app!r} has its quota of {limit} keys")
-        self.app = app
-        self.limit = limit
 
 
 class StorageError(Exception):
@@ -171,10 +165,13 @@ class KeyInfoManager:
         self._lock = threading.Lock()
         self._active: dict[Owner, KeyEntry] = {}
         self._rows_per_app: Counter[tuple[int, str]] = Counter()
+        self._bytes_per_app: Counter[tuple[int, str]] = Counter()
         self._held: set[Owner] = set()
         self._leftovers = 0
+        self._rows = 0  # of every application
         for entry in self._select("SELECT * FROM keys"):
-            self._rows_per_app[(entry.auth_type, entry.app)] += 1
+            self._rows += 1
+            self._count(entry, 1)
             if entry.state == ACTIVE:
                 self._active[entry.owner] = entry
             else:
@@ -215,6 +212,13 @@ class KeyInfoManager:
             log.error("key info database %s: %s", self.db_path, exc)
             raise StorageError(status, f"key info database: {exc}") from exc
 
+    def _count(self, entry: KeyEntry, sign: int) -> None:
+        """Add (1) or take away (-1) the entry from its application's allowance. Lock held."""
+        self._rows_per_app[(entry.auth_type, entry.app)] += sign
+        self._bytes_per_app[(entry.auth_type, entry.app)] += sign * info_size(
+            entry.name, entry.attributes
+        )
+
     # --- reads --------------------------------------------------------------------------------
 
     def get(self, auth_type: int, app: str, name: str) -> KeyEntry | None:
@@ -248,18 +252,27 @@ class KeyInfoManager:
         name: str,
         provider_id: int,
         attributes: bytes,
-        quota: int | None = None,
+        admission: Admission | None = None,
         process: str | None = None,
     ) -> KeyEntry:
         """Commit a held ``creating`` row with a fresh key id (``process``: a temporary key's
         owner).
 
-        KeyExists if the name is taken (in any state), QuotaExceeded if the application has
-        ``quota`` rows already, StorageError if the database refuses.
+        KeyExists if the name is taken (in any state), QuotaExceeded if ``admission`` refuses
+        another key (every row counts, pending ones too), StorageError if the database
+        refuses.
         """
         with self._lock:
-            if quota is not None and self._rows_per_app[(auth_type, app)] >= quota:
-                raise QuotaExceeded(app, quota)
+            if admission is not None:
+                refusal = admission.refusal(
+                    app,
+                    self._rows_per_app[(auth_type, app)],
+                    self._bytes_per_app[(auth_type, app)],
+                    info_size(name, attributes),
+                    self._rows,
+                )
+                if refusal is not None:
+                    raise refusal
             key_id = self._next_key_id(provider_id)
             try:
                 self._transaction(
@@ -281,7 +294,8 @@ class KeyInfoManager:
             entry = KeyEntry(
                 auth_type, app, name, provider_id, key_id, attributes, CREATING, process
             )
-            self._rows_per_app[(auth_type, app)] += 1
+            self._count(entry, 1)
+            self._rows += 1
             self._held.add(entry.owner)
             return entry
 
@@ -313,6 +327,8 @@ class KeyInfoManager:
             if changed != 1:  # pragma: no cover - only the holder moves a held row
                 raise StorageError(Status.CORRUPTION_DETECTED, f"key {entry.name!r} vanished")
             active = replace(entry, attributes=attributes, state=ACTIVE)
+            self._count(entry, -1)
+            self._count(active, 1)
             self._active[active.owner] = active
             self._held.discard(active.owner)
             return active
@@ -350,7 +366,8 @@ class KeyInfoManager:
                 ],
                 synced=False,
             )
-            self._rows_per_app[(entry.auth_type, entry.app)] -= 1
+            self._count(entry, -1)
+            self._rows -= 1
             self._held.discard(entry.owner)
 
     def abandon(self, entry: KeyEntry) -> None:

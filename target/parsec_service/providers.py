@@ -28,8 +28,10 @@ from google.protobuf.message import Message
 
 from . import __version__, convert, processes, psa
 from . import contracts as pb
+from .admission import QuotaExceeded
 from .auth import Peer
 from .auth import description as auth_description
+from .config import ServiceConfig
 from .constants import (
     CORE_ADVERTISED,
     CORE_PROVIDER_UUID,
@@ -39,7 +41,7 @@ from .constants import (
     ProviderId,
     ResponseStatus,
 )
-from .kim import KeyEntry, KeyExists, KeyInfoManager, QuotaExceeded, StorageError
+from .kim import KeyEntry, KeyExists, KeyInfoManager, StorageError
 from .psa import PsaError, Status
 from .rse_link.client import RseClient, is_serial_port
 from .rse_link.tfm_crypto import KeyAttributes
@@ -100,15 +102,13 @@ class TrustedServiceProvider:
         self,
         rse_socket: Path,
         kim: KeyInfoManager,
-        response_limit: Callable[[], int],
-        key_quota: Callable[[], int | None] = lambda: None,
+        settings: Callable[[], ServiceConfig],
         pool_size: int = 4,
         rse_timeout: float = 3.0,
     ) -> None:
         self.kim = kim
         self.rse_socket = rse_socket
-        self._response_limit = response_limit
-        self._key_quota = key_quota
+        self._settings = settings  # the configuration in force (it may be reloaded)
         self._pool: queue.LifoQueue[RseClient] = queue.LifoQueue()
         if is_serial_port(rse_socket):
             pool_size = 1  # a serial port is one stream: calls take turns on it
@@ -234,7 +234,7 @@ class TrustedServiceProvider:
                     name,
                     int(self.id),
                     message.SerializeToString(),
-                    quota=self._key_quota(),
+                    admission=self._settings().admission,
                     process=process,
                 )
             except KeyExists:
@@ -243,8 +243,7 @@ class TrustedServiceProvider:
                 if attempt == 0 and self.reclaim_temporary():
                     continue  # keys of dead processes made room
                 log.warning(
-                    "%s ([core_settings] max_keys_per_application): PsaErrorInsufficientStorage",
-                    exc,
+                    "%s ([core_settings] %s): PsaErrorInsufficientStorage", exc, exc.setting
                 )
                 raise PsaError(Status.INSUFFICIENT_STORAGE, str(exc)) from None
             except StorageError as exc:
@@ -259,6 +258,19 @@ class TrustedServiceProvider:
         rse_call: Callable[[RseClient, KeyAttributes], int],
     ) -> None:
         attributes = convert.attributes_to_psa(message)
+        settings = self._settings()
+        if len(name.encode()) > settings.max_key_name_length:
+            raise PsaError(
+                Status.INVALID_ARGUMENT,
+                f"a key name of {len(name.encode())} bytes "
+                f"(at most {settings.max_key_name_length}: [core_settings] max_key_name_length)",
+            )
+        if attributes.bits > settings.max_key_bits:
+            raise PsaError(
+                Status.NOT_SUPPORTED,
+                f"a key of {attributes.bits} bits "
+                f"(at most {settings.max_key_bits}: [core_settings] max_key_bits)",
+            )
         self._settle_leftovers()
         entry = self._reserve(app, name, message)
         try:
@@ -326,6 +338,13 @@ class TrustedServiceProvider:
                 with contextlib.suppress(PsaError):
                     _destroy_if_present(rse, entry.key_id)
             raise
+        limit = self._settings().max_key_bits
+        if bits > limit:  # an imported key that did not state its size
+            _destroy_if_present(rse, entry.key_id)
+            raise PsaError(
+                Status.NOT_SUPPORTED,
+                f"a key of {bits} bits (at most {limit}: [core_settings] max_key_bits)",
+            )
         return bits
 
     def _drop_reservation(self, entry: KeyEntry) -> None:
@@ -408,8 +427,15 @@ class TrustedServiceProvider:
 
     def generate_random(self, app: Application | None, op: Any) -> Message:
         require(app)
-        if op.size > self._response_limit():
+        settings = self._settings()
+        if op.size > settings.buffer_size_limit:
             raise WireError(ResponseStatus.RESPONSE_TOO_LARGE, f"{op.size} random bytes")
+        if op.size > settings.max_random_bytes:
+            raise PsaError(
+                Status.INVALID_ARGUMENT,
+                f"{op.size} random bytes in one request "
+                f"(at most {settings.max_random_bytes}: [core_settings] max_random_bytes)",
+            )
         chunks = []
         remaining = op.size
         with self.rse() as rse:

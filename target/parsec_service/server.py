@@ -74,8 +74,7 @@ class ParsecService:
         self.crypto = TrustedServiceProvider(
             rse_socket,
             self.kim,
-            lambda: self.config.buffer_size_limit,
-            key_quota=lambda: self.config.max_keys_per_application,
+            lambda: self.config,
         )
         self.core = CoreProvider(self.crypto, lambda: self.config.auth_type)
         self.providers: dict[int, CoreProvider | TrustedServiceProvider] = {

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,8 +22,17 @@ from handshake_checks import assert_handshake_ok
 from parsec_demo.native_build import HostBuild
 from parsec_demo.services import parsec_config_text
 from parsec_demo.tls_demo import TlsDemo, read_events
-from parsec_load import ECDSA_P256, Signer, kim_db, kim_rows
-from parsec_service.client import ParsecClient, ParsecError
+from parsec_load import (
+    ECDSA_P256,
+    SYSTEM_PYTHON,
+    Sender,
+    Signer,
+    import_request,
+    kim_db,
+    kim_rows,
+    run_senders,
+)
+from parsec_service.client import Auth, ParsecClient, ParsecError
 from parsec_service.constants import ResponseStatus
 
 CIPHER_SUITE = "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256"
@@ -176,3 +187,42 @@ def test_a_client_refused_for_its_quota_says_so_before_mbed_tls_does(
     assert run.output.index("parsec-se-driver:") < run.output.index("Last error was"), run.output
     log = (tmp_path / "parsec.log").read_text()
     assert "application '0' has its quota of 2 keys" in log
+
+
+def test_five_users_at_their_limits_leave_room_for_a_sixth(host_build: HostBuild) -> None:
+    """Five uids each try to make 64 persistent keys (their quota) at once; the RSE holds 256.
+    The admission rules keep the last keys for applications that hold few, so a sixth uid
+    with no key of its own still completes its handshake."""
+    if os.geteuid() != 0 or not SYSTEM_PYTHON.exists():
+        pytest.skip("needs root (to run clients as other uids) and /usr/bin/python3")
+    run_dir = Path(tempfile.mkdtemp(prefix="parsec-capacity-"))
+    os.chmod(run_dir, 0o755)  # the other uids must reach the service's socket
+    try:
+        with TlsDemo(run_dir, host_build) as demo:
+            assert demo.parsec is not None
+            signer = Signer.make()
+            uids = range(1000, 1005)
+            senders = [
+                Sender(uid, [import_request(f"k{n}", signer, Auth.peer(uid)) for n in range(64)])
+                for uid in uids
+            ]
+            results = run_senders(demo.parsec.socket_path, run_dir / "load", senders)
+            held = {
+                uid: sum(s == ResponseStatus.SUCCESS for s, _ in r)
+                for uid, r in zip(uids, results, strict=True)
+            }
+            refused = {
+                uid: {s for s, _ in r} - {ResponseStatus.SUCCESS}
+                for uid, r in zip(uids, results, strict=True)
+            }
+            assert sum(held.values()) == 256 - 32, held
+            assert all(
+                r <= {ResponseStatus.PSA_ERROR_INSUFFICIENT_STORAGE} for r in refused.values()
+            )
+
+            run = demo.run_client(timeout=60)  # uid 0: no key of its own
+            assert_handshake_ok(run, CIPHER_SUITE)
+        log = (run_dir / "parsec.log").read_text()
+        assert "([core_settings] key_reserve): PsaErrorInsufficientStorage" in log
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from conftest import RunningParsec
+from parsec_demo.services import parsec_config_text
 from parsec_service import client as client_module
 from parsec_service import server as server_module
 from parsec_service.client import ParsecClient
@@ -378,11 +379,13 @@ def test_connection_limits_hold_under_threads() -> None:
 
 
 def test_a_response_the_loop_finishes_sending_leaves_the_service_sound(
-    parsec: RunningParsec, monkeypatch: pytest.MonkeyPatch
+    parsec_factory: Callable[..., RunningParsec], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A response larger than the socket takes goes back to the loop, which sends the rest and
     then forgets the connection: the next client, which may get the same descriptor number, is
     served, and the counts of open connections stay right."""
+    # A megabyte of random bytes is a response larger than the socket takes.
+    parsec = parsec_factory(config_text=parsec_config_text(extra_core="max_random_bytes = 1000000"))
     real_recv_exact = client_module._recv_exact
     reads: list[int] = []
 
