@@ -213,6 +213,83 @@ def assert_stores_agree(db_path: Path, rse_store: Path) -> list[tuple[str, str, 
     return rows
 
 
+#: ``threads`` threads sending one request after another for ``seconds``, each on a connection
+#: of its own; ``000000`` in the request becomes a number of the request's own (key names that
+#: do not repeat). Prints "flooding", then how many requests got each response status.
+FLOOD = r"""
+import collections, socket, sys, threading, time
+path, template = sys.argv[1], bytes.fromhex(sys.argv[2])
+threads, seconds = int(sys.argv[3]), float(sys.argv[4])
+statuses = collections.Counter()
+lock = threading.Lock()
+numbers = iter(range(10**6))
+end = time.monotonic() + seconds
+
+def flood():
+    while time.monotonic() < end:
+        with lock:
+            number = next(numbers)
+        request = template.replace(b"000000", b"%06d" % number)
+        reply = b""
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(30)
+                s.connect(path)
+                s.sendall(request)
+                while len(reply) < 36 or len(reply) < 36 + int.from_bytes(reply[22:26], "little"):
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        break
+                    reply += chunk
+        except OSError:
+            pass
+        status = int.from_bytes(reply[32:34], "little") if len(reply) >= 36 else -1
+        with lock:
+            statuses[status] += 1
+
+print("flooding", flush=True)
+workers = [threading.Thread(target=flood) for _ in range(threads)]
+for w in workers:
+    w.start()
+for w in workers:
+    w.join()
+print(" ".join(f"{k}:{v}" for k, v in sorted(statuses.items())), flush=True)
+"""
+
+
+def start_flood(
+    socket_path: Path, work_dir: Path, uid: int, template: bytes, threads: int, seconds: float
+) -> subprocess.Popen[str]:
+    """``threads`` threads of ``uid`` sending ``template`` requests for ``seconds``."""
+    script = work_dir / "flood.py"
+    script.write_text(FLOOD)
+    os.chmod(script, 0o644)
+    flood = subprocess.Popen(
+        [
+            str(SYSTEM_PYTHON),
+            "-I",
+            str(script),
+            str(socket_path),
+            template.hex(),
+            str(threads),
+            str(seconds),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        user=uid,
+        group=uid,
+    )
+    assert flood.stdout is not None
+    assert flood.stdout.readline().strip() == "flooding"
+    return flood
+
+
+def flood_statuses(flood: subprocess.Popen[str], timeout: float = 120) -> dict[int, int]:
+    """How many of the flood's requests got each status (-1: no answer)."""
+    out, _ = flood.communicate(timeout=timeout)
+    return {int(k): int(v) for k, v in (pair.split(":") for pair in out.split())}
+
+
 def start_trickle_attack(
     socket_path: Path, work_dir: Path, uid: int, seconds: float, count: int = 96
 ) -> subprocess.Popen[str]:

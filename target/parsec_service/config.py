@@ -15,8 +15,10 @@ and this service's own limits (not upstream keys; see the README)::
                      rse_key_capacity = 256, key_reserve = 32,
                      keys_guaranteed_per_application = 4, max_key_name_length = 256 (bytes),
                      max_key_bits = 4096, max_random_bytes = 4096,
+                     max_requests_in_flight_per_peer = 4, max_key_generations_in_flight = 2,
                      temporary_key_check_interval = 5 (s)
-    [listener]       max_connections = 256, max_connections_per_peer = 32
+    [listener]       max_connections = 256, max_connections_per_peer = 32,
+                     connection_reserve = 64, connections_guaranteed_per_peer = 4
 
 Anything else upstream accepts but this service cannot honour (another provider or key manager
 type, the JWT-SVID authenticator) is refused with a message that says so, rather than ignored.
@@ -48,6 +50,8 @@ class ServiceConfig:
     allow_root: bool = False
     log_error_details: bool = False
     thread_pool_size: int = 8
+    max_requests_in_flight_per_peer: int = 4
+    max_key_generations_in_flight: int = 2
     listener_timeout_ms: int = 200
     admission: Admission = field(default_factory=Admission)
     max_key_name_length: int = 256
@@ -56,6 +60,8 @@ class ServiceConfig:
     temporary_key_check_interval: int = 5
     max_connections: int = 256
     max_connections_per_peer: int = 32
+    connection_reserve: int = 64
+    connections_guaranteed_per_peer: int = 4
     socket_path: Path = DEFAULT_SOCKET
     auth_type: AuthType = AuthType.UNIX_PEER_CREDENTIALS
     admins: frozenset[str] = frozenset()
@@ -112,6 +118,12 @@ def parse(data: dict[str, Any]) -> ServiceConfig:
         allow_root=_get(core, "allow_root", bool, defaults.allow_root, "core_settings"),
         log_error_details=_get(core, "log_error_details", bool, False, "core_settings"),
         thread_pool_size=_positive(core, "thread_pool_size", defaults.thread_pool_size),
+        max_requests_in_flight_per_peer=_positive(
+            core, "max_requests_in_flight_per_peer", defaults.max_requests_in_flight_per_peer
+        ),
+        max_key_generations_in_flight=_positive(
+            core, "max_key_generations_in_flight", defaults.max_key_generations_in_flight
+        ),
         listener_timeout_ms=_positive(
             listener, "timeout", defaults.listener_timeout_ms, "listener"
         ),
@@ -128,10 +140,21 @@ def parse(data: dict[str, Any]) -> ServiceConfig:
         max_connections_per_peer=_positive(
             listener, "max_connections_per_peer", defaults.max_connections_per_peer, "listener"
         ),
+        connection_reserve=_positive(
+            listener, "connection_reserve", defaults.connection_reserve, "listener"
+        ),
+        connections_guaranteed_per_peer=_positive(
+            listener,
+            "connections_guaranteed_per_peer",
+            defaults.connections_guaranteed_per_peer,
+            "listener",
+        ),
         socket_path=Path(_get(listener, "socket_path", str, str(DEFAULT_SOCKET), "listener")),
         auth_type=AUTH_TYPE_NAMES[auth_name],
         admins=frozenset(a["name"] for a in admins),
     )
+    if config.connection_reserve >= config.max_connections:
+        raise ConfigError("listener.connection_reserve must be less than max_connections")
     managers = _tables(data, "key_manager")
     providers = _tables(data, "provider")
     kim_path: Path | None = None

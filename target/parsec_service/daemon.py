@@ -276,6 +276,7 @@ class Refusal(enum.Enum):
 
     ALL = "all"  # the daemon's own limit
     PEER = "peer"  # this peer's share
+    RESERVED = "reserved"  # the last places, kept for peers that hold few
 
 
 class ConnectionLimits:
@@ -293,14 +294,24 @@ class ConnectionLimits:
             return self._open
 
     def admit(
-        self, peer: Hashable, limit: int, per_peer_limit: int | None = None
+        self,
+        peer: Hashable,
+        limit: int,
+        per_peer_limit: int | None = None,
+        reserve: int = 0,
+        guaranteed: int = 0,
     ) -> Refusal | None:
-        """Count a new connection of ``peer`` and return None, or refuse it (nothing counted)."""
+        """Count a new connection of ``peer`` and return None, or refuse it (nothing counted).
+        The last ``reserve`` places of ``limit`` go only to peers holding fewer than
+        ``guaranteed`` connections, so that peers holding many cannot lock a new one out."""
         with self._lock:
+            held = self._per_peer[peer]
             if self._open >= limit:
                 return Refusal.ALL
-            if per_peer_limit is not None and self._per_peer[peer] >= per_peer_limit:
+            if per_peer_limit is not None and held >= per_peer_limit:
                 return Refusal.PEER
+            if self._open >= limit - reserve and held >= guaranteed:
+                return Refusal.RESERVED
             self._open += 1
             self._per_peer[peer] += 1
             return None

@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,31 @@ class Application:
         return processes.identity(self.peer.pid) if self.peer is not None else None
 
 
+class GenerationGate:
+    """Key generation is the one operation whose cost the requester does not bound (an
+    RSA-4096 key takes the RSE seconds): at most ``total()`` generations run at once, one per
+    peer, so that generations never hold every RSE link and one peer's queue of them waits
+    behind itself alone."""
+
+    def __init__(self, total: Callable[[], int]) -> None:
+        self._total = total
+        self._turn = threading.Condition(threading.Lock())
+        self._running: set[Hashable] = set()
+
+    @contextlib.contextmanager
+    def held(self, peer: Hashable) -> Iterator[None]:
+        with self._turn:
+            while peer in self._running or len(self._running) >= self._total():
+                self._turn.wait()
+            self._running.add(peer)
+        try:
+            yield
+        finally:
+            with self._turn:
+                self._running.discard(peer)
+                self._turn.notify_all()
+
+
 def is_temporary(name: str) -> bool:
     return name.startswith(TEMPORARY_KEY_PREFIX)
 
@@ -109,6 +135,7 @@ class TrustedServiceProvider:
         self.kim = kim
         self.rse_socket = rse_socket
         self._settings = settings  # the configuration in force (it may be reloaded)
+        self._generations = GenerationGate(lambda: self._settings().max_key_generations_in_flight)
         self._pool: queue.LifoQueue[RseClient] = queue.LifoQueue()
         if is_serial_port(rse_socket):
             pool_size = 1  # a serial port is one stream: calls take turns on it
@@ -368,7 +395,11 @@ class TrustedServiceProvider:
             raise convert.invalid("generation without attributes")
         convert.attributes_to_psa(op.attributes)
         owner = require(app)
-        self._create(owner, op.key_name, op.attributes, lambda rse, attrs: rse.generate_key(attrs))
+        peer = owner.peer.uid if owner.peer is not None else owner.name
+        with self._generations.held(peer):
+            self._create(
+                owner, op.key_name, op.attributes, lambda rse, attrs: rse.generate_key(attrs)
+            )
         return pb.psa_generate_key.Result()
 
     def destroy_key(self, app: Application | None, op: Any) -> Message:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import selectors
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Hashable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -318,18 +317,29 @@ class _Connection:
 
 
 class WorkerPool(Generic[Item]):
-    """``size`` threads that run ``work(item)`` for each submitted item, in submission order.
+    """``size`` threads that run ``work(item)`` for the submitted items, sharing themselves
+    fairly between the peers that submitted them.
 
-    What ``ThreadPoolExecutor`` does for the listener, without a future, a work item and their
-    locks per request: a submission is one put on a lock-free queue. ``shutdown`` lets what was
-    submitted finish.
+    Each peer's items run in submission order; the peers with items waiting take turns (round
+    robin), and one peer never has more than ``per_peer()`` items running at once (read at
+    each turn: a reloaded configuration applies at once). So a peer that floods the service
+    with requests holds at most its share of the workers, and another peer's request waits
+    for at most one turn. ``shutdown`` lets everything submitted finish.
     """
 
-    def __init__(self, size: int, work: Callable[[Item], None], name: str) -> None:
+    def __init__(
+        self, size: int, work: Callable[[Item], None], name: str, per_peer: Callable[[], int]
+    ) -> None:
         self._size = size
         self._work = work
         self._name = name
-        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        self._per_peer = per_peer
+        self._turns = threading.Condition(threading.Lock())
+        self._waiting: dict[Hashable, deque[Item]] = {}
+        self._running: Counter[Hashable] = Counter()
+        self._ready: deque[Hashable] = deque()  # peers with items waiting and room to run
+        self._in_ready: set[Hashable] = set()
+        self._stopping = False
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -338,19 +348,60 @@ class WorkerPool(Generic[Item]):
             thread.start()
             self._threads.append(thread)
 
-    def submit(self, item: Item) -> None:
-        self._queue.put(item)
+    def submit(self, peer: Hashable, item: Item) -> None:
+        with self._turns:
+            self._waiting.setdefault(peer, deque()).append(item)
+            self._offer(peer)
+
+    def _offer(self, peer: Hashable) -> None:
+        """Give ``peer`` a turn if it has items waiting and room to run one. Lock held."""
+        if peer in self._in_ready or not self._waiting.get(peer):
+            return
+        if self._running[peer] >= self._per_peer():
+            return
+        self._ready.append(peer)
+        self._in_ready.add(peer)
+        self._turns.notify()
+
+    def _take(self) -> tuple[Hashable, Item] | None:
+        with self._turns:
+            while not self._ready:
+                if self._stopping and not self._waiting:
+                    return None
+                self._turns.wait()
+            peer = self._ready.popleft()
+            self._in_ready.discard(peer)
+            waiting = self._waiting[peer]
+            item = waiting.popleft()
+            if not waiting:
+                del self._waiting[peer]
+            self._running[peer] += 1
+            self._offer(peer)  # its next item, after the other peers' turns
+            return peer, item
+
+    def _finished(self, peer: Hashable) -> None:
+        with self._turns:
+            self._running[peer] -= 1
+            if not self._running[peer]:
+                del self._running[peer]
+            self._offer(peer)
+            if self._stopping and not self._waiting:
+                self._turns.notify_all()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
+        while (taken := self._take()) is not None:
+            peer, item = taken
             try:
                 self._work(item)
             except Exception:  # a bug must cost one request, not a worker
                 log.exception("internal error in a worker")
+            finally:
+                self._finished(peer)
 
     def shutdown(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)  # after every request already submitted
+        with self._turns:
+            self._stopping = True
+            self._turns.notify_all()
         for thread in self._threads:
             thread.join()
         self._threads.clear()
@@ -376,7 +427,10 @@ class ParsecServer(UnixDaemon):
         super().__init__(service.config.socket_path, "service", 128, mode=0o666, logger=log)
         self.service = service
         self._workers: WorkerPool[_Connection] = WorkerPool(
-            service.config.thread_pool_size, self._work, "parsec"
+            service.config.thread_pool_size,
+            self._work,
+            "parsec",
+            lambda: self.service.config.max_requests_in_flight_per_peer,
         )
         self._lock = threading.Lock()  # the worker count and the hand-back queue
         self._in_workers = 0
@@ -406,7 +460,11 @@ class ParsecServer(UnixDaemon):
             sock.close()
             return
         refusal = self.limits.admit(
-            peer.uid, config.max_connections, config.max_connections_per_peer
+            peer.uid,
+            config.max_connections,
+            config.max_connections_per_peer,
+            config.connection_reserve,
+            config.connections_guaranteed_per_peer,
         )
         if refusal is not None:
             sock.close()
@@ -492,11 +550,19 @@ class ParsecServer(UnixDaemon):
                 "refusing connections: %d open ([listener] max_connections)",
                 self.open_connections(),
             )
-        else:
+        elif refusal is Refusal.PEER:
             log.error(
                 "refusing connections from uid %d: %d open ([listener] max_connections_per_peer)",
                 peer.uid,
                 config.max_connections_per_peer,
+            )
+        else:
+            log.error(
+                "refusing connections from uid %d: the last %d places are kept for peers with "
+                "fewer than %d open ([listener] connection_reserve)",
+                peer.uid,
+                config.connection_reserve,
+                config.connections_guaranteed_per_peer,
             )
 
     def _watch(self, conn: _Connection, events: int) -> None:
@@ -531,7 +597,7 @@ class ParsecServer(UnixDaemon):
             self._unwatch(conn)
             with self._lock:
                 self._in_workers += 1
-            self._workers.submit(conn)
+            self._workers.submit(conn.peer.uid, conn)
         elif not conn.registered:
             self._watch(conn, selectors.EVENT_READ)
 

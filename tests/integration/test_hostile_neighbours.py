@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,19 +22,24 @@ import pytest
 from handshake_checks import assert_handshake_ok
 from parsec_demo.native_build import HostBuild
 from parsec_demo.services import parsec_config_text
-from parsec_demo.tls_demo import TlsDemo, read_events
+from parsec_demo.tls_demo import ClientRun, TlsDemo, read_events
 from parsec_load import (
     ECDSA_P256,
     SYSTEM_PYTHON,
     Sender,
     Signer,
+    crypto_request,
+    flood_statuses,
     import_request,
     kim_db,
     kim_rows,
     run_senders,
+    start_flood,
+    start_trickle_attack,
 )
-from parsec_service.client import Auth, ParsecClient, ParsecError
-from parsec_service.constants import ResponseStatus
+from parsec_service import contracts as pb
+from parsec_service.client import SHA_256, Auth, ParsecClient, ParsecError, key_attributes, sign_alg
+from parsec_service.constants import Opcode, ResponseStatus
 
 CIPHER_SUITE = "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256"
 #: A small quota, so that a few leaked keys would lock the application out.
@@ -225,4 +231,100 @@ def test_five_users_at_their_limits_leave_room_for_a_sixth(host_build: HostBuild
         log = (run_dir / "parsec.log").read_text()
         assert "([core_settings] key_reserve): PsaErrorInsufficientStorage" in log
     finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _generate_rsa_4096(uid: int) -> bytes:
+    attributes = key_attributes(
+        "rsa_key_pair", 4096, sign_alg("rsa_pkcs1v15_sign", SHA_256), sign_hash=True
+    )
+    operation = pb.psa_generate_key.Operation(key_name="flood-000000", attributes=attributes)
+    return crypto_request(Opcode.PSA_GENERATE_KEY, operation, Auth.peer(uid))
+
+
+def _random_megabyte(uid: int) -> bytes:
+    operation = pb.psa_generate_random.Operation(size=1 << 20)
+    return crypto_request(Opcode.PSA_GENERATE_RANDOM, operation, Auth.peer(uid))
+
+
+def _shared_run_dir(prefix: str) -> Path:
+    if os.geteuid() != 0 or not SYSTEM_PYTHON.exists():
+        pytest.skip("needs root (to attack as other uids) and /usr/bin/python3")
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(run_dir, 0o755)  # the attackers must reach the service's socket
+    return run_dir
+
+
+def _serve_meanwhile(demo: TlsDemo, seconds: float) -> tuple[list[float], list[ClientRun]]:
+    """Root's pings (their times) and handshakes during ``seconds``."""
+    assert demo.parsec is not None
+    pings: list[float] = []
+    handshakes: list[ClientRun] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(10):
+            started = time.monotonic()
+            assert ParsecClient(demo.parsec.socket_path, timeout=10).ping() == (1, 0)
+            pings.append(time.monotonic() - started)
+            time.sleep(0.02)
+        handshakes.append(demo.run_client(timeout=60))
+    return pings, handshakes
+
+
+@pytest.mark.parametrize("expensive", [_generate_rsa_4096, _random_megabyte])
+def test_one_users_flood_of_expensive_requests_starves_no_one(
+    expensive: Callable[[int], bytes], host_build: HostBuild
+) -> None:
+    """32 threads of uid 1000 asking for RSA-4096 keys, or a megabyte of random bytes each:
+    root's pings stay under 100 ms (p99) and its handshakes pass."""
+    run_dir = _shared_run_dir("parsec-flood-")
+    try:
+        with TlsDemo(run_dir, host_build) as demo:
+            assert demo.parsec is not None
+            flood = start_flood(
+                demo.parsec.socket_path, run_dir, 1000, expensive(1000), threads=32, seconds=10
+            )
+            try:
+                time.sleep(1)  # the flood is under way
+                pings, handshakes = _serve_meanwhile(demo, seconds=6)
+                statuses = flood_statuses(flood)
+            finally:
+                flood.kill()
+                flood.wait()
+        for run in handshakes:
+            assert_handshake_ok(run, CIPHER_SUITE)
+        pings.sort()
+        p99 = pings[int(len(pings) * 0.99)]
+        assert p99 < 0.1, f"p99 {p99 * 1000:.0f} ms of {len(pings)} pings; flood {statuses}"
+        assert sum(statuses.values()) > 32, f"the flood ran: {statuses}"
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_many_users_holding_idle_connections_cannot_lock_a_new_one_out(
+    host_build: HostBuild,
+) -> None:
+    """Eight uids keep 32 idle connections each (as many as one peer may hold; 256 in all is
+    the listener's limit): root still gets its pings answered and its handshakes done."""
+    run_dir = _shared_run_dir("parsec-idle-")
+    attackers: list[subprocess.Popen[str]] = []
+    try:
+        with TlsDemo(run_dir, host_build) as demo:
+            assert demo.parsec is not None
+            for uid in range(1000, 1008):
+                attackers.append(
+                    start_trickle_attack(demo.parsec.socket_path, run_dir, uid, 8, count=32)
+                )
+            pings, handshakes = _serve_meanwhile(demo, seconds=5)
+            outcomes = [attacker.communicate(timeout=30)[0].split() for attacker in attackers]
+        for run in handshakes:
+            assert_handshake_ok(run, CIPHER_SUITE)
+        assert len(pings) >= 50
+        log = (run_dir / "parsec.log").read_text()
+        assert "([listener] connection_reserve)" in log, "the attack reached the reserve"
+        assert all(int(silent) > 0 for silent, _ in outcomes), outcomes
+    finally:
+        for attacker in attackers:
+            attacker.kill()
+            attacker.wait()
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -359,6 +359,20 @@ def test_connection_limits_count_in_all_and_per_peer() -> None:
     assert limits.admit("a", 1, 1) is None
 
 
+def test_the_last_places_are_kept_for_peers_that_hold_few() -> None:
+    limits = ConnectionLimits()
+    for peer in ("a", "b"):
+        for _ in range(3):
+            assert limits.admit(peer, 10, 8, reserve=4, guaranteed=2) is None
+    assert limits.admit("a", 10, 8, reserve=4, guaranteed=2) is Refusal.RESERVED
+    for _ in range(2):
+        assert limits.admit("c", 10, 8, reserve=4, guaranteed=2) is None, "a newcomer's place"
+    assert limits.admit("c", 10, 8, reserve=4, guaranteed=2) is Refusal.RESERVED
+    assert limits.admit("d", 10, 8, reserve=4, guaranteed=2) is None
+    assert limits.admit("e", 10, 8, reserve=4, guaranteed=2) is None
+    assert limits.admit("f", 10, 8, reserve=4, guaranteed=2) is Refusal.ALL
+
+
 def test_connection_limits_hold_under_threads() -> None:
     limits = ConnectionLimits()
     admitted: list[Refusal | None] = []

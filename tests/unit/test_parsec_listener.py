@@ -72,12 +72,44 @@ def test_the_worker_pool_runs_everything_and_survives_a_bug(
         with lock:
             done.append(item)
 
-    pool: WorkerPool[int] = WorkerPool(2, work, "test")
+    pool: WorkerPool[int] = WorkerPool(2, work, "test", lambda: 2)
     pool.start()
     with caplog.at_level(logging.ERROR, logger="parsec"):
         for item in range(50):
-            pool.submit(item)
+            pool.submit(item % 3, item)
         pool.shutdown()  # returns once every submitted item ran
     assert sorted(done) == [i for i in range(50) if i != 3]
     assert "internal error in a worker" in caplog.text
     assert not any(t.name.startswith("test_") for t in threading.enumerate())
+
+
+def test_the_worker_pool_shares_itself_between_peers() -> None:
+    """A peer with 40 slow items holds at most its share of the workers; another peer's item,
+    submitted after them, runs at the next turn, not after the flood."""
+    lock = threading.Lock()
+    running: dict[str, int] = {"flood": 0, "other": 0}
+    most = {"flood": 0}
+    order: list[str] = []
+    release = threading.Event()
+
+    def work(item: tuple[str, int]) -> None:
+        peer, _ = item
+        with lock:
+            running[peer] += 1
+            most["flood"] = max(most["flood"], running["flood"])
+        if peer == "flood":
+            release.wait(timeout=0.02)
+        with lock:
+            running[peer] -= 1
+            order.append(peer)
+
+    pool: WorkerPool[tuple[str, int]] = WorkerPool(4, work, "fair", lambda: 2)
+    pool.start()
+    for n in range(40):
+        pool.submit("flood", ("flood", n))
+    time.sleep(0.01)
+    pool.submit("other", ("other", 0))
+    pool.shutdown()
+    assert len(order) == 41
+    assert most["flood"] == 2, "never more than its share at once"
+    assert order.index("other") <= 4, order[:8]
