@@ -290,6 +290,56 @@ def flood_statuses(flood: subprocess.Popen[str], timeout: float = 120) -> dict[i
     return {int(k): int(v) for k, v in (pair.split(":") for pair in out.split())}
 
 
+#: Keeps ``count`` idle connections open for ``seconds``: each one the service closes is
+#: replaced at once. Prints "holding", then how many connections the service closed.
+HOLD = r"""
+import selectors, socket, sys, time
+path, count, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+selector = selectors.DefaultSelector()
+closed = 0
+
+def connect():
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+    except OSError:
+        s.close()
+        return
+    selector.register(s, selectors.EVENT_READ)
+
+print("holding", flush=True)
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    while len(selector.get_map()) < count:
+        connect()
+    for key, _ in selector.select(timeout=0.05):
+        if not key.fileobj.recv(4096):
+            selector.unregister(key.fileobj)
+            key.fileobj.close()
+            closed += 1
+print(closed, flush=True)
+"""
+
+
+def start_idle_connections(
+    socket_path: Path, work_dir: Path, uid: int, seconds: float, count: int
+) -> subprocess.Popen[str]:
+    """``count`` idle connections of ``uid``, each replaced as soon as the service closes it."""
+    script = work_dir / "hold.py"
+    script.write_text(HOLD)
+    os.chmod(script, 0o644)
+    holder = subprocess.Popen(
+        [str(SYSTEM_PYTHON), "-I", str(script), str(socket_path), str(count), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        user=uid,
+        group=uid,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "holding"
+    return holder
+
+
 def start_trickle_attack(
     socket_path: Path, work_dir: Path, uid: int, seconds: float, count: int = 96
 ) -> subprocess.Popen[str]:
