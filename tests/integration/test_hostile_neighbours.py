@@ -6,18 +6,25 @@ Each test is an attack that succeeded before the service defended against it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from handshake_checks import assert_handshake_ok
 from parsec_demo.native_build import HostBuild
@@ -40,6 +47,7 @@ from parsec_load import (
 from parsec_service import contracts as pb
 from parsec_service.client import SHA_256, Auth, ParsecClient, ParsecError, key_attributes, sign_alg
 from parsec_service.constants import Opcode, ResponseStatus
+from pki import make_pki
 
 CIPHER_SUITE = "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256"
 #: A small quota, so that a few leaked keys would lock the application out.
@@ -328,3 +336,85 @@ def test_many_users_holding_idle_connections_cannot_lock_a_new_one_out(
             attacker.kill()
             attacker.wait()
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _cpu_load() -> Iterator[None]:
+    """A busy process per CPU: the clients are descheduled at any point of their work."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def test_a_neighbour_racing_to_swap_the_ca_key_never_gets_a_rogue_server_accepted(
+    tmp_path: Path, host_build: HostBuild
+) -> None:
+    """The server's chain is a rogue's, made with the same names as the CA the client trusts.
+    Two threads of another process of the same application learn every key name (from the
+    key info database itself, which root can read) and swap each key for the rogue root's
+    public key between the client's import and its verification. Under CPU load, across 200
+    handshakes, the client never accepts the server: each verification uses the key it
+    imported."""
+    real = make_pki(tmp_path / "real", "ecdsa")
+    rogue = make_pki(tmp_path / "rogue", "ecdsa")
+    rogue_root = x509.load_pem_x509_certificate(rogue.ca_file.read_bytes()).public_key()
+    assert isinstance(rogue_root, ec.EllipticCurvePublicKey)
+    rogue_point = rogue_root.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    attempts: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def swap_keys(socket_path: Path, database: Path) -> None:
+        client = ParsecClient(socket_path, timeout=10)
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            while not stop.is_set():
+                rows = db.execute(
+                    "SELECT key_name, attributes FROM keys WHERE app = '0' AND state = 'active'"
+                ).fetchall()
+                for name, blob in rows:
+                    attempts["seen"] += 1
+                    try:
+                        client.destroy_key(name)
+                    except ParsecError:
+                        continue
+                    attributes = pb.psa_key_attributes.KeyAttributes()
+                    attributes.ParseFromString(blob)
+                    try:
+                        client.import_key(name, attributes, rogue_point)
+                        attempts["swapped"] += 1
+                    except ParsecError:
+                        pass
+
+    with TlsDemo(tmp_path, host_build, "ssl_server2", rogue.server_args()) as demo, _cpu_load():
+        assert demo.parsec is not None
+        attackers = [
+            threading.Thread(target=swap_keys, args=(demo.parsec.socket_path, kim_db(tmp_path)))
+            for _ in range(2)
+        ]
+        for attacker in attackers:
+            attacker.start()
+        runs: list[ClientRun] = []
+
+        def handshakes() -> None:
+            for _ in range(50):
+                runs.append(demo.run_client(ca_file=real.ca_file, timeout=60))
+
+        clients = [threading.Thread(target=handshakes) for _ in range(4)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        stop.set()
+        for attacker in attackers:
+            attacker.join(timeout=30)
+    assert len(runs) == 200
+    accepted = [run for run in runs if run.ok]
+    assert accepted == [], f"{len(accepted)} handshakes accepted the rogue server ({attempts})"
+    assert all("Certificate verification failed" in run.output for run in runs)
+    assert attempts["seen"] > 100, f"the attackers saw the clients' keys: {attempts}"
