@@ -14,12 +14,13 @@ import pytest
 
 @contextmanager
 def tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
-    """Mount a tmpfs of ``size`` (``48k``, say) at ``mount_point``; skip where it cannot be."""
+    """Mount a tmpfs of ``size`` (``48k``, say) at ``mount_point``, mode 0700 (a directory of its
+    owner alone, as a service's state directory must be); skip where it cannot be."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     mount_point.mkdir(exist_ok=True)
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount_point)],
         capture_output=True,
     )
     if result.returncode != 0:

@@ -15,10 +15,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -338,83 +337,88 @@ def test_many_users_holding_idle_connections_cannot_lock_a_new_one_out(
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _cpu_load() -> Iterator[None]:
-    """A busy process per CPU: the clients are descheduled at any point of their work."""
-    spinners = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(os.cpu_count() or 2)
-    ]
-    try:
-        yield
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
+def _freeze_after_the_import_of(
+    demo: TlsDemo, ca_file: Path, bits: int
+) -> tuple[subprocess.Popen[bytes], int | None]:
+    """Start ssl_client1 and SIGSTOP it as soon as the RSE imported a ``bits``-bit key for
+    it (its trusted CA's, here): a loaded CPU's worst moment to deschedule it. Returns the
+    client and that key's RSE id (None if the client ended first)."""
+    _, offset = read_events(demo.events_path)
+    client = subprocess.Popen(
+        demo.netns.command([str(demo.build.program("ssl_client1")), "127.0.0.1", str(ca_file)]),
+        env=demo.client_env(),
+        cwd=demo.run_dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while client.poll() is None and time.monotonic() < deadline:
+        events, _ = read_events(demo.events_path, offset)
+        imported = [
+            e["key_id"] for e in events if e["function"] == "psa_import_key" and e["bits"] == bits
+        ]
+        if imported:
+            client.send_signal(signal.SIGSTOP)
+            return client, imported[0]
+        time.sleep(0.0002)
+    return client, None
 
 
-def test_a_neighbour_racing_to_swap_the_ca_key_never_gets_a_rogue_server_accepted(
+def _active_row(database: Path, key_id: int) -> tuple[str, bytes] | None:
+    """The name and attributes of the active key with RSE id ``key_id``, within 5 s."""
+    deadline = time.monotonic() + 5
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        while time.monotonic() < deadline:
+            row = db.execute(
+                "SELECT key_name, attributes FROM keys WHERE key_id = ? AND state = 'active'",
+                (key_id,),
+            ).fetchone()
+            if row is not None:
+                return row[0], bytes(row[1])
+            time.sleep(0.001)
+    return None
+
+
+def test_a_neighbour_swapping_the_ca_key_never_gets_a_rogue_server_accepted(
     tmp_path: Path, host_build: HostBuild
 ) -> None:
     """The server's chain is a rogue's, made with the same names as the CA the client trusts.
-    Two threads of another process of the same application learn every key name (from the
-    key info database itself, which root can read) and swap each key for the rogue root's
-    public key between the client's import and its verification. Under CPU load, across 200
-    handshakes, the client never accepts the server: each verification uses the key it
-    imported."""
+    Another process of the same application learns the name of the client's CA key (from the
+    key info database itself, which root can read) and swaps it for the rogue root's public
+    key while the client is descheduled between its import and its verification. In 200
+    handshakes the client never accepts the server: it verifies with the key it imported."""
     real = make_pki(tmp_path / "real", "ecdsa")
     rogue = make_pki(tmp_path / "rogue", "ecdsa")
     rogue_root = x509.load_pem_x509_certificate(rogue.ca_file.read_bytes()).public_key()
     assert isinstance(rogue_root, ec.EllipticCurvePublicKey)
     rogue_point = rogue_root.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-    attempts: Counter[str] = Counter()
-    stop = threading.Event()
-
-    def swap_keys(socket_path: Path, database: Path) -> None:
-        client = ParsecClient(socket_path, timeout=10)
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-            while not stop.is_set():
-                rows = db.execute(
-                    "SELECT key_name, attributes FROM keys WHERE app = '0' AND state = 'active'"
-                ).fetchall()
-                for name, blob in rows:
-                    attempts["seen"] += 1
-                    try:
-                        client.destroy_key(name)
-                    except ParsecError:
-                        continue
+    outcomes: Counter[str] = Counter()
+    with TlsDemo(tmp_path, host_build, "ssl_server2", rogue.server_args()) as demo:
+        assert demo.parsec is not None
+        attacker = ParsecClient(demo.parsec.socket_path, timeout=10)
+        for _ in range(200):
+            client, key_id = _freeze_after_the_import_of(demo, real.ca_file, bits=256)
+            try:
+                row = _active_row(kim_db(tmp_path), key_id) if key_id is not None else None
+                if row is not None:
+                    outcomes["frozen with its CA key imported"] += 1
+                    name, blob = row
                     attributes = pb.psa_key_attributes.KeyAttributes()
                     attributes.ParseFromString(blob)
                     try:
-                        client.import_key(name, attributes, rogue_point)
-                        attempts["swapped"] += 1
-                    except ParsecError:
-                        pass
-
-    with TlsDemo(tmp_path, host_build, "ssl_server2", rogue.server_args()) as demo, _cpu_load():
-        assert demo.parsec is not None
-        attackers = [
-            threading.Thread(target=swap_keys, args=(demo.parsec.socket_path, kim_db(tmp_path)))
-            for _ in range(2)
-        ]
-        for attacker in attackers:
-            attacker.start()
-        runs: list[ClientRun] = []
-
-        def handshakes() -> None:
-            for _ in range(50):
-                runs.append(demo.run_client(ca_file=real.ca_file, timeout=60))
-
-        clients = [threading.Thread(target=handshakes) for _ in range(4)]
-        for client in clients:
-            client.start()
-        for client in clients:
-            client.join()
-        stop.set()
-        for attacker in attackers:
-            attacker.join(timeout=30)
-    assert len(runs) == 200
-    accepted = [run for run in runs if run.ok]
-    assert accepted == [], f"{len(accepted)} handshakes accepted the rogue server ({attempts})"
-    assert all("Certificate verification failed" in run.output for run in runs)
-    assert attempts["seen"] > 100, f"the attackers saw the clients' keys: {attempts}"
+                        attacker.destroy_key(name)
+                        attacker.import_key(name, attributes, rogue_point)
+                        outcomes["swapped"] += 1
+                    except ParsecError as refused:
+                        outcomes[refused.status.label] += 1
+            finally:
+                client.send_signal(signal.SIGCONT)
+                output, _ = client.communicate(timeout=60)
+            if client.returncode == 0:
+                outcomes["rogue server accepted"] += 1
+            else:
+                assert b"Certificate verification failed" in output, output.decode()
+    assert outcomes["rogue server accepted"] == 0, outcomes
+    assert outcomes["swapped"] == 0, outcomes
+    assert outcomes["frozen with its CA key imported"] >= 150, outcomes

@@ -223,7 +223,10 @@ def test_reconciliation_finishes_what_a_crash_interrupted(tmp_path: Path, rse: S
         )
         rse_client.import_key(rse_attrs, point)
     with sqlite3.connect(kim_db(tmp_path)) as db:
-        db.execute("INSERT INTO keys VALUES (3, '0', 'half-made', 4, 50, x'', 'creating')")
+        db.execute(
+            "INSERT INTO keys (auth_type, app, key_name, provider_id, key_id, attributes, state)"
+            " VALUES (3, '0', 'half-made', 4, 50, x'', 'creating')"
+        )
         db.execute("UPDATE keys SET state = 'destroying' WHERE key_name = 'being-destroyed'")
     destroyed_id = next(
         k for _, name, k, _ in kim_rows(kim_db(tmp_path)) if name == "being-destroyed"
