@@ -9,6 +9,11 @@ meta-virtualization's image-oci; the dev image assembles the same container here
 image's own ``ssl_client1`` (the program, the shared libraries it loads, the listed
 directories) with the standard library: a layer tar, its config, manifest and index, written
 as an OCI image layout in a tar archive, which the same unit loads.
+
+Each run of the container is a Parsec application of its own: it runs as its own uid
+(``PARSEC_DEMO_CLIENT_UID`` by default, the image's configured user; ``podman run --user``), and
+with Unix peer credentials the application is the caller's uid. Its PSA storage is a private
+tmpfs, or a directory of the machine handed over to that uid (``:U``).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class ClientContainer:
     archive: str
     programs: tuple[str, ...]
     directories: tuple[str, ...]
+    uid: int
 
     @property
     def reference(self) -> str:
@@ -83,7 +89,7 @@ class ClientContainer:
             raise ContainerError(f"cannot read the client container's definition: {exc}") from exc
         missing = [
             name
-            for name in ("IMAGE", "TAG", "WORKDIR", "CMD", "PATH", "ARCHIVE")
+            for name in ("IMAGE", "TAG", "WORKDIR", "CMD", "PATH", "ARCHIVE", "UID")
             if f"PARSEC_DEMO_CLIENT_{name}" not in settings
         ]
         if missing:
@@ -92,6 +98,11 @@ class ClientContainer:
         directories = tuple(e.rstrip("/") for e in entries if e.endswith("/"))
         if not programs:
             raise ContainerError(f"{listing} names no program")
+        uid = settings["PARSEC_DEMO_CLIENT_UID"]
+        if not uid.isdigit() or int(uid) == 0:
+            raise ContainerError(
+                f"{inc}: PARSEC_DEMO_CLIENT_UID must be a uid other than root's, not {uid!r}"
+            )
         return cls(
             image=settings["PARSEC_DEMO_CLIENT_IMAGE"],
             tag=settings["PARSEC_DEMO_CLIENT_TAG"],
@@ -101,20 +112,30 @@ class ClientContainer:
             archive=settings["PARSEC_DEMO_CLIENT_ARCHIVE"],
             programs=programs,
             directories=directories,
+            uid=int(uid),
         )
 
     def run_command(
-        self, argv: Sequence[str], mount_parsec: bool = True, workdir_from: str | None = None
+        self,
+        argv: Sequence[str],
+        mount_parsec: bool = True,
+        workdir_from: str | None = None,
+        uid: int | None = None,
     ) -> str:
         """The ``podman run`` line that runs ``argv`` in the container: the host's network,
-        (with ``mount_parsec``) the Parsec socket's directory bind-mounted, and (with
-        ``workdir_from``) that directory of the machine as the container's working directory,
-        where the client keeps its PSA storage across runs (a persistent key's record)."""
+        (with ``mount_parsec``) the Parsec socket's directory bind-mounted, as ``uid`` (this
+        container's own by default: a Parsec application of its own). Its working directory,
+        where the client keeps its PSA storage (a persistent key's record), is a private tmpfs,
+        or with ``workdir_from`` that directory of the machine, handed over to ``uid``."""
+        uid = self.uid if uid is None else uid
         words = ["podman", "run", "--rm", "--network", "host"]
         if mount_parsec:
             words += ["-v", f"{PARSEC_RUN_DIR}:{PARSEC_RUN_DIR}"]
+        words += ["--user", f"{uid}:{uid}"]
         if workdir_from is not None:
-            words += ["-v", f"{workdir_from}:{self.workdir}"]
+            words += ["-v", f"{workdir_from}:{self.workdir}:U"]
+        else:
+            words += ["--tmpfs", f"{self.workdir}:rw,mode=0700,U"]
         return shlex.join([*words, self.reference, *argv])
 
     def load_unit(self) -> str:
@@ -279,6 +300,7 @@ def oci_archive(spec: ClientContainer, arch: str, layer: bytes) -> bytes:
             "Cmd": list(spec.command),
             "Env": [f"PATH={spec.path}"],
             "WorkingDir": spec.workdir,
+            "User": f"{spec.uid}:{spec.uid}",
         },
         "rootfs": {"type": "layers", "diff_ids": [layer_descriptor["digest"]]},
         "history": [{"created_by": "parsec-demo image build: the client container's files"}],

@@ -1,8 +1,9 @@
 #!/bin/sh
 # The checks of the LAVA test definition parsec-tls-demo.yaml, on the machine under test:
-#   parsec-tls-demo.sh CLIENT_IMAGE LOAD_TIMEOUT [PKI_DIR]
+#   parsec-tls-demo.sh CLIENT_IMAGE LOAD_TIMEOUT [PKI_DIR [CLIENT_UID]]
 # PKI_DIR: the layer's test PKI (meta-parsec-demo/lib/oeqa/runtime/files/parsec_tls_demo of the
-# repository LAVA cloned the definition from), for the mutual-TLS case.
+# repository LAVA cloned the definition from), for the mutual-TLS case. CLIENT_UID: the uid the
+# client container runs as, its own Parsec application (PARSEC_DEMO_CLIENT_UID of the layer).
 # Each check is one test case, reported with lava-test-case (or printed as "<case>: <result>"
 # where LAVA's helpers are absent, to run it by hand). A failed check does not stop the others;
 # what each printed is in the job log. The exit status is 0: the cases carry the results.
@@ -12,7 +13,10 @@ load_timeout="${2:-600}"
 pki="${3:-$(dirname "$0")/../../meta-parsec-demo/lib/oeqa/runtime/files/parsec_tls_demo}"
 pki=$(cd "$pki" 2>/dev/null && pwd)
 server_log=/tmp/parsec-demo-lava-ssl_server.log
+client_uid="${4:-61000}"
 mount="-v /run/parsec:/run/parsec"
+as_client="--user $client_uid:$client_uid"
+private_work="--tmpfs /work:rw,mode=0700,U"
 key_dir=/tmp/parsec-demo-lava-client-key
 
 result() {  # case result
@@ -50,15 +54,16 @@ start_server() {  # [server command...]
 }
 
 handshake_in_container() {
-    output=$(podman run --rm --network host $mount "$image" ssl_client1 127.0.0.1 2>&1)
+    output=$(podman run --rm --network host $mount $as_client $private_work "$image" \
+        ssl_client1 127.0.0.1 2>&1)
     status=$?
     echo "$output"
     [ "$status" -eq 0 ] && echo "$output" | grep -q "Verifying peer X.509 certificate... ok"
 }
 
 tls13_handshake_in_container() {
-    output=$(podman run --rm --network host $mount "$image" ssl_client1 127.0.0.1 \
-        force_version=tls13 2>&1)
+    output=$(podman run --rm --network host $mount $as_client $private_work "$image" \
+        ssl_client1 127.0.0.1 force_version=tls13 2>&1)
     status=$?
     echo "$output"
     [ "$status" -eq 0 ] && echo "$output" | grep -q "Protocol is TLSv1.3" \
@@ -70,7 +75,7 @@ tls13_handshake_in_container() {
 # handshake with ssl_server2 requiring it, the CertificateVerify signed in the RSE; then the key
 # is destroyed.
 mutual_tls_in_container() {
-    in_container="podman run --rm --network host $mount -v $key_dir:/work $image"
+    in_container="podman run --rm --network host $mount $as_client -v $key_dir:/work:U $image"
     rm -rf "$key_dir" && mkdir -p "$key_dir" && cp "$pki/ca.pem" "$key_dir/" || return 1
     $in_container parsec_client_key generate key_id=1 csr_file=client.csr || return 1
     (cd "$key_dir" && cert_write request_file=client.csr issuer_crt="$pki/client-ca.pem" \
@@ -89,7 +94,8 @@ mutual_tls_in_container() {
 }
 
 fails_closed_without_the_socket() {
-    output=$(podman run --rm --network host "$image" ssl_client1 127.0.0.1 2>&1)
+    output=$(podman run --rm --network host $as_client $private_work "$image" \
+        ssl_client1 127.0.0.1 2>&1)
     status=$?
     echo "$output"
     [ "$status" -ne 0 ] \

@@ -195,7 +195,10 @@ def test_the_test_definition_comes_from_the_checkout_s_origin_at_its_commit(
     )
     assert definition["revision"] == head.stdout.strip()
     assert definition["repository"] == "https://git.lab.internal/grp/parsec-demo.git"
-    assert definition["parameters"] == {"CLIENT_IMAGE": "localhost/parsec-demo-client:1"}
+    assert definition["parameters"] == {
+        "CLIENT_IMAGE": "localhost/parsec-demo-client:1",
+        "CLIENT_UID": "61000",
+    }
 
 
 def test_a_checkout_with_a_local_origin_asks_for_the_repository(

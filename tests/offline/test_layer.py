@@ -637,6 +637,7 @@ def test_the_client_container_is_an_oci_image_of_the_client() -> None:
     assert recipe["OCI_IMAGE_ENTRYPOINT"] == ""
     assert recipe["OCI_IMAGE_ENTRYPOINT_ARGS"] == "${PARSEC_DEMO_CLIENT_CMD}"
     assert recipe["OCI_IMAGE_WORKINGDIR"] == "${PARSEC_DEMO_CLIENT_WORKDIR}"
+    assert recipe["OCI_IMAGE_RUNTIME_UID"] == "${PARSEC_DEMO_CLIENT_UID}", "not root"
     assert recipe["PARSEC_DEMO_CLIENT_FILES"] == "${THISDIR}/files/client-container.files"
     assert "parsec_demo_client_container_files;" in recipe["ROOTFS_POSTPROCESS_COMMAND"]
     spec = ClientContainer.load(CONTAINER_DIR)

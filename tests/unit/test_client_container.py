@@ -37,15 +37,19 @@ def test_the_layer_defines_the_container_once() -> None:
     assert spec.programs == ("/usr/bin/ssl_client1", "/usr/bin/parsec_client_key")
     assert "/run/parsec" in spec.directories and spec.workdir in spec.directories
     assert spec.archive == "/usr/share/parsec-demo/parsec-demo-client-oci.tar"
+    # Its own uid, hence its own Parsec application; its PSA storage a private tmpfs.
+    assert spec.uid == 61000
     assert spec.run_command(["ssl_client1", "127.0.0.1"]) == (
-        "podman run --rm --network host -v /run/parsec:/run/parsec "
-        "localhost/parsec-demo-client:1 ssl_client1 127.0.0.1"
+        "podman run --rm --network host -v /run/parsec:/run/parsec --user 61000:61000 "
+        "--tmpfs /work:rw,mode=0700,U localhost/parsec-demo-client:1 ssl_client1 127.0.0.1"
     )
     assert "-v" not in spec.run_command(["ssl_client1"], mount_parsec=False)
-    # A persistent client key's PSA record lives in a directory of the machine.
+    assert "--user 61001:61001 " in spec.run_command(["ssl_client1"], uid=61001)
+    # A persistent client key's PSA record lives in a directory of the machine, handed over to
+    # the container's uid.
     assert spec.run_command(["parsec_client_key", "destroy", "key_id=1"], workdir_from="/k") == (
-        "podman run --rm --network host -v /run/parsec:/run/parsec -v /k:/work "
-        "localhost/parsec-demo-client:1 parsec_client_key destroy key_id=1"
+        "podman run --rm --network host -v /run/parsec:/run/parsec --user 61000:61000 "
+        "-v /k:/work:U localhost/parsec-demo-client:1 parsec_client_key destroy key_id=1"
     )
     unit = spec.load_unit()
     assert "@" not in unit
@@ -143,6 +147,7 @@ def test_oci_archive_is_a_valid_reproducible_layout(tmp_path: Path) -> None:
     assert config["rootfs"] == {"type": "layers", "diff_ids": [layer_descriptor["digest"]]}
     assert config["config"]["Cmd"] == ["ssl_client1"]
     assert config["config"]["WorkingDir"] == spec.workdir
+    assert config["config"]["User"] == "61000:61000", "not root: an application of its own"
     with pytest.raises(ContainerError, match="no OCI architecture for mips"):
         oci_archive(spec, "mips", layer)
 

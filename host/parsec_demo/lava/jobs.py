@@ -183,7 +183,10 @@ def _test_action(settings: FarmSettings) -> dict[str, Any]:
                     "revision": settings.testdef_revision,
                     "path": TEST_DEFINITION,
                     "name": "parsec-tls-demo",
-                    "parameters": {"CLIENT_IMAGE": container.reference},
+                    "parameters": {
+                        "CLIENT_IMAGE": container.reference,
+                        "CLIENT_UID": str(container.uid),
+                    },
                 }
             ],
         }

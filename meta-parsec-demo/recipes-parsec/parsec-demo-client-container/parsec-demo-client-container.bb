@@ -28,6 +28,8 @@ OCI_IMAGE_TAG = "${PARSEC_DEMO_CLIENT_TAG}"
 OCI_IMAGE_ENTRYPOINT = ""
 OCI_IMAGE_ENTRYPOINT_ARGS = "${PARSEC_DEMO_CLIENT_CMD}"
 OCI_IMAGE_WORKINGDIR = "${PARSEC_DEMO_CLIENT_WORKDIR}"
+# Not root: the container's own uid, hence its own Parsec application (see the .inc).
+OCI_IMAGE_RUNTIME_UID = "${PARSEC_DEMO_CLIENT_UID}"
 OCI_IMAGE_ENV_VARS = "PATH=${PARSEC_DEMO_CLIENT_PATH}"
 
 # The container's file list (files/client-container.files, which the toolkit's dev image

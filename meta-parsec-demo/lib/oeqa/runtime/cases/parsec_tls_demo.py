@@ -48,11 +48,30 @@ EXPECTED_LINES = (
 )
 CIPHER_SUITE = re.compile(r"Successful connection using: (TLS(?:1-3)?-[A-Z0-9-]+)")
 
+def client_container_settings():
+    """The PARSEC_DEMO_CLIENT_* settings of the layer's client container definition."""
+    with open(CLIENT_CONTAINER_INC) as inc:
+        return dict(re.findall(r'^([A-Z_]+)\s*=\s*"([^"]*)"\s*$', inc.read(), re.M))
+
+
 def client_container_reference():
     """name:tag of the client container, as the layer defines it."""
-    with open(CLIENT_CONTAINER_INC) as inc:
-        settings = dict(re.findall(r'^([A-Z_]+)\s*=\s*"([^"]*)"\s*$', inc.read(), re.M))
+    settings = client_container_settings()
     return "%s:%s" % (settings["PARSEC_DEMO_CLIENT_IMAGE"], settings["PARSEC_DEMO_CLIENT_TAG"])
+
+
+def client_container_run(mount_parsec=True):
+    """The podman run line (up to the client's arguments) of the client container: its own
+    uid, hence its own Parsec application; its PSA storage in a private tmpfs."""
+    settings = client_container_settings()
+    uid = settings["PARSEC_DEMO_CLIENT_UID"]
+    words = ["podman run --rm --network host"]
+    if mount_parsec:
+        words.append("-v %s:%s" % (PARSEC_RUN_DIR, PARSEC_RUN_DIR))
+    words.append("--user %s:%s" % (uid, uid))
+    words.append("--tmpfs %s:rw,mode=0700,U" % settings["PARSEC_DEMO_CLIENT_WORKDIR"])
+    words.append(client_container_reference())
+    return " ".join(words)
 
 
 # --- the restart case: ssl_client1 over and over, in the background on the target ---------------
@@ -336,16 +355,18 @@ class TlsHandshakeTest(ParsecDemoCase):
         image = client_container_reference()
         self.run_ok("systemctl start %s" % CLIENT_CONTAINER_UNIT, 300)
         self.run_ok("podman image exists %s" % image)
-        run = "podman run --rm --network host %s%s ssl_client1 127.0.0.1"
-        mount = "-v %s:%s " % (PARSEC_RUN_DIR, PARSEC_RUN_DIR)
         self.start_server()
         try:
             with RseLogWindow(self.target) as rse:
-                status, output = self.target.run(run % (mount, image), 300)
+                status, output = self.target.run(
+                    client_container_run() + " ssl_client1 127.0.0.1", 300
+                )
             self.assert_handshake(status, output)
             if rse.available:
                 check_evidence(self, rse_calls(rse.text), 2, rse.text)
-            status, output = self.target.run(run % ("", image), 300)
+            status, output = self.target.run(
+                client_container_run(mount_parsec=False) + " ssl_client1 127.0.0.1", 300
+            )
             self.assertNotEqual(status, 0, "succeeded without the Parsec socket:\n" + output)
             self.assertIn("parsec-se-driver: cannot reach the Parsec service at", output)
             self.assertNotIn("Verifying peer X.509 certificate... ok", output)
