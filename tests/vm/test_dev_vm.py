@@ -6,6 +6,7 @@ Marked ``vm``: ``./tools/test -m "not vm"`` leaves these out; CI runs them.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -21,10 +22,24 @@ from parsec_demo.image_build import build_image
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.qemu import QemuMachine, load_config
 from parsec_demo.machine.ssh_target import SSHTarget, TargetError
-from parsec_demo.mutual_tls import client_key_problem, describe, version_options
+from parsec_demo.mutual_tls import (
+    client_argv,
+    client_key_problem,
+    describe,
+    destroy_argv,
+    issue_argv,
+    provision_argv,
+    server_argv,
+    version_options,
+)
+from parsec_demo.tls_demo import ClientRun, start_tls_server
 from parsec_demo.vm_demo import (
     MACHINE_KEY_DIR,
+    MACHINE_PKI,
+    MachineClientSide,
+    MachineServer,
     run_client,
+    run_in_machine,
     run_mutual_tls_in_machine,
     start_server,
     wait_for_parsec,
@@ -74,8 +89,8 @@ def test_the_handshake_in_the_client_container_is_served_by_the_rse_outside(
     finally:
         target.run("pkill -x ssl_server; true")
     assert run.command == [
-        "podman run --rm --network host -v /run/parsec:/run/parsec "
-        "localhost/parsec-demo-client:1 ssl_client1 127.0.0.1"
+        "podman run --rm --network host -v /run/parsec:/run/parsec --user 61000:61000 "
+        "--tmpfs /work:rw,mode=0700,U localhost/parsec-demo-client:1 ssl_client1 127.0.0.1"
     ]
     assert_handshake_ok(run, "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256")
     # The host-side RSE model served each signature of the handshake.
@@ -134,14 +149,72 @@ def test_mutual_tls_in_the_client_container(machine: QemuMachine, target: SSHTar
         result.step("provision")
         .command[0]
         .startswith(
-            f"podman run --rm --network host -v /run/parsec:/run/parsec -v {MACHINE_KEY_DIR}:/work "
+            "podman run --rm --network host -v /run/parsec:/run/parsec --user 61000:61000 "
+            f"-v {MACHINE_KEY_DIR}:/work:U "
         )
     )
     handshake = result.step("handshake 1")
     assert "[ Protocol is TLSv1.3 ]" in handshake.output
-    status, keys = target.run("parsec-tool list-keys")
+    status, keys = target.run(as_uid(ClientContainer.load().uid, "parsec-tool list-keys"))
     assert status == 0 and "parsec-se-driver-key" not in keys, keys
     assert target.run(f"test -e {MACHINE_KEY_DIR}")[0] != 0
+    assert not list((machine.run_dir / "rse-store").glob("key-*.json")), "no key left in the RSE"
+
+
+def as_uid(uid: int, command: str) -> str:
+    """``command`` run in the machine as ``uid`` (no supplementary groups)."""
+    return f"setpriv --reuid {uid} --regid {uid} --clear-groups {command}"
+
+
+def driver_keys(target: SSHTarget, uid: int) -> list[str]:
+    """The names of the SE driver's keys that Parsec lists to application ``uid``."""
+    status, output = target.run(as_uid(uid, "parsec-tool list-keys"))
+    assert status == 0, output
+    return re.findall(r"^\* (parsec-se-driver-key\d+) ", output, re.M)
+
+
+def test_each_client_container_is_a_parsec_application_of_its_own(
+    machine: QemuMachine, target: SSHTarget
+) -> None:
+    """Two client containers of two uids each make a key in the RSE: neither sees the other's.
+    The second, handed the first one's PSA record (its key's slot, hence its Parsec name) and
+    certificate, can neither sign with that key in a handshake nor destroy it; the first still
+    can."""
+    container = ClientContainer.load()
+    neighbour = container.uid + 1
+    events = machine.run_dir / "rse-events.jsonl"
+    own_dir, stolen_dir = "/tmp/parsec-demo-neighbour-key", "/tmp/parsec-demo-stolen-key"
+    side = MachineClientSide(target, events, container)
+    try:
+        assert side.as_client(provision_argv()).ok
+        assert side.as_ca(issue_argv(side.pki)).ok
+        assert target.run(f"mkdir -p {own_dir} && cp -a {MACHINE_KEY_DIR} {stolen_dir}")[0] == 0
+        in_own_dir = container.run_command(provision_argv(), workdir_from=own_dir, uid=neighbour)
+        assert run_in_machine(target, events, in_own_dir).ok
+        victims, neighbours = driver_keys(target, container.uid), driver_keys(target, neighbour)
+        assert len(victims) == len(neighbours) == 1 and victims != neighbours
+        start_tls_server(MachineServer(target), server_argv(MACHINE_PKI), 30.0, interval=0.2)
+
+        def with_the_stolen_record(argv: list[str]) -> ClientRun:
+            command = container.run_command(argv, workdir_from=stolen_dir, uid=neighbour)
+            return run_in_machine(target, events, command)
+
+        signed = with_the_stolen_record(client_argv(side.ca_file))
+        assert not signed.ok and not signed.calls("psa_sign_hash"), signed.output
+        assert f"holds no key named {victims[0]} for this application" in signed.output
+        destroyed = with_the_stolen_record(destroy_argv())
+        assert not destroyed.ok and not destroyed.calls("psa_destroy_key"), destroyed.output
+        assert driver_keys(target, container.uid) == victims
+        handshake = side.as_client(client_argv(side.ca_file))
+        assert handshake.ok and "Verifying peer X.509 certificate... ok" in handshake.output
+        assert [e["status"] for e in handshake.calls("psa_sign_hash")] == ["PSA_SUCCESS"]
+    finally:
+        side.as_client(destroy_argv())
+        in_own_dir = container.run_command(destroy_argv(), workdir_from=own_dir, uid=neighbour)
+        target.run(in_own_dir)
+        left = f"{MACHINE_PKI} {MACHINE_KEY_DIR} {own_dir} {stolen_dir}"
+        target.run(f"pkill -x ssl_server2; rm -rf {left}")
+    assert driver_keys(target, container.uid) == driver_keys(target, neighbour) == []
     assert not list((machine.run_dir / "rse-store").glob("key-*.json")), "no key left in the RSE"
 
 

@@ -309,7 +309,8 @@ const char *parsec_status_hint(int parsec_status)
         case 1134:  /* PsaErrorNotSupported */
             return "the service or its RSE does not support this key or algorithm";
         case 1140:  /* PsaErrorDoesNotExist */
-            return "the service holds no such key for this process";
+            return "the service holds no such key for this application (a temporary key: for "
+                   "this process)";
         default:
             return NULL;
     }
