@@ -13,6 +13,7 @@ here too. A peer the service's namespace cannot see is reported as pid 0; it has
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -32,8 +33,12 @@ def start_time(pid: int) -> int | None:
     """The start time of process ``pid`` in clock ticks since boot; None if it does not exist."""
     if pid <= 0:
         return None
-    try:
-        stat = (PROC / str(pid) / "stat").read_bytes()
+    try:  # os.open and os.read: a third of pathlib's cost, on every use of a temporary key
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
     except OSError:
         return None
     # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so the fields are
@@ -51,6 +56,14 @@ def identity(pid: int) -> str | None:
     if started is None:
         return None
     return f"{boot_id()}:{pid}:{started}"
+
+
+def is_process(name: str, pid: int) -> bool:
+    """Whether ``name`` (an ``identity``) is that of the live process ``pid``; a different pid
+    is answered without reading ``/proc``."""
+    if name.split(":", 2)[1:2] != [str(pid)]:
+        return False
+    return identity(pid) == name
 
 
 def alive(name: str) -> bool:

@@ -70,6 +70,10 @@ class Application:
         """The calling process's identity (``processes.identity``), if the service sees it."""
         return processes.identity(self.peer.pid) if self.peer is not None else None
 
+    def is_process(self, name: str) -> bool:
+        """Whether the caller is the process ``name`` (a ``processes.identity``)."""
+        return self.peer is not None and processes.is_process(name, self.peer.pid)
+
 
 class GenerationGate:
     """Key generation is the one operation whose cost the requester does not bound (an
@@ -224,7 +228,7 @@ class TrustedServiceProvider:
         entry = self.kim.get(app.auth_type, app.name, name)
         if entry is None:
             raise PsaError(Status.DOES_NOT_EXIST, f"no key {name!r} for {app.name}")
-        if entry.process is not None and entry.process != app.process():
+        if entry.process is not None and not app.is_process(entry.process):
             raise PsaError(
                 Status.DOES_NOT_EXIST, f"key {name!r} of {app.name} is another process's"
             )
