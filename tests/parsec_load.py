@@ -261,27 +261,8 @@ def start_flood(
     socket_path: Path, work_dir: Path, uid: int, template: bytes, threads: int, seconds: float
 ) -> subprocess.Popen[str]:
     """``threads`` threads of ``uid`` sending ``template`` requests for ``seconds``."""
-    script = work_dir / "flood.py"
-    script.write_text(FLOOD)
-    os.chmod(script, 0o644)
-    flood = subprocess.Popen(
-        [
-            str(SYSTEM_PYTHON),
-            "-I",
-            str(script),
-            str(socket_path),
-            template.hex(),
-            str(threads),
-            str(seconds),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        user=uid,
-        group=uid,
-    )
-    assert flood.stdout is not None
-    assert flood.stdout.readline().strip() == "flooding"
-    return flood
+    args = [str(socket_path), template.hex(), str(threads), str(seconds)]
+    return start_load_script(work_dir / "flood.py", FLOOD, args, uid, "flooding")
 
 
 def flood_statuses(flood: subprocess.Popen[str], timeout: float = 120) -> dict[int, int]:
@@ -325,35 +306,32 @@ def start_idle_connections(
     socket_path: Path, work_dir: Path, uid: int, seconds: float, count: int
 ) -> subprocess.Popen[str]:
     """``count`` idle connections of ``uid``, each replaced as soon as the service closes it."""
-    script = work_dir / "hold.py"
-    script.write_text(HOLD)
-    os.chmod(script, 0o644)
-    holder = subprocess.Popen(
-        [str(SYSTEM_PYTHON), "-I", str(script), str(socket_path), str(count), str(seconds)],
-        stdout=subprocess.PIPE,
-        text=True,
-        user=uid,
-        group=uid,
-    )
-    assert holder.stdout is not None
-    assert holder.stdout.readline().strip() == "holding"
-    return holder
+    args = [str(socket_path), str(count), str(seconds)]
+    return start_load_script(work_dir / "hold.py", HOLD, args, uid, "holding")
 
 
 def start_trickle_attack(
     socket_path: Path, work_dir: Path, uid: int, seconds: float, count: int = 96
 ) -> subprocess.Popen[str]:
     """The slow-client attack, as ``uid``; returns once its connections are open."""
-    script = work_dir / "trickle.py"
-    script.write_text(TRICKLE)
+    args = [str(socket_path), str(count), str(seconds)]
+    return start_load_script(work_dir / "trickle.py", TRICKLE, args, uid, "attacking")
+
+
+def start_load_script(
+    script: Path, text: str, args: list[str], uid: int, ready: str
+) -> subprocess.Popen[str]:
+    """``text`` written to ``script`` and run by the system's python3 as ``uid`` with ``args``;
+    returns once it has printed its ``ready`` line."""
+    script.write_text(text)
     os.chmod(script, 0o644)
-    attacker = subprocess.Popen(
-        [str(SYSTEM_PYTHON), "-I", str(script), str(socket_path), str(count), str(seconds)],
+    process = subprocess.Popen(
+        [str(SYSTEM_PYTHON), "-I", str(script), *args],
         stdout=subprocess.PIPE,
         text=True,
         user=uid,
         group=uid,
     )
-    assert attacker.stdout is not None
-    assert attacker.stdout.readline().strip() == "attacking"
-    return attacker
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == ready
+    return process

@@ -53,29 +53,43 @@ CIPHER_SUITE = "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256"
 QUOTA = 8
 
 
-def _kill_when_a_key_is_imported(demo: TlsDemo, workdir: Path) -> bool:
-    """Start ssl_client1 and SIGKILL it as soon as the RSE imported a key for it; True if the
-    kill came before the client finished (mid-handshake)."""
+def _signal_at_an_import(
+    demo: TlsDemo, argv: list[str], cwd: Path, signum: int, bits: int | None = None
+) -> tuple[subprocess.Popen[bytes], int | None]:
+    """Start ssl_client1 with ``argv`` and send it ``signum`` as soon as the RSE imported a key
+    for it (of ``bits`` bits, if given). Returns the client (its output piped) and that key's
+    RSE id; None, unsignalled, if the client ended first or 30 s passed."""
     _, offset = read_events(demo.events_path)
-    argv = demo.netns.command([str(demo.build.program("ssl_client1")), "127.0.0.1"])
     client = subprocess.Popen(
-        argv,
+        demo.netns.command([str(demo.build.program("ssl_client1")), *argv]),
         env=demo.client_env(),
-        cwd=workdir,
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30
     while client.poll() is None and time.monotonic() < deadline:
         events, _ = read_events(demo.events_path, offset)
-        if any(e["function"] == "psa_import_key" for e in events):
-            break
-        time.sleep(0.001)
-    mid_handshake = client.poll() is None
-    client.send_signal(signal.SIGKILL)
-    client.wait()
-    return mid_handshake
+        imported = [
+            e["key_id"]
+            for e in events
+            if e["function"] == "psa_import_key" and bits in (None, e["bits"])
+        ]
+        if imported:
+            client.send_signal(signum)
+            return client, imported[0]
+        time.sleep(0.0002)
+    return client, None
+
+
+def _kill_when_a_key_is_imported(demo: TlsDemo, workdir: Path) -> bool:
+    """Start ssl_client1 and SIGKILL it as soon as the RSE imported a key for it; True if the
+    kill came before the client finished (mid-handshake)."""
+    client, key_id = _signal_at_an_import(demo, ["127.0.0.1"], workdir, signal.SIGKILL)
+    client.kill()
+    client.communicate()
+    return key_id is not None
 
 
 def test_clients_killed_mid_handshake_leave_nothing_behind(
@@ -337,34 +351,6 @@ def test_many_users_holding_idle_connections_cannot_lock_a_new_one_out(
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _freeze_after_the_import_of(
-    demo: TlsDemo, ca_file: Path, bits: int
-) -> tuple[subprocess.Popen[bytes], int | None]:
-    """Start ssl_client1 and SIGSTOP it as soon as the RSE imported a ``bits``-bit key for
-    it (its trusted CA's, here): a loaded CPU's worst moment to deschedule it. Returns the
-    client and that key's RSE id (None if the client ended first)."""
-    _, offset = read_events(demo.events_path)
-    client = subprocess.Popen(
-        demo.netns.command([str(demo.build.program("ssl_client1")), "127.0.0.1", str(ca_file)]),
-        env=demo.client_env(),
-        cwd=demo.run_dir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while client.poll() is None and time.monotonic() < deadline:
-        events, _ = read_events(demo.events_path, offset)
-        imported = [
-            e["key_id"] for e in events if e["function"] == "psa_import_key" and e["bits"] == bits
-        ]
-        if imported:
-            client.send_signal(signal.SIGSTOP)
-            return client, imported[0]
-        time.sleep(0.0002)
-    return client, None
-
-
 def _active_row(database: Path, key_id: int) -> tuple[str, bytes] | None:
     """The name and attributes of the active key with RSE id ``key_id``, within 5 s."""
     deadline = time.monotonic() + 5
@@ -398,7 +384,9 @@ def test_a_neighbour_swapping_the_ca_key_never_gets_a_rogue_server_accepted(
         assert demo.parsec is not None
         attacker = ParsecClient(demo.parsec.socket_path, timeout=10)
         for _ in range(200):
-            client, key_id = _freeze_after_the_import_of(demo, real.ca_file, bits=256)
+            # Frozen right after its CA key's import: a loaded CPU's worst moment for it.
+            argv = ["127.0.0.1", str(real.ca_file)]
+            client, key_id = _signal_at_an_import(demo, argv, demo.run_dir, signal.SIGSTOP, 256)
             try:
                 row = _active_row(kim_db(tmp_path), key_id) if key_id is not None else None
                 if row is not None:
