@@ -49,7 +49,10 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
         "run the cases with its oeqa",
     )
     parser.add_argument(
-        "--module", action="append", help="case module to run (repeatable; default: all)"
+        "--module",
+        action="append",
+        help="case module to run (repeatable; default: all of the layer's; an unknown one is "
+        "an error before anything boots)",
     )
 
 
@@ -58,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from ..validate import reports
     from ..validate.command import run_validation
     from ..validate.oe_core import check_oe_core
-    from ..validate.runner import cases_dir
+    from ..validate.runner import cases_dir, check_modules
 
-    cases_dir()  # the checkout is there, before anything is built or booted
+    # The checkout is there and the cases named exist, before anything is built or booted.
+    check_modules(cases_dir(), args.module)
     if args.oe_core is not None:
         check_oe_core(args.oe_core)
     if args.image is not None:  # its manifest says what it is
@@ -74,9 +78,11 @@ def run(args: argparse.Namespace) -> int:
         image = build_image(arch)
     results, run_dir = run_validation(image, args.report_dir, args.module, args.oe_core, arch)
     report_dir = args.report_dir or run_dir / "report"
-    bad = reports.failures(results)
     print(f"{reports.summary_line(results)}; reports in {report_dir}")
     for line in reports.skipped_lines(results):
         print(line)
     print(f"machine logs in {run_dir}")
-    return 1 if bad else 0
+    if not any(r.status in reports.PASSED_STATUSES for r in results):
+        print("no case passed: nothing was checked, which is a failure")
+        return 1
+    return 1 if reports.failures(results) else 0

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
+from ..errors import UserError
 from ..paths import project_root
 
 #: One line per test as it ends (``PASSED name (1.2 s)``), and per skip.
@@ -29,6 +30,10 @@ logger = logging.getLogger(__name__)
 def cases_dir() -> Path:
     """The layer's oeqa runtime cases (in the project's checkout)."""
     return project_root() / "meta-parsec-demo/lib/oeqa/runtime/cases"
+
+
+class CaseSelectionError(UserError):
+    pass
 
 
 @dataclass
@@ -52,15 +57,30 @@ def load_module(path: Path) -> ModuleType:
     return module
 
 
+def case_modules(directory: Path) -> list[str]:
+    """The names of the case modules in ``directory`` (its ``*.py`` files but ``_*``)."""
+    return sorted(p.stem for p in directory.glob("*.py") if not p.name.startswith("_"))
+
+
+def check_modules(directory: Path, modules: Sequence[str] | None) -> None:
+    """A ValidationError naming the first of ``modules`` that ``directory`` does not have."""
+    known = case_modules(directory)
+    for name in modules or ():
+        if name not in known:
+            raise CaseSelectionError(
+                f"no case module {name!r} in {directory} (there are: {', '.join(known)})"
+            )
+
+
 def collect(directory: Path, modules: Sequence[str] | None = None) -> list[unittest.TestCase]:
     """The tests of the case files in ``directory`` (only ``modules``, if given)."""
     from .oeqa_shim import OERuntimeTestCase
 
     tests: list[unittest.TestCase] = []
-    for path in sorted(directory.glob("*.py")):
-        if path.name.startswith("_") or (modules and path.stem not in modules):
+    for name in case_modules(directory):
+        if modules and name not in modules:
             continue
-        module = load_module(path)
+        module = load_module(directory / f"{name}.py")
         classes = [
             cls
             for _, cls in inspect.getmembers(module, inspect.isclass)
