@@ -116,6 +116,15 @@ def _manifest_dir(tmp_path: Path, text: str) -> Path:
     return image
 
 
+def _qemuboot_without_rootfs(tmp_path: Path) -> Path:
+    (tmp_path / "bzImage").write_bytes(b"")
+    return _write(
+        tmp_path / "img.qemuboot.conf",
+        "[config_bsp]\nqb_default_kernel = bzImage\nimage_link_name = img\n"
+        "qb_default_fstype = ext4\n",
+    )
+
+
 def _listening_socket(path: Path) -> socket.socket:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
@@ -140,6 +149,11 @@ MISTAKES: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
         2,
         "parsec-demo validate: argument --arch: invalid choice: 'sparc' "
         "(choose from 'amd64', 'arm64')",
+    ),
+    "unknown case module for validate (before anything is built or booted)": (
+        lambda t: ["validate", "--module", "parsec_tls_dem"],
+        1,
+        "parsec-demo validate: no case module 'parsec_tls_dem' in ",
     ),
     "bad --arch for image build": (
         lambda t: ["image", "build", "--arch", "sparc"],
@@ -177,6 +191,25 @@ MISTAKES: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
         lambda t: ["run-fvp", str(_write(t / "x.qemuboot.conf", "[other]\n"))],
         1,
         "x.qemuboot.conf: not a qemuboot.conf (no config_bsp)",
+    ),
+    "qemuboot.conf whose rootfs is missing": (
+        lambda t: ["run-fvp", "--run-dir", str(t / "run"), str(_qemuboot_without_rootfs(t))],
+        1,
+        "img.qemuboot.conf: the image's img.ext4 is not there (",
+    ),
+    "qemuboot.conf that is no INI file (a JSON one)": (
+        lambda t: [
+            "lava",
+            "job",
+            "qemu",
+            str(_write(t / "x.qemuboot.conf", '{"a": 1}\n')),
+            "--set",
+            "images_url=https://images.lab.internal/deploy",
+            "--set",
+            "testdef_repository=https://git.lab.internal/parsec-demo.git",
+        ],
+        1,
+        "x.qemuboot.conf: cannot read it as a qemuboot.conf: File contains no section headers.",
     ),
     "emulator arguments without a CONFIG": (
         lambda t: ["run-fvp", "--", "-cpu", "max"],

@@ -99,7 +99,9 @@ def test_an_fvp_that_fails_is_reported_with_its_logs(fvpconf: Path, tmp_path: Pa
     data = json.loads(fvpconf.read_text())
     data["env"]["STANDIN_FAIL"] = "1"
     fvpconf.write_text(json.dumps(data))
-    with pytest.raises(BootError, match="the FVP exited with status 3") as caught:
+    with pytest.raises(
+        BootError, match="the FVP exited with status 3: Error: license checkout failed"
+    ) as caught:
         FvpMachine(FvpConfig.load(fvpconf), tmp_path / "run", boot_timeout=30).start()
     assert str(tmp_path / "run" / "fvp.log") in str(caught.value)
 
@@ -205,3 +207,7 @@ def test_a_qemu_that_cannot_start_is_reported(tmp_path: Path) -> None:
     with pytest.raises(BootError, match="QEMU exited with status") as caught:
         QemuMachine(config, tmp_path / "run", with_rse=False, boot_timeout=30).start()
     assert "qemu.log" in str(caught.value)
+    # The headline quotes QEMU's own reason: the console never saw a line.
+    headline = str(caught.value).splitlines()[0]
+    assert headline.startswith("boot failed: QEMU exited with status 1: ")
+    assert "missing-kernel" in headline

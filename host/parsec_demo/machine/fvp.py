@@ -234,6 +234,9 @@ class FvpMachine(Machine):
     def boot_console(self) -> Path:
         return self.console_log("default")
 
+    def emulator_log(self) -> Path:
+        return self.fvp_log
+
     def logs(self) -> list[Path]:
         return sorted(self.run_dir.glob("*.log"))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar, Self
 
 from ..errors import UserError
-from ..logtail import log_failure
+from ..logtail import log_failure, tail
 from .ports import PortLease
 from .ssh_target import TargetError, wait_for_banner
 
@@ -59,6 +59,10 @@ class Machine(ABC):
     def logs(self) -> list[Path]:
         """The logs the machine has written, as a failure lists them."""
 
+    @abstractmethod
+    def emulator_log(self) -> Path:
+        """What the emulator itself wrote (its standard output and error)."""
+
     def _wait_for_boot(self) -> None:
         assert self.process is not None and self.ssh_port is not None
         wait_for_boot(
@@ -68,6 +72,7 @@ class Machine(ABC):
             self.ssh_port.port,
             self.boot_timeout,
             self.logs,
+            self.emulator_log(),
         )
 
     def __enter__(self) -> Self:
@@ -84,9 +89,12 @@ def wait_for_boot(
     ssh_port: int,
     timeout: float,
     list_logs: Callable[[], Sequence[Path]],
+    emulator_log: Path | None = None,
 ) -> None:
     """Until ``login:`` shows on ``console`` and SSH answers; if not, a BootError with the last
-    console lines and the logs (``logtail``'s failure message).
+    console lines and the logs (``logtail``'s failure message). An emulator that exited is
+    quoted in the headline: the last line of ``emulator_log`` (why QEMU refused a missing disk,
+    say, when the console never saw a line).
 
     ``list_logs`` is asked at the failure, when every log the machine wrote exists.
     """
@@ -97,7 +105,10 @@ def wait_for_boot(
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            raise failed(f"{name} exited with status {process.returncode}")
+            said = tail(emulator_log, 1).strip() if emulator_log is not None else ""
+            raise failed(
+                f"{name} exited with status {process.returncode}" + (f": {said}" if said else "")
+            )
         if console.exists() and b"login:" in console.read_bytes():
             break
         if time.monotonic() > deadline:

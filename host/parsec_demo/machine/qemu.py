@@ -19,11 +19,16 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UserError
 from ..image_build import ImageManifest
 from ..services import Service, spawn, start_rse_model, stop_group
 from .lifecycle import Machine
 from .ports import PortLease, allocate_port
 from .ssh_target import SSHTarget
+
+
+class QemuConfigError(UserError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class QemuConfig:
     ssh_key: Path | None = None
     ssh_host_key: str | None = None
     source: str = ""
+    #: The image's files the machine boots from, checked before QEMU starts.
+    files: tuple[Path, ...] = ()
 
     @classmethod
     def from_manifest(cls, path: Path) -> QemuConfig:
@@ -61,11 +68,21 @@ class QemuConfig:
             kernel=directory / manifest.kernel,
             initrd=directory / manifest.initrd,
             rootfs_options=["-drive", f"file={rootfs},format=raw,if=virtio"],
+            files=(directory / manifest.kernel, directory / manifest.initrd, rootfs),
             cmdline=manifest.cmdline,
             ssh_key=Path(manifest.ssh_key),
             ssh_host_key=manifest.ssh_host_key,
             source=str(path),
         )
+
+    def check_files(self) -> None:
+        """A QemuConfigError naming the first of the image's files that is not there."""
+        for file in self.files:
+            if not file.is_file():
+                raise QemuConfigError(
+                    f"{self.source}: the image's {file.name} is not there ({file}): "
+                    "build the image, or give the configuration that is beside its files"
+                )
 
     @classmethod
     def from_qemuboot(cls, path: Path) -> QemuConfig:
@@ -76,8 +93,24 @@ class QemuConfig:
         The dev image's qemuboot.conf (``image_build.write_qemuboot``) adds the SSH key and the
         image's host key, as its manifest has them."""
         parser = configparser.ConfigParser(interpolation=None)  # keys come lower-cased
-        parser.read(path)
+        try:
+            with open(path, encoding="utf-8") as text:
+                parser.read_file(text)
+        except FileNotFoundError:
+            raise QemuConfigError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+            reason = str(exc).splitlines()[0]
+            raise QemuConfigError(f"{path}: cannot read it as a qemuboot.conf: {reason}") from exc
+        if "config_bsp" not in parser:
+            raise QemuConfigError(f"{path}: not a qemuboot.conf (no config_bsp)")
         qb = {key.upper(): value for key, value in parser["config_bsp"].items()}
+        try:
+            return cls._from_settings(path, qb)
+        except ValueError as exc:
+            raise QemuConfigError(f"{path}: cannot read it as a qemuboot.conf: {exc}") from exc
+
+    @classmethod
+    def _from_settings(cls, path: Path, qb: dict[str, str]) -> QemuConfig:
         deploy = path.absolute().parent
 
         def sub(text: str) -> str:
@@ -116,6 +149,7 @@ class QemuConfig:
             kernel=deploy / qb.get("QB_DEFAULT_KERNEL", "Image"),
             initrd=None,
             rootfs_options=shlex.split(rootfs_opt),
+            files=(deploy / qb.get("QB_DEFAULT_KERNEL", "Image"), rootfs),
             cmdline=cmdline,
             serial_device=shlex.split(sub(qb.get("QB_SERIAL_OPT", ""))),
             network_device=network_device,
@@ -199,6 +233,9 @@ class QemuMachine(Machine):
     def boot_console(self) -> Path:
         return self.console_log
 
+    def emulator_log(self) -> Path:
+        return self.qemu_log
+
     def logs(self) -> list[Path]:
         return [p for p in (self.console_log, self.qemu_log, self.rse_console_log) if p.exists()]
 
@@ -236,6 +273,7 @@ class QemuMachine(Machine):
 
     def _start(self, wait: bool) -> None:
         """The RSE model first (QEMU connects to it), then QEMU."""
+        self.config.check_files()
         if self.with_rse:
             self.rse = start_rse_model(self.run_dir)
         self.ssh_port = allocate_port()

@@ -10,7 +10,6 @@ QEMU) or a dev image (its directory or ``manifest.json``: QEMU). Every way it ca
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 import shutil
@@ -58,14 +57,9 @@ def read_config(path: Path) -> FvpConfig | QemuConfig:
             return FvpConfig.load(path)
         except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
             raise MachineConfigError(f"{path}: cannot read it as an .fvpconf: {exc}") from exc
-    try:
-        return load_config(path)
-    except UserError:
-        raise  # the dev image's manifest explains itself
-    except KeyError as exc:
-        raise MachineConfigError(f"{path}: not a qemuboot.conf (no {exc.args[0]})") from exc
-    except (OSError, UnicodeDecodeError, ValueError, configparser.Error) as exc:
-        raise MachineConfigError(f"{path}: cannot read it as a qemuboot.conf: {exc}") from exc
+    config = load_config(path)  # a qemuboot.conf or the dev image's manifest explains itself
+    config.check_files()
+    return config
 
 
 def make_machine(
