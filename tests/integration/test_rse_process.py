@@ -381,6 +381,7 @@ def test_a_read_only_store_answers_storage_failure_and_loses_nothing(
                 volatile = replace(persistent_point_attrs(0), lifetime=psa.LIFETIME_VOLATILE)
                 client.destroy_key(client.import_key(volatile, point))
                 assert store_names(store) == [
+                    ".lock",
                     "key-0004-00000001.json",
                     "key-0004-00000002.json",
                     "store.key",
@@ -416,7 +417,12 @@ def test_a_read_only_store_answers_storage_failure_and_loses_nothing(
             )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-    assert store_names(store) == ["key-0004-00000002.json", "key-0004-00000003.json", "store.key"]
+    assert store_names(store) == [
+        ".lock",
+        "key-0004-00000002.json",
+        "key-0004-00000003.json",
+        "store.key",
+    ]
     # A read-only store that has no secret yet cannot get one: the model says so and stops.
     assert serve_and_fail(tmp_path / "rse3.sock", empty) == [
         f"parsec-demo rse serve: cannot create the store secret {empty / 'store.key'}: "

@@ -20,6 +20,7 @@ import pytest
 from parsec_demo import cli, native_build
 from parsec_demo.cli import debian
 from parsec_demo.services import parsec_config_text, python_command
+from parsec_service.directory_lock import DirectoryLock
 
 STANDIN = Path(__file__).parents[1] / "fvp_standin.py"
 RUN_FVP = Path(sys.executable).with_name("run-fvp")  # the console script of this venv
@@ -283,6 +284,25 @@ def test_a_user_mistake_is_one_line_and_an_exit_status(mistake: str, tmp_path: P
             listener.close()
     assert line.startswith("parsec-demo")
     assert expected in line
+
+
+def test_two_rse_models_on_one_store_are_refused(tmp_path: Path) -> None:
+    """The second model is refused in one line naming the first one's pid, and the store is
+    left as the first one keeps it."""
+    store = tmp_path / "store"
+    store.mkdir()
+    held = DirectoryLock(store, "RSE model")
+    try:
+        args = ["rse", "serve", "--socket", str(tmp_path / "second.sock"), "--store", str(store)]
+        line = one_line_error(run_cli(*args), 1)
+    finally:
+        held.release()
+    assert line == (
+        f"parsec-demo rse serve: {store} is in use by another RSE model (pid {os.getpid()}): "
+        "give each its own"
+    )
+    assert sorted(p.name for p in store.iterdir()) == [".lock"], "nothing else touched"
+    assert not (tmp_path / "second.sock").exists()
 
 
 def test_the_run_fvp_script_names_itself_in_its_errors() -> None:

@@ -530,6 +530,7 @@ def test_a_full_store_reports_insufficient_storage_and_keeps_old_keys(
     monkeypatch.undo()
     expect_status(Status.INVALID_HANDLE, lambda: client.export_public_key(2))
     assert sorted(p.name for p in rse.config.store_dir.iterdir()) == [
+        ".lock",
         "key-0100-00000001.json",
         "store.key",
     ]

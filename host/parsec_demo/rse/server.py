@@ -23,6 +23,7 @@ from pathlib import Path
 
 from parsec_service import psa
 from parsec_service.daemon import UnixDaemon
+from parsec_service.directory_lock import DirectoryInUse, DirectoryLock
 from parsec_service.psa import Status
 from parsec_service.rse_link import comms
 from parsec_service.rse_link.comms import Call, Header, MessageError, Reply
@@ -167,6 +168,13 @@ class RseServer(UnixDaemon):
         self.config = config
         self.log = RseLog(config.console_log, config.events_log)
         try:
+            config.store_dir.mkdir(parents=True, exist_ok=True)
+            self._store_lock = DirectoryLock(config.store_dir, "RSE model")
+        except (DirectoryInUse, OSError) as exc:
+            self.log.console(f"[RSE] Cannot open the key store: {exc}")
+            self.log.close()
+            raise
+        try:
             store = KeyStore(
                 config.store_dir,
                 slots=config.slots,
@@ -176,6 +184,7 @@ class RseServer(UnixDaemon):
         except (StoreError, ValueError, OSError) as exc:
             self.log.console(f"[RSE] Cannot open the key store: {exc}")
             self.log.close()
+            self._store_lock.release()
             raise
         self.model = RseModel(store, self.log, config.max_payload)
         self._links: dict[socket.socket, threading.Thread] = {}
@@ -184,6 +193,7 @@ class RseServer(UnixDaemon):
             super().__init__(config.socket_path, "RSE model", 16)
         except BaseException:
             self.log.close()
+            self._store_lock.release()
             raise
 
     # --- the skeleton's hooks -----------------------------------------------------------------
@@ -229,6 +239,7 @@ class RseServer(UnixDaemon):
         dropped = self.model.store.volatile_in_use()
         self.log.console(f"[RSE] Stopped: {dropped} volatile keys dropped")
         self.log.close()
+        self._store_lock.release()
 
     # --- the links ----------------------------------------------------------------------------
 
