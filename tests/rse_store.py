@@ -6,15 +6,17 @@ import re
 from pathlib import Path
 
 from parsec_demo.rse.keystore import SECRET_NAME
+from parsec_service.directory_lock import LOCK_NAME
 
 KEY_FILE_NAME = re.compile(r"key-([0-9a-f]{4})-([0-9a-f]{8})\.json")
 
 
 def key_files(store_dir: Path) -> set[tuple[int, int]]:
-    """(owner, id) of every key file; any other file but the secret fails the test."""
+    """(owner, id) of every key file; any other file but the secret and the model's lock fails
+    the test."""
     found = set()
     for path in store_dir.iterdir():
-        if path.name == SECRET_NAME:
+        if path.name in (SECRET_NAME, LOCK_NAME):
             continue
         match = KEY_FILE_NAME.fullmatch(path.name)
         assert match, f"unexpected file {path.name} in the store"
