@@ -47,24 +47,28 @@ _find_python() {
     return 1
 }
 
-# ensure_venv: .venv exists and holds exactly the pinned dependencies.
+# ensure_venv: .venv exists and holds exactly the pinned dependencies. Nothing is deleted that
+# this bootstrap did not make: a .venv it cannot use is remade only when it is the user's own
+# and carries the bootstrap's stamp; any other (made by another user, or by hand) stops the
+# command with one line saying what to do.
 ensure_venv() {
-    local python stamp want
+    local stamp want owner
     want="$(cat "$PROJECT_ROOT/pyproject.toml" "$PROJECT_ROOT/tools/constraints.txt" | sha256sum | cut -d' ' -f1)"
     stamp="$VENV/.parsec-demo-deps"
-    if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    if [ ! -e "$VENV" ] && [ ! -L "$VENV" ]; then
+        _make_venv
+    elif ! "$VENV/bin/python" -c '' 2>/dev/null; then
+        owner="$(stat -c %U "$VENV" 2>/dev/null || echo "another user")"
+        { [ -O "$VENV" ] && [ -e "$stamp" ]; } \
+            || die "$VENV (made by $owner) has a Python you cannot run: run this as $owner, or move $VENV away and run it again"
+        say "the Python of $VENV no longer runs: making it again"
+        _make_venv --clear
+    elif [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
         _generate_contracts
         return 0
-    fi
-    python="$(_find_python)" || { ensure_apt python3 python3-venv; python="$(_find_python)"; } \
-        || die "Python 3.11.2 or newer is required (Debian 12's python3 or newer)"
-    if [ ! -x "$VENV/bin/python" ]; then
-        say "creating $VENV with $python"
-        "$python" -m venv "$VENV" 2>/dev/null || {
-            ensure_apt python3-venv
-            rm -rf "$VENV"
-            "$python" -m venv "$VENV" || die "cannot create $VENV"
-        }
+    elif ! { [ -w "$VENV" ] && [ -w "$VENV/bin" ]; }; then
+        owner="$(stat -c %U "$VENV" 2>/dev/null || echo "another user")"
+        die "$VENV (made by $owner) needs its Python dependencies updated and you cannot write to it: run this as $owner once"
     fi
     say "installing pinned Python dependencies into $VENV"
     "$VENV/bin/python" - "$PROJECT_ROOT/pyproject.toml" > "$VENV/requirements.txt" <<'PY'
@@ -83,6 +87,17 @@ PY
         --no-build-isolation -e "$PROJECT_ROOT" >&2 || die "installing the project failed"
     rm -f "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/parsec_demo.pth"
     echo "$want" > "$stamp"
+}
+
+# _make_venv [--clear]: the venv, with the first suitable Python (installing Debian's if need be).
+_make_venv() {
+    local python
+    python="$(_find_python)" || { ensure_apt python3 python3-venv; python="$(_find_python)"; } \
+        || die "Python 3.11.2 or newer is required (Debian 12's python3 or newer)"
+    say "creating $VENV with $python"
+    "$python" -m venv "$@" "$VENV" 2>/dev/null && return 0
+    ensure_apt python3-venv  # Debian's python3 without ensurepip: the venv is half made
+    "$python" -m venv --clear "$VENV" || die "cannot create $VENV"
 }
 
 # The Python modules of the Parsec contracts, regenerated when a .proto changes.
