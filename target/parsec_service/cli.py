@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli_help import add_command, set_examples
 from .config import ConfigError
 from .tool import add_tool_commands
 
@@ -26,9 +27,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 def add_commands(commands: Any) -> None:
     """``serve`` and parsec-tool's sub-commands, on an argparse sub-parser collection."""
-    serve = commands.add_parser(
+    serve = add_command(
+        commands,
         "serve",
-        help="run the service in the foreground (SIGTERM stops, SIGHUP reloads the config)",
+        "run the service in the foreground (SIGTERM stops, SIGHUP reloads the config)",
+        [
+            "--rse /run/parsec-demo/rse.sock --store /var/lib/parsec --config "
+            "/etc/parsec/config.toml",
+            "--rse /tmp/rse.sock --store /tmp/parsec-store --socket /tmp/parsec.sock",
+        ],
+        "Run the Parsec-wire-compatible service in the foreground, with the RSE link and key "
+        "info directory given: SIGTERM or SIGINT stop it after in-flight requests, SIGHUP "
+        "reloads its configuration (a bad file is reported and the old one kept).",
     )
     serve.add_argument(
         "--socket",
@@ -37,15 +47,18 @@ def add_commands(commands: Any) -> None:
     )
     serve.add_argument("--rse", type=Path, required=True, help="the RSE link: socket or port")
     serve.add_argument("--store", type=Path, required=True, help="key info manager directory")
-    serve.add_argument("--config", type=Path, help="Parsec config.toml")
+    serve.add_argument(
+        "--config", type=Path, help="Parsec config.toml (default: the built-in settings)"
+    )
     serve.set_defaults(func=_serve)
     add_tool_commands(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="parsec-demo-service", description="The Parsec-wire-compatible service and its tool"
+        prog="parsec-demo-service", description="The Parsec-wire-compatible service and its tool."
     )
+    set_examples(parser, ["serve --rse /run/parsec-demo/rse.sock --store /var/lib/parsec", "ping"])
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     result: int = args.func(args)
@@ -53,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def tool_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="parsec-tool", description="parsec-tool's commands")
+    parser = argparse.ArgumentParser(prog="parsec-tool", description="parsec-tool's commands.")
+    set_examples(parser, ["ping", "list-keys", "create-ecc-key -k mykey"])
     add_tool_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     result: int = args.func(args)

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import contracts as pb
 from . import convert, der, psa
+from .cli_help import add_command
 from .client import SECP_R1, SHA_256, ParsecClient, ParsecError, key_attributes, sign_alg
 from .constants import AuthType, Opcode, ProviderId
 
@@ -23,8 +24,8 @@ from .constants import AuthType, Opcode, ProviderId
 def add_tool_commands(commands: Any) -> None:
     """Register parsec-tool's sub-commands on an argparse sub-parser collection."""
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+    def command(name: str, help_text: str, *examples: str) -> argparse.ArgumentParser:
+        parser = add_command(commands, name, help_text, examples or ("",))
         parser.add_argument("-p", "--provider", type=int, help="provider id (default: the first)")
         parser.add_argument("-t", "--timeout", type=float, default=10.0, help="seconds")
         parser.set_defaults(func=run_tool, tool_command=name)
@@ -33,29 +34,31 @@ def add_tool_commands(commands: Any) -> None:
     command("ping", "print the service's wire protocol version")
     command("list-providers", "list the providers, in priority order")
     command("list-authenticators", "list the authenticators")
-    command("list-opcodes", "list the opcodes of a provider")
+    command("list-opcodes", "list the opcodes of a provider", "", "-p 4")
     command("list-keys", "list the caller's keys")
     command("list-clients", "list the clients that hold keys (admin)")
-    command("delete-client", "delete every key of a client (admin)").add_argument(
-        "--client", required=True
+    command("delete-client", "delete every key of a client (admin)", "--client 1000").add_argument(
+        "--client", required=True, help="the client (application) name"
     )
-    command("generate-random", "print random bytes in hex").add_argument(
-        "--nb-bytes", type=int, required=True
+    command("generate-random", "print random bytes in hex", "--nb-bytes 32").add_argument(
+        "--nb-bytes", type=int, required=True, help="how many"
     )
-    command("export-public-key", "print a public key as PEM").add_argument(
-        "-k", "--key-name", required=True
+    command("export-public-key", "print a public key as PEM", "-k mykey").add_argument(
+        "-k", "--key-name", required=True, help="the key's name"
     )
-    rsa = command("create-rsa-key", "create an RSA key pair")
-    rsa.add_argument("-k", "--key-name", required=True)
+    rsa = command("create-rsa-key", "create an RSA key pair", "-k myrsa", "-k myrsa -s --bits 3072")
+    rsa.add_argument("-k", "--key-name", required=True, help="the key's name")
     rsa.add_argument("-s", "--for-signing", action="store_true", help="PKCS#1 v1.5 SHA-256 signing")
-    rsa.add_argument("--bits", type=int, default=2048)
+    rsa.add_argument("--bits", type=int, default=2048, help="modulus size")
     command(
-        "create-ecc-key", "create an ECC SECP_R1 P-256 key pair for ECDSA SHA-256"
-    ).add_argument("-k", "--key-name", required=True)
-    sign = command("sign", "sign the SHA-256 of DATA, print base64")
-    sign.add_argument("-k", "--key-name", required=True)
-    sign.add_argument("data")
-    command("delete-key", "destroy a key").add_argument("-k", "--key-name", required=True)
+        "create-ecc-key", "create an ECC SECP_R1 P-256 key pair for ECDSA SHA-256", "-k mykey"
+    ).add_argument("-k", "--key-name", required=True, help="the key's name")
+    sign = command("sign", "sign the SHA-256 of DATA, print base64", '-k mykey "hello"')
+    sign.add_argument("-k", "--key-name", required=True, help="the key's name")
+    sign.add_argument("data", help="the text whose SHA-256 is signed")
+    command("delete-key", "destroy a key", "-k mykey").add_argument(
+        "-k", "--key-name", required=True, help="the key's name"
+    )
 
 
 def run_tool(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ progress shows as log lines; ``run-fvp`` describes the machine it booted in ``ma
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -12,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from parsec_service.directory_lock import DirectoryLock
 
 STANDIN = Path(__file__).parents[1] / "fvp_standin.py"
 RUN_FVP = Path(sys.executable).with_name("run-fvp")  # the console script of this venv
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 COMMANDS = (
     "run-fvp", "image", "validate", "report", "lava", "bench", "rse", "parsec", "demo", "build",
@@ -83,6 +85,48 @@ def test_the_parser_has_every_sub_command(capsys: pytest.CaptureFixture[str]) ->
     assert listing.returncode == 0
     for name in COMMANDS:
         assert f"\n    {name} " in listing.stdout, f"--help does not list {name}"
+
+
+def _every_parser(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _every_parser(sub)
+
+
+def test_every_help_has_a_description_and_examples_under_its_own_name() -> None:
+    parsers = list(_every_parser(cli.build_parser()))
+    assert len(parsers) > 30, "every command and sub-command"
+    for parser in parsers:
+        text = parser.format_help()
+        assert parser.description, f"{parser.prog} has no description"
+        assert f"\nexamples:\n  {parser.prog}" in text, f"{parser.prog} has no examples"
+    # Defaults are shown where they are values.
+    bench_help = next(p for p in parsers if p.prog == "parsec-demo bench").format_help()
+    assert "time per measurement (default: 3.0)" in bench_help
+
+
+@pytest.mark.parametrize(
+    ("script", "example"), [("demo", "--host --tls13 --mtls"), ("bench", "parsec")]
+)
+def test_the_tools_scripts_say_their_own_names(script: str, example: str) -> None:
+    path = f"./tools/{script}"
+    result = subprocess.run(
+        [path, "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {path} ")
+    assert f"\n  {path} {example}\n" in result.stdout
+    mistake = subprocess.run(
+        [path, *example.split(), "--bogus"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert mistake.returncode == 2
+    assert mistake.stderr.splitlines()[-1] == f"{path}: unrecognized arguments: --bogus"
 
 
 @pytest.mark.parametrize("command", [python_command("run-fvp"), [str(RUN_FVP)]])

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, NoReturn
+
+from parsec_service.cli_help import add_command, set_examples
 
 from ..errors import UsageError, UserError
 from . import (
@@ -34,6 +37,7 @@ from . import (
     validate,
 )
 
+EXAMPLES = ("demo --host", "validate", "run-fvp --console", "parsec ping")
 DESCRIPTION = (
     "The Parsec-enabled TLS demo's toolkit: boot machines, build the dev image and the demo, "
     "validate, benchmark, and run the RSE model and the Parsec service. "
@@ -67,12 +71,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _add_command(commands: Any, module: ModuleType) -> None:
-    parser = commands.add_parser(
-        module.NAME,
-        help=module.HELP,
-        description=module.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(commands, module.NAME, module.HELP, module.EXAMPLES, module.__doc__)
     module.setup_parser(parser)
     parser.set_defaults(run=module.run)
 
@@ -82,18 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         _add_command(commands, module)
+    set_examples(parser, EXAMPLES)
     return parser
 
 
-def build_run_fvp_parser() -> argparse.ArgumentParser:
-    """``run-fvp`` on its own: the ``run-fvp`` sub-command's parser as a top-level one."""
-    parser = Parser(
-        prog="run-fvp",
-        description=run_fvp.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    run_fvp.setup_parser(parser)
-    parser.set_defaults(run=run_fvp.run)
+def build_command_parser(name: str, prog: str) -> argparse.ArgumentParser:
+    """The sub-command ``name``'s parser as a top-level one named ``prog``: the ``run-fvp``
+    console script, and the tools/ scripts (``./tools/demo`` is ``parsec-demo demo``)."""
+    module = next(m for m in COMMANDS if name == m.NAME)
+    parser = Parser(prog=prog, description=module.__doc__)
+    set_examples(parser, module.EXAMPLES)
+    module.setup_parser(parser)
+    parser.set_defaults(run=module.run)
     return parser
 
 
@@ -155,10 +154,16 @@ def _execute(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``parsec-demo``: the console script and ``python -m parsec_demo``."""
+    """``parsec-demo``: the console script and ``python -m parsec_demo``. A tools/ script that
+    stands for one sub-command sets ``PARSEC_DEMO_AS=<sub-command>:<its own name>``, so that
+    its help, usage and errors carry the name the user typed."""
+    stands_for = os.environ.pop("PARSEC_DEMO_AS", "")
+    name, _, prog = stands_for.partition(":")
+    if prog and any(name == m.NAME for m in COMMANDS):
+        return _execute(build_command_parser(name, prog), argv)
     return _execute(build_parser(), argv)
 
 
 def run_fvp_main(argv: Sequence[str] | None = None) -> int:
     """``run-fvp``: the console script for the ``run-fvp`` sub-command alone."""
-    return _execute(build_run_fvp_parser(), argv)
+    return _execute(build_command_parser("run-fvp", "run-fvp"), argv)

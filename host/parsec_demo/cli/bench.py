@@ -18,6 +18,7 @@ from . import debian
 
 NAME = "bench"
 HELP = "benchmarks with a baseline measured in the same run"
+EXAMPLES = ("parsec", "rse --seconds 5", "parsec --profile runs/profiles")
 BENCHMARKS = ("rse", "parsec", "handshake", "boot")
 
 

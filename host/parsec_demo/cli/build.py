@@ -13,6 +13,7 @@ from . import debian
 
 NAME = "build"
 HELP = "build ssl_client1, ssl_server and the Parsec SE driver for this machine"
+EXAMPLES = ("", "--force", "--check-patches")
 
 
 def setup_parser(parser: argparse.ArgumentParser) -> None:

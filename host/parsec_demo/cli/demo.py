@@ -19,6 +19,7 @@ from . import debian
 
 NAME = "demo"
 HELP = "the Parsec-enabled TLS handshake, with what the RSE served for it"
+EXAMPLES = ("", "--host", "--host --tls13 --mtls", "--no-container --arch arm64")
 ARCHITECTURES = ("amd64", "arm64")
 
 

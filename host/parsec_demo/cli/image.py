@@ -12,22 +12,26 @@ from __future__ import annotations
 
 import argparse
 
+from parsec_service.cli_help import add_command
+
 from ..paths import project_root
 from . import debian
 
 NAME = "image"
 HELP = "the dev image (Debian packages, bootable): image build"
+EXAMPLES = ("build", "build --arch arm64 --force")
 ARCHITECTURES = ("amd64", "arm64")
 
 
 def setup_parser(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="image_command", required=True, metavar="COMMAND")
-    build = commands.add_parser(
+    build = add_command(
+        commands,
         "build",
-        help="build it unless an identical one exists; prints its directory",
-        description="Build the dev image unless an identical one exists; print its directory.",
+        "build it unless an identical one exists; prints its directory",
+        ["", "--arch arm64", "--force"],
     )
-    build.add_argument("--arch", default="amd64", choices=ARCHITECTURES)
+    build.add_argument("--arch", default="amd64", choices=ARCHITECTURES, help="architecture")
     build.add_argument("--force", action="store_true", help="rebuild even if cached")
 
 

@@ -1,38 +1,7 @@
-"""LAVA job definitions for a test farm, and LAVA's own check of them.
+"""LAVA job definitions for a test farm, LAVA's own check of them, a run with LAVA's own
+dispatcher here, and LAVA's results as the validation's reports.
 
-  lava job fvp FVPCONF [--settings FILE] [--set NAME=VALUE]... [-o JOB.yaml]
-  lava job qemu QEMUBOOT.conf [--settings FILE] [--set NAME=VALUE]... [-o JOB.yaml]
-  lava check [--testdef | --device] FILE...
-  lava device DEVICE-DICTIONARY.jinja2 [--job JOB.yaml] [-o device.yaml]
-  lava results LAVA-RESULTS.yaml --job-id ID --machine NAME [-o DIR]
-  lava run [--image DIR] [--run-dir DIR]
-
-`job fvp` boots the FVP of a meta-arm .fvpconf (the RD-1 AE image's), `job qemu` the machine of a
-qemuboot.conf (the Yocto qemuarm64 image's, or the dev image's beside its manifest.json); both
-run the test definition lava/testdefs/parsec-tls-demo.yaml. The farm's settings (images_url,
-fvp_docker, timeouts, device_type, ...; see lava/farm-settings.example.yml) come from a YAML
-file and --set; the test definition comes from the project's repository at this checkout's
-commit unless testdef_repository and testdef_revision say otherwise. The job is plain LAVA YAML,
-on standard output or in the -o file.
-
---images-list FILE writes the local path of every file the job deploys, one per line, for the
-step that publishes them at images_url.
-
-`check` validates job definitions (or, with --testdef, test definitions; with --device, device
-dictionaries such as lava/devices/qemu-parsec-demo.jinja2, rendered with lava-server's own
-templates) with LAVA's own schema, Debian's lava-common, and prints one line per file; exit
-status 1 if any is invalid. `device` writes the device configuration a dispatcher's lava-run
-reads, rendered as lava-server renders it for a job (--job: its context variables).
-
-`run` runs the dev image's QEMU job end to end here with LAVA's own dispatcher (lava-run, in a
-Debian root of its own made once with mmdebstrap; needs root), with the device
-lava/devices/local-qemu.jinja2, and writes the validation's reports of LAVA's results into the
-run directory's report/; exit status 1 if a case failed.
-
-`results` turns a LAVA job's results (`lavacli results ID --yaml`) into the validation's reports
-in DIR (default lava-report): testresults.json, junit.xml and report.html, one case per LAVA
-test case (LAVA's own actions included, so a failed boot is a failed case), and prints the
-summary line; the exit status is 0 once they are written.
+See parsec-demo lava ACTION --help for each action.
 """
 
 from __future__ import annotations
@@ -43,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from parsec_service.cli_help import add_command
+
 from ..errors import UserError
 from ..lava import check, jobs
 from ..lava import results as lava_results
@@ -52,11 +23,58 @@ from . import debian
 NAME = "lava"
 HELP = "LAVA job definitions for a test farm (FVP, QEMU), checked with LAVA's own schema"
 MACHINES = {"fvp": jobs.fvp_job, "qemu": jobs.qemu_job}
+EXAMPLES = (
+    "job qemu image.qemuboot.conf --settings farm.yml -o job.yaml",
+    "check job.yaml",
+    "run",
+)
+
+
+JOB = """Write the LAVA job that boots a machine and runs the test definition
+lava/testdefs/parsec-tls-demo.yaml on it: `fvp` the FVP of a meta-arm .fvpconf (the RD-1 AE
+image's), `qemu` the machine of a qemuboot.conf (the Yocto qemuarm64 image's, or the dev
+image's beside its manifest.json).
+
+The farm's settings (images_url, fvp_docker, timeouts, device_type, ...; see
+lava/farm-settings.example.yml) come from a YAML file, then --set. The test definition comes
+from the project's repository at this checkout's commit unless testdef_repository and
+testdef_revision say otherwise. The job is plain LAVA YAML, on standard output or in the -o
+file; --images-list writes the local path of every file it deploys, one per line, for the step
+that publishes them at images_url."""
+
+CHECK = """Validate LAVA job definitions (or, with --testdef, test definitions; with --device,
+device dictionaries such as lava/devices/qemu-parsec-demo.jinja2, rendered with lava-server's
+own templates) with LAVA's own schema (Debian's lava-common). One line per file; exit status 1
+if any is invalid."""
+
+DEVICE = """Write the device configuration a dispatcher's lava-run reads: the device dictionary
+rendered as lava-server renders it for a job (--job: with that job's context variables)."""
+
+RUN = """Run the dev image's QEMU job end to end on this machine with LAVA's own dispatcher
+(lava-run, in a Debian root of its own made once with mmdebstrap; needs root) and the device
+lava/devices/local-qemu.jinja2. The validation's reports of LAVA's results go to the run
+directory's report/; exit status 1 if a case failed."""
+
+RESULTS = """Turn a LAVA job's results (lavacli results ID --yaml) into the validation's reports:
+testresults.json, junit.xml and report.html, one case per LAVA test case (LAVA's own actions
+included, so a failed boot is a failed case), and print the summary line. The exit status is 0
+once they are written."""
 
 
 def setup_parser(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="lava_action", required=True, metavar="ACTION")
-    job = actions.add_parser("job", help="write a LAVA job definition", description=__doc__)
+    job = add_command(
+        actions,
+        "job",
+        "write a LAVA job definition",
+        [
+            "qemu build/tmp/deploy/images/qemuarm64/core-image-minimal-qemuarm64.qemuboot.conf "
+            "--settings farm.yml -o qemu-job.yaml",
+            "fvp baremetal-image-fvp-rd-kronos.fvpconf --settings farm.yml "
+            "--set images_url=https://images.example.org/rd1ae",
+        ],
+        JOB,
+    )
     job.add_argument("machine", choices=sorted(MACHINES), help="fvp or qemu")
     job.add_argument("config", type=Path, metavar="CONFIG", help=".fvpconf or qemuboot.conf")
     job.add_argument("--settings", type=Path, help="the farm's settings (YAML)")
@@ -72,7 +90,13 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
     job.add_argument(
         "--images-list", type=Path, help="write the local paths of the deployed files here"
     )
-    checker = actions.add_parser("check", help="validate with LAVA's own schema")
+    checker = add_command(
+        actions,
+        "check",
+        "validate jobs, test definitions or devices with LAVA's own schema",
+        ["qemu-job.yaml fvp-job.yaml", "--testdef lava/testdefs/parsec-tls-demo.yaml"],
+        CHECK,
+    )
     checker.add_argument("files", nargs="+", type=Path, metavar="FILE")
     kinds = checker.add_mutually_exclusive_group()
     kinds.add_argument(
@@ -81,16 +105,34 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
     kinds.add_argument(
         "--device", action="store_true", help="the files are device dictionaries, not jobs"
     )
-    device = actions.add_parser("device", help="render a device dictionary as lava-server does")
+    device = add_command(
+        actions,
+        "device",
+        "render a device dictionary as lava-server does",
+        ["lava/devices/local-qemu.jinja2 --job qemu-job.yaml -o device.yaml"],
+        DEVICE,
+    )
     device.add_argument("dictionary", type=Path, metavar="DEVICE-DICTIONARY.jinja2")
     device.add_argument("--job", type=Path, help="render for this job's context")
     device.add_argument("-o", "--output", type=Path, help="(default: stdout)")
-    local = actions.add_parser("run", help="run the dev image's job here with lava-run")
+    local = add_command(
+        actions,
+        "run",
+        "run the dev image's job here with lava-run",
+        ["", "--image ~/.cache/parsec-demo/images/amd64-... --run-dir runs/lava"],
+        RUN,
+    )
     local.add_argument(
         "--image", type=Path, help="a dev image directory (default: this checkout's)"
     )
     local.add_argument("--run-dir", type=Path, help="where the logs go (default: a new runs/ dir)")
-    results = actions.add_parser("results", help="LAVA's results of a job as the reports")
+    results = add_command(
+        actions,
+        "results",
+        "LAVA's results of a job as the validation's reports",
+        ["results-4242.yaml --job-id 4242 --machine fvp-rd-kronos -o lava-report"],
+        RESULTS,
+    )
     results.add_argument("results", type=Path, metavar="LAVA-RESULTS.yaml")
     results.add_argument("--job-id", required=True, help="the LAVA job's id")
     results.add_argument("--machine", required=True, help="the machine, in the reports' names")

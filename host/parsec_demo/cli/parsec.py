@@ -17,6 +17,11 @@ from ..errors import UserError
 
 NAME = "parsec"
 HELP = "the Parsec-wire-compatible service (parsec serve), and parsec-tool's commands"
+EXAMPLES = (
+    "serve --rse /tmp/rse.sock --store /tmp/parsec-store --socket /tmp/parsec.sock",
+    "ping",
+    "create-ecc-key -k mykey",
+)
 
 
 def setup_parser(parser: argparse.ArgumentParser) -> None:

@@ -19,6 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from parsec_service.cli_help import add_command
+
 from ..errors import UserError
 from ..validate.reports import (
     read_testresults,
@@ -32,15 +34,21 @@ from ..validate.runner import CaseResult
 NAME = "report"
 HELP = "JUnit XML or an HTML page from an oeqa testresults.json (testimage's or validate's)"
 FORMATS = {"junit": "junit.xml", "html": "report.html"}
+EXAMPLES = (
+    "html build/tmp/log/oeqa/testresults.json -o report.html",
+    "junit runs/validate-.../report/testresults.json",
+)
 
 
 def setup_parser(parser: argparse.ArgumentParser) -> None:
     formats = parser.add_subparsers(dest="report_format", required=True, metavar="FORMAT")
     for name, default in FORMATS.items():
-        sub = formats.add_parser(
+        sub = add_command(
+            formats,
             name,
-            help=f"write {default} from a testresults.json",
-            description=f"Write {name} from an oeqa testresults.json.",
+            f"write {default} from a testresults.json",
+            [f"testresults.json -o {default}", "testresults.json --result-id RESULT_ID"],
+            f"Write {name} from an oeqa testresults.json.",
         )
         sub.add_argument("testresults", type=Path, metavar="TESTRESULTS.json")
         sub.add_argument(

@@ -9,24 +9,34 @@ from __future__ import annotations
 
 import argparse
 
+from parsec_service.cli_help import add_command
+
 from ..rse import model_command
 
 NAME = "rse"
 HELP = "the RSE crypto service model: rse serve, rse demo"
+EXAMPLES = ("serve --socket /tmp/rse.sock --store /tmp/rse-store", "demo")
 
 
 def setup_parser(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="rse_command", required=True, metavar="COMMAND")
-    serve = commands.add_parser(
+    serve = add_command(
+        commands,
         "serve",
-        help="run the model in the foreground (SIGTERM stops it)",
-        description=model_command.DESCRIPTION,
+        "run the model in the foreground (SIGTERM stops it)",
+        [
+            "--socket /tmp/rse.sock --store /tmp/rse-store",
+            "--socket /tmp/rse.sock --store /tmp/rse-store --log rse-console.log --max-keys 512",
+        ],
+        model_command.DESCRIPTION,
     )
     model_command.add_serve_arguments(serve)
-    commands.add_parser(
+    add_command(
+        commands,
         "demo",
-        help="walk keys through an RSE model the way the SE driver does",
-        description="Start an RSE model and walk keys through it the way the SE driver does, "
+        "walk keys through an RSE model the way the SE driver does",
+        [""],
+        "Start an RSE model and walk keys through it the way the SE driver does, "
         "printing the model's console lines for each step.",
     )
 

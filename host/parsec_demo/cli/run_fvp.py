@@ -30,6 +30,13 @@ from . import debian
 
 NAME = "run-fvp"
 HELP = "boot an FVP (.fvpconf), or QEMU (qemuboot.conf, or the dev image by default)"
+EXAMPLES = (
+    "",
+    "--console build/tmp_baremetal/deploy/images/fvp-rd-kronos/"
+    "baremetal-image-fvp-rd-kronos.fvpconf",
+    "core-image-minimal-qemuarm64.qemuboot.conf --dry-run",
+    "image.qemuboot.conf -- -smp 4",
+)
 ARCHITECTURES = ("amd64", "arm64")
 
 logger = logging.getLogger(__name__)

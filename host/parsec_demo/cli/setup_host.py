@@ -15,13 +15,20 @@ from . import debian
 
 NAME = "setup"
 HELP = "install the Debian packages a job needs (as root), or name the missing ones"
+EXAMPLES = ("host-demo", "machine image --arch arm64")
 ARCHITECTURES = ("amd64", "arm64")
 
 logger = logging.getLogger(__name__)
 
 
 def setup_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("jobs", nargs="+", metavar="JOB", choices=sorted(debian.JOBS))
+    parser.add_argument(
+        "jobs",
+        nargs="+",
+        metavar="JOB",
+        choices=sorted(debian.JOBS),
+        help=f"what the packages are for: {', '.join(sorted(debian.JOBS))}",
+    )
     parser.add_argument(
         "--arch", default="amd64", choices=ARCHITECTURES, help="dev image architecture"
     )

@@ -24,6 +24,11 @@ from . import debian
 NAME = "validate"
 HELP = "the layer's oeqa cases against the dev VM; reports in <run directory>/report"
 ARCHITECTURES = ("amd64", "arm64")
+EXAMPLES = (
+    "",
+    "--module parsec_tls_demo --report-dir reports",
+    "--oe-core ~/poky",
+)
 
 logger = logging.getLogger(__name__)
 
