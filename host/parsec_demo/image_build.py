@@ -218,6 +218,10 @@ def build_image(arch: str = "amd64", force: bool = False) -> Path:
     if (output / "manifest.json").exists() and not force:
         write_qemuboot(output)  # an image built before there was one, or QEMU moved
         return output
+    logger.info(
+        f"No {arch} dev image for these inputs yet: building it (the first time, or after a "
+        "change to what goes into it; ten to twenty minutes, then it is reused)"
+    )
     started = time.monotonic()
     work = images_root() / f".work-{arch}-{os.getpid()}"
     if work.exists():

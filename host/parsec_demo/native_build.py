@@ -373,6 +373,10 @@ def _build_host_locked(host_build: Path, force: bool) -> HostBuild:
         and all(p.exists() for p in result.driver_programs)
     ):
         return result
+    logger.info(
+        "Building Mbed TLS's programs and the Parsec SE driver for this machine (the first "
+        "time, or after a change to their sources; about two minutes, then they are reused)"
+    )
     started = time.monotonic()
     log_dir = host_build / "logs"
     driver_build = host_build / "driver"

@@ -74,6 +74,27 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]
     return [r for r in records if r.get("kind") == "call"], offset + len(complete)
 
 
+def verdict(ok: bool, what: str, events: Sequence[Mapping[str, Any]], run_dir: Path) -> str:
+    """The demo's last line: whether ``what`` (``the TLS 1.2 handshake``, say) passed, and
+    what the RSE did for it; or where to look."""
+    if not ok:
+        return f"FAILED: {what} did not complete; the output is above, the logs in {run_dir}"
+
+    def succeeded(function: str) -> int:
+        return sum(1 for e in events if e["function"] == function and e["status"] == "PSA_SUCCESS")
+
+    done = [f"verified {succeeded('psa_verify_hash')} signatures"]
+    if succeeded("psa_generate_key"):
+        done.append(f"generated {succeeded('psa_generate_key')} key pair")
+    if succeeded("psa_sign_hash"):
+        done.append(f"made {succeeded('psa_sign_hash')} signatures")
+    left = (
+        succeeded("psa_import_key") + succeeded("psa_generate_key") - succeeded("psa_destroy_key")
+    )
+    kept = "kept no key" if left == 0 else f"kept {left} keys"
+    return f"PASSED: {what}; the RSE {', '.join(done)} and {kept}"
+
+
 def summary(events: Sequence[Mapping[str, Any]]) -> str:
     """``RSE served: psa_import_key x2, psa_verify_hash x2 (PSA_SUCCESS), ...`` and details."""
     order: list[str] = []
@@ -364,6 +385,7 @@ def run_host_demo(tls13: bool = False, mtls: bool = False) -> int:
             )
             print(mutual_tls.describe(result), flush=True)
             ok = mutual_tls.passed(result)
+            events = [e for _, step in result.steps for e in step.events]
         else:
             run = demo.run_client(options=mutual_tls.version_options(tls13))
             print(run.output)
@@ -371,6 +393,8 @@ def run_host_demo(tls13: bool = False, mtls: bool = False) -> int:
             imports = len(run.calls("psa_import_key", "PSA_SUCCESS"))
             destroys = len(run.calls("psa_destroy_key", "PSA_SUCCESS"))
             print(f"Keys left behind in the RSE by the handshake: {imports - destroys}", flush=True)
-            ok = run.ok
+            ok, events = run.ok, run.events
     progress.info(f"Everything stopped; logs in {run_dir}")
+    what = f"the {'mutual ' if mtls else ''}{version} handshake on this machine"
+    print(verdict(ok, what, events, run_dir), flush=True)
     return 0 if ok else 1

@@ -23,7 +23,7 @@ from .machine.qemu import QemuMachine, load_config
 from .machine.ssh_target import SSHTarget
 from .paths import new_run_dir
 from .services import ServiceError
-from .tls_demo import ClientRun, read_events, start_tls_server, summary
+from .tls_demo import ClientRun, read_events, start_tls_server, summary, verdict
 
 SERVER_LOG = "/tmp/ssl_server.log"
 
@@ -222,6 +222,7 @@ def run_vm_demo(
                 result = run_mutual_tls_in_machine(target, events, container, tls13)
                 print(mutual_tls.describe(result), flush=True)
                 ok = mutual_tls.passed(result)
+                calls = [e for _, step in result.steps for e in step.events]
             else:
                 start_server(target)
                 progress.info(
@@ -236,6 +237,8 @@ def run_vm_demo(
                 print(run.output)
                 print()
                 print(summary(run.events), flush=True)
-                ok = run.ok
+                ok, calls = run.ok, run.events
     progress.info(f"Machine stopped; logs (console, QEMU, RSE model) in {run_dir}")
+    what = f"the {'mutual ' if mtls else ''}{version} handshake in the machine, {where}"
+    print(verdict(ok, what, calls, run_dir), flush=True)
     return 0 if ok else 1

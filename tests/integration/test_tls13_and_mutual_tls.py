@@ -276,3 +276,10 @@ def test_the_host_demo_with_tls13_and_mutual_tls(tmp_path: Path, host_build: Hos
         re.M,
     ), done.stdout
     assert "with a client key made in the RSE" in done.stderr
+    # The last line is the verdict: the client's CSR and its CertificateVerify were signed in
+    # the RSE, the server's two signatures (certificate, CertificateVerify) verified there, and
+    # no key was left.
+    assert done.stdout.splitlines()[-1] == (
+        "PASSED: the mutual TLS 1.3 handshake on this machine; the RSE verified 2 signatures, "
+        "generated 1 key pair, made 2 signatures and kept no key"
+    ), done.stdout
