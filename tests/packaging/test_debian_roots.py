@@ -174,6 +174,11 @@ def test_the_host_demo_runs_with_the_distribution_s_own_python(suite: str, tmp_p
     assert "Traceback" not in output, output[-3000:]
     for verdict in VERDICT:
         assert verdict.search(output), f"{verdict.pattern} (log {log})"
+    # ./tools/demo installs what running needs: the linters and profilers are the suite's.
+    bin_dir = root / "root/parsec-demo/.venv/bin"
+    assert (bin_dir / "parsec-demo").exists()
+    for tool in ("ruff", "mypy", "pytest", "py-spy", "oelint-adv", "kas"):
+        assert not (bin_dir / tool).exists(), f"./tools/demo installed {tool}"
     venv = (root / "root/parsec-demo/.venv/pyvenv.cfg").read_text()
     assert re.search(rf"^version = {re.escape(python)}$", venv, re.M), "the root's own python3"
     shutil.rmtree(root)  # a built root is large; a failed one stays for its logs

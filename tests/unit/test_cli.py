@@ -500,3 +500,31 @@ def test_run_fvp_describes_the_machine_in_machine_json(
     assert not info_path.exists(), "machine.json exists only while the machine is up"
     with pytest.raises(ProcessLookupError):
         os.kill(info["emulator_pid"], 0)
+
+
+def test_no_install_lists_the_packages_and_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARSEC_DEMO_NO_INSTALL", "1")
+    monkeypatch.setattr(debian, "_apt_get", lambda *a: pytest.fail(f"apt-get {a} ran"))
+    with pytest.raises(debian.MissingPackagesError) as refused:
+        debian.ensure(["parsec-demo-no-such-package"])
+    assert str(refused.value) == (
+        "needs Debian packages that are not installed: parsec-demo-no-such-package "
+        "(PARSEC_DEMO_NO_INSTALL=1: install them with apt-get install --no-install-recommends "
+        "parsec-demo-no-such-package, then run again)"
+    )
+
+
+def test_services_are_held_while_packages_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A policy-rc.d that says "not now" exists for the install only; one the machine has of
+    its own is left as it is."""
+    policy = tmp_path / "policy-rc.d"
+    monkeypatch.setattr(debian, "POLICY_RC_D", policy)
+    with debian.services_held():
+        assert subprocess.run([str(policy), "ssh", "start"]).returncode == 101
+    assert not policy.exists()
+    policy.write_text("#!/bin/sh\nexit 0\n")
+    with debian.services_held():
+        pass
+    assert policy.read_text() == "#!/bin/sh\nexit 0\n"

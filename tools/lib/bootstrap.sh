@@ -47,14 +47,18 @@ _find_python() {
     return 1
 }
 
-# ensure_venv: .venv exists and holds exactly the pinned dependencies. Nothing is deleted that
+# ensure_venv [dev]: .venv exists and holds the pinned dependencies of running the toolkit
+# (pyproject's dependencies and its "tools" extra), and with "dev" the test suite's too (the
+# "dev" extra: linters, pytest, profilers); a venv with the dev extra serves both. Nothing is deleted that
 # this bootstrap did not make: a .venv it cannot use is remade only when it is the user's own
 # and carries the bootstrap's stamp; any other (made by another user, or by hand) stops the
 # command with one line saying what to do.
 ensure_venv() {
-    local stamp want owner
+    local stamp want owner extras="tools" have
+    [ "${1:-}" = dev ] && extras="tools,dev"
     want="$(cat "$PROJECT_ROOT/pyproject.toml" "$PROJECT_ROOT/tools/constraints.txt" | sha256sum | cut -d' ' -f1)"
     stamp="$VENV/.parsec-demo-deps"
+    have="$(cat "$stamp" 2>/dev/null || true)"
     if [ ! -e "$VENV" ] && [ ! -L "$VENV" ]; then
         _make_venv
     elif ! "$VENV/bin/python" -c '' 2>/dev/null; then
@@ -63,21 +67,24 @@ ensure_venv() {
             || die "$VENV (made by $owner) has a Python you cannot run: run this as $owner, or move $VENV away and run it again"
         say "the Python of $VENV no longer runs: making it again"
         _make_venv --clear
-    elif [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    elif [ "$have" = "$want $extras" ] || [ "$have" = "$want tools,dev" ]; then
         _generate_contracts
         return 0
     elif ! { [ -w "$VENV" ] && [ -w "$VENV/bin" ]; }; then
         owner="$(stat -c %U "$VENV" 2>/dev/null || echo "another user")"
         die "$VENV (made by $owner) needs its Python dependencies updated and you cannot write to it: run this as $owner once"
     fi
-    say "installing pinned Python dependencies into $VENV"
-    "$VENV/bin/python" - "$PROJECT_ROOT/pyproject.toml" > "$VENV/requirements.txt" <<'PY'
+    [ "$have" = "$want tools,dev" ] && extras="tools,dev"  # never less than it had
+    "$VENV/bin/python" - "$PROJECT_ROOT/pyproject.toml" "$extras" > "$VENV/requirements.txt" <<'PY'
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)["project"]
-for dep in project["dependencies"] + project["optional-dependencies"]["dev"]:
-    print(dep)
+wanted = list(project["dependencies"])
+for extra in sys.argv[2].split(","):
+    wanted += project["optional-dependencies"][extra]
+print("\n".join(wanted))
 PY
+    say "installing pinned Python dependencies into $VENV ($(paste -sd' ' "$VENV/requirements.txt" | sed 's/[<>=][^ ]*//g'))"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
         -r "$VENV/requirements.txt" -c "$PROJECT_ROOT/tools/constraints.txt" >&2 \
         || die "pip install failed (see above)"
@@ -86,7 +93,7 @@ PY
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
         --no-build-isolation -e "$PROJECT_ROOT" >&2 || die "installing the project failed"
     rm -f "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/parsec_demo.pth"
-    echo "$want" > "$stamp"
+    echo "$want $extras" > "$stamp"
 }
 
 # _make_venv [--clear]: the venv, with the first suitable Python (installing Debian's if need be).

@@ -1,11 +1,15 @@
 """The Debian packages each job needs, in one place, and installing the missing ones.
 
 Every sub-command asks for the packages of what it is about to do (:func:`ensure`) before it
-does it: as root the missing ones are installed (``apt-get update`` at most once per run), as
-anyone else the command stops with one line naming them. ``parsec-demo setup JOB`` does the same
-ahead of time; ``./tools/test`` uses it for the test suite's packages. The only packages named
-elsewhere are ``python3`` and ``python3-venv``, which ``tools/lib/bootstrap.sh`` needs before
-any Python of the project can run.
+does it: as root the missing ones are named, then installed (``apt-get update`` at most once per
+run); as anyone else, or with ``PARSEC_DEMO_NO_INSTALL=1``, the command stops with one line
+naming them and the ``apt-get install`` that would add them. ``parsec-demo setup JOB`` does the
+same ahead of time; ``./tools/test`` uses it for the test suite's packages, with
+``start_services=False``: a package's service (openssh-server's sshd, say) is neither started by
+its installation (``policy-rc.d``, Debian's switch for that, for the length of the install) nor
+left enabled, so the machine runs after the suite what it ran before; the suite starts what it
+needs privately. The only packages named elsewhere are ``python3`` and ``python3-venv``, which
+``tools/lib/bootstrap.sh`` needs before any Python of the project can run.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from ..errors import UserError
 
@@ -129,8 +135,65 @@ def _apt_get(*arguments: str) -> None:
         )
 
 
-def ensure(packages: Iterable[str]) -> None:
-    """Install those of ``packages`` that are missing (as root), or say which they are."""
+#: Debian's switch that keeps maintainer scripts from starting services (exit 101: not now).
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+POLICY = "#!/bin/sh\n# parsec-demo: no service starts while it installs packages\nexit 101\n"
+#: Where a package's systemd units are.
+UNIT_DIRS = ("/lib/systemd/system/", "/usr/lib/systemd/system/")
+
+
+@contextmanager
+def services_held() -> Iterator[None]:
+    """No maintainer script starts a service meanwhile: a ``policy-rc.d`` of ours, unless the
+    machine has one of its own (then it decides, and is left alone)."""
+    try:
+        fd = os.open(POLICY_RC_D, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+    except FileExistsError:
+        yield
+        return
+    with os.fdopen(fd, "w") as policy:
+        policy.write(
+            "#!/bin/sh\n# parsec-demo: no service starts while it installs packages\nexit 101\n"
+        )
+    try:
+        yield
+    finally:
+        POLICY_RC_D.unlink(missing_ok=True)
+
+
+def units_of(package: str) -> list[str]:
+    """The systemd units (services, sockets, timers) ``package`` installed."""
+    listing = subprocess.run(
+        ["dpkg-query", "-L", package], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    return sorted(
+        {
+            Path(path).name
+            for path in listing
+            if path.startswith(UNIT_DIRS) and path.endswith((".service", ".socket", ".timer"))
+        }
+    )
+
+
+def disable_units(packages: Iterable[str]) -> None:
+    """Leave disabled the units that installing ``packages`` enabled (none was installed, so
+    none was enabled before)."""
+    for package in packages:
+        for unit in units_of(package):
+            state = subprocess.run(
+                ["systemctl", "is-enabled", unit], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            if state != "enabled":
+                continue
+            subprocess.run(
+                ["systemctl", "disable", "--quiet", unit], capture_output=True, check=False
+            )
+            logger.info(f"left {unit} ({package}) disabled, as this machine had it: not at all")
+
+
+def ensure(packages: Iterable[str], start_services: bool = True) -> None:
+    """Install those of ``packages`` that are missing (as root), or say which they are. With
+    ``start_services`` false, their services are neither started nor left enabled."""
     global _apt_updated
     wanted = sorted(set(packages))
     if not wanted:
@@ -142,16 +205,29 @@ def ensure(packages: Iterable[str]) -> None:
     if not absent:
         return
     names = " ".join(absent)
+    if os.environ.get("PARSEC_DEMO_NO_INSTALL") == "1":
+        raise MissingPackagesError(
+            f"needs Debian packages that are not installed: {names} (PARSEC_DEMO_NO_INSTALL=1: "
+            f"install them with apt-get install --no-install-recommends {names}, then run again)"
+        )
     if os.geteuid() != 0:
         raise MissingPackagesError(
             f"needs Debian packages that are not installed: {names} "
             f"(run as root, or: apt-get install {names})"
         )
-    logger.info(f"installing Debian packages: {names}")
+    logger.info(
+        f"installing Debian packages: {names} (PARSEC_DEMO_NO_INSTALL=1 lists them and stops)"
+    )
     if not _apt_updated:
         _apt_get("update")
         _apt_updated = True
-    _apt_get("install", "-y", "--no-install-recommends", *absent)
+    if start_services:
+        _apt_get("install", "-y", "--no-install-recommends", *absent)
+    else:
+        with services_held():
+            _apt_get("install", "-y", "--no-install-recommends", *absent)
+        if shutil.which("systemctl") is not None:
+            disable_units(absent)
     still = missing(absent)
     if still:
         raise MissingPackagesError(f"apt-get did not install {' '.join(still)}")
