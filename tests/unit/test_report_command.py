@@ -304,3 +304,110 @@ def test_what_poky_s_oeqa_writes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert failure is not None and failure.get("message") == (
         "AssertionError: 1 != 2 : deliberately"
     )
+
+
+# --- the RSE calls the evidence cases record, drawn by `report html` ---------------------------
+
+LAYER_CASES = Path(__file__).parents[2] / "meta-parsec-demo/lib/oeqa/runtime/cases"
+#: The handshake's RSE calls as the evidence case reads them from an RSE console.
+HANDSHAKE_CALLS = [
+    ("psa_import_key", "0x00000001", "RSA_PKCS1V15_SIGN(SHA_256)", "PSA_SUCCESS"),
+    ("psa_verify_hash", "0x00000001", "RSA_PKCS1V15_SIGN(SHA_256)", "PSA_SUCCESS"),
+    ("psa_destroy_key", "0x00000001", None, "PSA_SUCCESS"),
+    ("psa_import_key", "0x00000002", "RSA_PSS(SHA_256)", "PSA_SUCCESS"),
+    ("psa_verify_hash", "0x00000002", "RSA_PSS(SHA_256)", "PSA_SUCCESS"),
+    ("psa_destroy_key", "0x00000002", None, "PSA_SUCCESS"),
+]
+DRAWN = [(function, int(key, 16), status) for function, key, _, status in HANDSHAKE_CALLS]
+
+
+def _drawn_handshake(page: str) -> None:
+    from test_reports import check_diagram
+
+    assert "No RSE events were recorded" not in page
+    check_diagram(page, DRAWN)
+
+
+def test_the_evidence_recorded_in_testresults_is_drawn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The layer's record_rse_calls puts the calls in oeqa's extraresults; testresults.json
+    carries them beside the cases (as poky's logDetails merges extraresults); report html draws
+    them, and lists them as no case."""
+    from types import SimpleNamespace
+
+    from parsec_demo.validate import oeqa_shim, reports
+    from parsec_demo.validate.runner import CaseResult, load_module
+
+    oeqa_shim.install()
+    layer = load_module(LAYER_CASES / "parsec_tls_demo.py")
+    case = SimpleNamespace(tc=SimpleNamespace())
+    layer.record_rse_calls(case, "handshake", HANDSHAKE_CALLS)
+    document = {
+        QEMU_RUN: {
+            "configuration": {"MACHINE": "qemuarm64"},
+            "result": {
+                "parsec_tls_demo.TlsHandshakeTest.test_rse_served_the_handshake": {
+                    "status": "PASSED", "duration": 4.2
+                },
+                **case.tc.extraresults,
+            },
+        }
+    }  # fmt: skip
+    source = tmp_path / "testresults.json"
+    source.write_text(json.dumps(document))
+    status, out, _ = report(capsys, "html", str(source), "-o", str(tmp_path / "r.html"))
+    assert status == 0 and out.startswith("1 passed, 0 skipped, 0 failed;"), out
+    _drawn_handshake((tmp_path / "r.html").read_text())
+    # What validate writes carries them the same way.
+    results = [CaseResult("parsec_tls_demo.TlsHandshakeTest.test_rse_served_the_handshake",
+                          "PASSED", 4.2)]  # fmt: skip
+    events = json.loads(case.tc.extraresults["parsec_tls_demo.rse_calls.handshake"]["log"])
+    config = {"IMAGE_BASENAME": "img", "MACHINE": "dev", "STARTTIME": "1"}
+    reports.write_testresults(tmp_path / "v.json", results, config, {"handshake": events})
+    assert report(capsys, "html", str(tmp_path / "v.json"), "-o", str(tmp_path / "v.html"))[0] == 0
+    _drawn_handshake((tmp_path / "v.html").read_text())
+
+
+POKY_EVIDENCE_CASES = textwrap.dedent(
+    """
+    import importlib.util
+    from oeqa.core.case import OETestCase
+
+    spec = importlib.util.spec_from_file_location("layer_cases", {layer!r})
+    layer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layer)
+
+    class Evidence(OETestCase):
+        def test_records(self):
+            layer.record_rse_calls(self, "handshake", {calls!r})
+    """
+)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("PARSEC_DEMO_POKY"), reason="PARSEC_DEMO_POKY names no poky checkout"
+)
+def test_poky_s_oeqa_writes_the_recorded_calls_and_report_draws_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    poky_lib = Path(os.environ["PARSEC_DEMO_POKY"]) / "meta/lib"
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "sample.py").write_text(
+        POKY_EVIDENCE_CASES.format(
+            layer=str(LAYER_CASES / "parsec_tls_demo.py"), calls=HANDSHAKE_CALLS
+        )
+    )
+    subprocess.run(
+        [sys.executable, "-c", POKY_SCRIPT, str(poky_lib), str(cases), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    source = tmp_path / "out/testresults.json"
+    assert (
+        "parsec_tls_demo.rse_calls.handshake"
+        in json.loads(source.read_text())["runtime_i_m_1"]["result"]
+    )
+    status, out, _ = report(capsys, "html", str(source), "-o", str(tmp_path / "r.html"))
+    assert status == 0 and out.startswith("1 passed, 0 skipped, 0 failed;"), out
+    _drawn_handshake((tmp_path / "r.html").read_text())

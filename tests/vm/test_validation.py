@@ -15,6 +15,7 @@ from types import ModuleType
 
 import pytest
 
+from parsec_demo import cli
 from parsec_demo.image_build import build_image
 from parsec_demo.validate.command import run_validation
 from parsec_demo.validate.reports import summary_line
@@ -109,6 +110,21 @@ def test_the_html_report_renders_in_chromium(
     assert [a.label.split(":")[0] for a in signatures] == ["CSR", "CertificateVerify"]
     signed_by = [a.label for a in mutual if a.kind == "psa" and a.label.startswith("psa_sign")]
     assert {s.split()[-1] for s in signed_by} == {generated.split()[-1]}
+    # The route testimage and CI take: `report html` of the run's testresults.json, whose
+    # evidence cases recorded the RSE calls they saw; Chromium draws the same handshake.
+    from_json = tmp_path / "from-testresults.html"
+    assert (
+        cli.main(["report", "html", str(report_dir / "testresults.json"), "-o", str(from_json)])
+        == 0
+    )
+    redrawn = subprocess.run(
+        ["chromium", *flags, "--dump-dom", from_json.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    reading.check_diagram(redrawn, calls)
+    assert "psa_generate_key key 0x" in redrawn, "the mutual-TLS diagram too"
     screenshot = tmp_path / "report.png"
     subprocess.run(
         ["chromium", *flags, f"--screenshot={screenshot}", "--window-size=1200,2400", page],

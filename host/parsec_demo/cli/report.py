@@ -24,6 +24,7 @@ from parsec_service.cli_help import add_command
 from ..errors import UserError
 from ..validate.reports import (
     read_testresults,
+    recorded_rse_calls,
     skipped_lines,
     summary_line,
     write_html,
@@ -74,7 +75,15 @@ def run(args: argparse.Namespace) -> int:
             write_junit_suites(args.output, {result_id: run[1] for result_id, run in runs.items()})
         else:
             configuration, results = _one_run(args.testresults, runs)
-            write_html(args.output, results, configuration, [], {})
+            calls = recorded_rse_calls(args.testresults, next(iter(runs)))
+            write_html(
+                args.output,
+                results,
+                configuration,
+                calls.get("handshake", []),
+                {},
+                calls.get("mutual_tls", []),
+            )
     except OSError as exc:
         raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     everything = [result for _, results in runs.values() for result in results]

@@ -107,16 +107,15 @@ def run_validation(
     }
     for name, text in logs.items():
         (report_dir / (name.split()[0].replace("/", "_") + ".log")).write_text(text)
-    reports.write_testresults(report_dir / "testresults.json", results, configuration)
-    reports.write_junit(report_dir / "junit.xml", results, "parsec_tls_demo")
-    reports.write_html(
-        report_dir / "report.html",
+    handshake, mutual = events_of(HANDSHAKE_TEST), events_of(MUTUAL_TLS_TEST)
+    reports.write_testresults(
+        report_dir / "testresults.json",
         results,
         configuration,
-        events_of(HANDSHAKE_TEST),
-        logs,
-        events_of(MUTUAL_TLS_TEST),
+        {"handshake": handshake, "mutual_tls": mutual},
     )
+    reports.write_junit(report_dir / "junit.xml", results, "parsec_tls_demo")
+    reports.write_html(report_dir / "report.html", results, configuration, handshake, logs, mutual)
     return results, run_dir
 
 

@@ -64,6 +64,18 @@ def skipped_lines(results: Sequence[CaseResult]) -> list[str]:
     return [f"skipped {r.name}: {skip_reason(r)}" for r in results if r.status in SKIPPED_STATUSES]
 
 
+#: The RSE calls a case saw, recorded beside the tests in testresults.json: the layer's evidence
+#: cases put them in oeqa's extraresults (as ptest's raw logs are), under this prefix and the
+#: diagram's name (``handshake``, ``mutual_tls``), with the events as JSON in the log. A status
+#: keeps every oeqa reader (resulttool) at ease; the reports here draw them, not list them.
+RSE_CALLS_RESULT = "parsec_tls_demo.rse_calls."
+
+
+def rse_calls_entry(events: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The testresults.json entry of the RSE calls ``events``."""
+    return {"status": "PASSED", "log": json.dumps(list(events), sort_keys=True)}
+
+
 def read_testresults(path: Path) -> dict[str, tuple[dict[str, Any], list[CaseResult]]]:
     """The runs a ``testresults.json`` holds (testimage's, or the toolkit's), by result id:
     their configuration and their test results, in the file's order. A UserError names the
@@ -94,7 +106,7 @@ def read_testresults(path: Path) -> dict[str, tuple[dict[str, Any], list[CaseRes
         for name, entry in run["result"].items():
             if not isinstance(entry, dict):
                 raise UserError(f"{where}: the result of {name} is not an object")
-            if "status" not in entry:
+            if "status" not in entry or name.startswith(RSE_CALLS_RESULT):
                 continue
             status, log, duration = entry["status"], entry.get("log", ""), entry.get("duration", 0)
             if not isinstance(status, str) or not isinstance(log, str):
@@ -106,9 +118,31 @@ def read_testresults(path: Path) -> dict[str, tuple[dict[str, Any], list[CaseRes
     return runs
 
 
+def recorded_rse_calls(path: Path, result_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The RSE calls the run ``result_id`` of a (readable) testresults.json recorded, by
+    diagram name; what is not a list of events is left out."""
+    run = json.loads(path.read_text())[result_id]["result"]
+    recorded: dict[str, list[dict[str, Any]]] = {}
+    for name, entry in run.items():
+        if not name.startswith(RSE_CALLS_RESULT) or not isinstance(entry, dict):
+            continue
+        try:
+            events = json.loads(entry.get("log", ""))
+        except (TypeError, json.JSONDecodeError):
+            continue
+        if isinstance(events, list) and all(isinstance(e, dict) for e in events):
+            recorded[name[len(RSE_CALLS_RESULT) :]] = events
+    return recorded
+
+
 def write_testresults(
-    path: Path, results: Sequence[CaseResult], configuration: Mapping[str, str]
+    path: Path,
+    results: Sequence[CaseResult],
+    configuration: Mapping[str, str],
+    rse_calls: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> str:
+    """oeqa's testresults.json of ``results``, with the ``rse_calls`` (by diagram name) the
+    cases saw beside them as the layer's evidence cases record them."""
     result_id = "runtime_{}_{}_{}".format(
         configuration["IMAGE_BASENAME"], configuration["MACHINE"], configuration["STARTTIME"]
     )
@@ -118,6 +152,9 @@ def write_testresults(
         if r.log:
             entry["log"] = r.log
         entries[r.name] = entry
+    for name, events in (rse_calls or {}).items():
+        if events:
+            entries[RSE_CALLS_RESULT + name] = rse_calls_entry(events)
     document = {result_id: {"configuration": dict(configuration), "result": entries}}
     path.write_text(json.dumps(document, indent=4, sort_keys=True) + "\n")
     return result_id

@@ -17,7 +17,7 @@ import unittest
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import FrameType, ModuleType, SimpleNamespace
 from typing import Any
 
 from ..errors import UserError
@@ -149,10 +149,12 @@ def run_tests(
     """Run ``tests`` against ``target``; ``around(name)`` may return a context manager that
     wraps each test (the runner uses it to cut the logs of each test's window)."""
     results: dict[str, CaseResult] = {}
+    context = SimpleNamespace()  # the test context: what cases keep in it (extraresults)
     for test in order(tests):
         name = test_name(test)
         setattr(type(test), "target", target)  # noqa: B010 - the class, as oeqa sets it
         setattr(type(test), "td", td)  # noqa: B010
+        setattr(type(test), "tc", context)  # noqa: B010
         missing = [
             d for d in _attribute(test, "_oeqa_depends") or []
             if results.get(d) is None or results[d].status != "PASSED"
@@ -166,9 +168,9 @@ def run_tests(
         timeout = _attribute(test, "_oeqa_timeout")
         outcome = _Outcome()
         started = time.time()
-        context = around(name) if around else None
-        if context is not None:
-            context.__enter__()
+        window = around(name) if around else None
+        if window is not None:
+            window.__enter__()
         previous = None
         if timeout:
             previous = signal.signal(signal.SIGALRM, _timeout_handler(int(timeout)))
@@ -179,8 +181,8 @@ def run_tests(
             if timeout:
                 signal.alarm(0)
                 signal.signal(signal.SIGALRM, previous)
-            if context is not None:
-                context.__exit__(None, None, None)
+            if window is not None:
+                window.__exit__(None, None, None)
         ended = time.time()
         if outcome.errors:
             status, detail = "ERROR", outcome.errors[0][1]

@@ -16,6 +16,7 @@ the reason, on a machine without that log.
 """
 
 import base64
+import json
 import os
 import re
 import tempfile
@@ -128,6 +129,26 @@ def rse_calls(text):
             key_id, status = (key.group(1) if key else None), result.split()[0]
         calls.append((function, key_id, alg.group(1) if alg else None, status))
     return calls
+
+
+#: Where a case puts the RSE calls it saw in testresults.json: oeqa's extraresults, as ptest's raw
+#: logs go there, under this prefix and the diagram's name; `parsec-demo report html` draws them.
+RSE_CALLS_RESULT = "parsec_tls_demo.rse_calls."
+
+
+def record_rse_calls(test, name, calls):
+    """The RSE calls (``rse_calls``'s tuples) into the run's results, as JSON events."""
+    events = [
+        {"function": function, "key_id": int(key, 16) if key else 0, "alg": alg or "",
+         "status": status}
+        for function, key, alg, status in calls
+    ]  # fmt: skip
+    if not hasattr(test.tc, "extraresults"):
+        test.tc.extraresults = {}
+    test.tc.extraresults[RSE_CALLS_RESULT + name] = {
+        "status": "PASSED",
+        "log": json.dumps(events, sort_keys=True),
+    }
 
 
 RSE_COMMS_CALL = re.compile(r"\[RSE-COMMS\] Received message:.*handle=0x40000100")
@@ -340,7 +361,9 @@ class TlsHandshakeTest(ParsecDemoCase):
                 status, output = self.run_client()
             self.assert_handshake(status, output)
             # The server certificate (signed by the test CA) and ServerKeyExchange.
-            check_evidence(self, rse_calls(rse.text), 2, rse.text)
+            calls = rse_calls(rse.text)
+            check_evidence(self, calls, 2, rse.text)
+            record_rse_calls(self, "handshake", calls)
         finally:
             self.stop_server()
 
@@ -673,6 +696,7 @@ class MutualTlsTest(ParsecDemoCase):
                 calls = rse_calls(rse.text)
                 if calls or not RSE_COMMS_CALL.search(rse.text):
                     self.check_client_key_evidence(calls, handshakes=2, text=rse.text)
+                    record_rse_calls(self, "mutual_tls", calls)
         finally:
             self.cleanup()
 
