@@ -29,33 +29,48 @@ from rse_store import key_files
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
-SENDER = r"""
-import socket, sys, time
-path = sys.argv[1]
-for line in open(sys.argv[2]):
-    request = bytes.fromhex(line.strip())
-    started = time.monotonic()
+#: One request and its whole reply over a connection of its own (the response's status, -1 for
+#: none): what the scripts below share. A service restarting refuses connections for a moment,
+#: so ``connect_tries`` tries again then (nothing was sent yet).
+EXCHANGE = r"""
+import socket, time
+
+def exchange(path, request, timeout, connect_tries=1):
     reply = b""
     try:
         with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(15)
-            for _ in range(100):  # a service restarting: nothing was sent yet, so try again
+            s.settimeout(timeout)
+            for attempt in range(connect_tries):
                 try:
                     s.connect(path)
                     break
                 except (ConnectionRefusedError, FileNotFoundError):
+                    if attempt == connect_tries - 1:
+                        raise
                     time.sleep(0.05)
             s.sendall(request)
             while len(reply) < 36 or len(reply) < 36 + int.from_bytes(reply[22:26], "little"):
-                chunk = s.recv(65536)
+                chunk = s.recv(1 << 20)
                 if not chunk:
                     break
                 reply += chunk
     except OSError:
         pass
-    status = int.from_bytes(reply[32:34], "little") if len(reply) >= 36 else -1
+    return int.from_bytes(reply[32:34], "little") if len(reply) >= 36 else -1
+"""
+
+SENDER = (
+    EXCHANGE
+    + r"""
+import sys
+path = sys.argv[1]
+for line in open(sys.argv[2]):
+    request = bytes.fromhex(line.strip())
+    started = time.monotonic()
+    status = exchange(path, request, 15, connect_tries=100)
     print(status, round(time.monotonic() - started, 4), flush=True)
 """
+)
 
 #: Keeps ``count`` connections open for ``seconds``, each sending a Ping one byte every 150 ms;
 #: prints how many connections were closed without an answer and how many were answered.
@@ -216,8 +231,10 @@ def assert_stores_agree(db_path: Path, rse_store: Path) -> list[tuple[str, str, 
 #: ``threads`` threads sending one request after another for ``seconds``, each on a connection
 #: of its own; ``000000`` in the request becomes a number of the request's own (key names that
 #: do not repeat). Prints "flooding", then how many requests got each response status.
-FLOOD = r"""
-import collections, socket, sys, threading, time
+FLOOD = (
+    EXCHANGE
+    + r"""
+import collections, sys, threading
 path, template = sys.argv[1], bytes.fromhex(sys.argv[2])
 threads, seconds = int(sys.argv[3]), float(sys.argv[4])
 statuses = collections.Counter()
@@ -230,20 +247,7 @@ def flood():
         with lock:
             number = next(numbers)
         request = template.replace(b"000000", b"%06d" % number)
-        reply = b""
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(30)
-                s.connect(path)
-                s.sendall(request)
-                while len(reply) < 36 or len(reply) < 36 + int.from_bytes(reply[22:26], "little"):
-                    chunk = s.recv(1 << 20)
-                    if not chunk:
-                        break
-                    reply += chunk
-        except OSError:
-            pass
-        status = int.from_bytes(reply[32:34], "little") if len(reply) >= 36 else -1
+        status = exchange(path, request, 30)
         with lock:
             statuses[status] += 1
 
@@ -255,6 +259,7 @@ for w in workers:
     w.join()
 print(" ".join(f"{k}:{v}" for k, v in sorted(statuses.items())), flush=True)
 """
+)
 
 
 def start_flood(
