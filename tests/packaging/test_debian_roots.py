@@ -38,7 +38,7 @@ VERDICT = (
     re.compile(r"^RSE served: psa_import_key x\d+, psa_verify_hash x\d+ \(PSA_SUCCESS\)", re.M),
     re.compile(r"^Keys left behind in the RSE by the handshake: 0$", re.M),
     re.compile(r"^Everything stopped; logs in /root/parsec-demo/runs/demo-host-", re.M),
-    re.compile(r"^Building Mbed TLS's programs and the Parsec SE driver for this machine ", re.M),
+    re.compile(r"^\[build\] Building Mbed TLS's programs and the Parsec SE driver ", re.M),
     re.compile(
         r"^PASSED: the TLS 1.2 handshake on this machine; the RSE verified 2 signatures and "
         r"kept no key$",
