@@ -83,15 +83,17 @@ def verdict(ok: bool, what: str, events: Sequence[Mapping[str, Any]], run_dir: P
     def succeeded(function: str) -> int:
         return sum(1 for e in events if e["function"] == function and e["status"] == "PSA_SUCCESS")
 
-    done = [f"verified {succeeded('psa_verify_hash')} signatures"]
-    if succeeded("psa_generate_key"):
-        done.append(f"generated {succeeded('psa_generate_key')} key pair")
-    if succeeded("psa_sign_hash"):
-        done.append(f"made {succeeded('psa_sign_hash')} signatures")
-    left = (
-        succeeded("psa_import_key") + succeeded("psa_generate_key") - succeeded("psa_destroy_key")
-    )
-    kept = "kept no key" if left == 0 else f"kept {left} keys"
+    def count(number: int, noun: str) -> str:
+        return f"{number} {noun}{'' if number == 1 else 's'}"
+
+    generated, signed = succeeded("psa_generate_key"), succeeded("psa_sign_hash")
+    done = [f"verified {count(succeeded('psa_verify_hash'), 'signature')}"]
+    if generated:
+        done.append(f"generated {count(generated, 'key pair')}")
+    if signed:
+        done.append(f"made {count(signed, 'signature')}")
+    left = succeeded("psa_import_key") + generated - succeeded("psa_destroy_key")
+    kept = "kept no key" if left == 0 else f"kept {count(left, 'key')}"
     return f"PASSED: {what}; the RSE {', '.join(done)} and {kept}"
 
 

@@ -152,9 +152,7 @@ def services_held() -> Iterator[None]:
         yield
         return
     with os.fdopen(fd, "w") as policy:
-        policy.write(
-            "#!/bin/sh\n# parsec-demo: no service starts while it installs packages\nexit 101\n"
-        )
+        policy.write(POLICY)
     try:
         yield
     finally:

@@ -89,7 +89,7 @@ def wait_for_boot(
     ssh_port: int,
     timeout: float,
     list_logs: Callable[[], Sequence[Path]],
-    emulator_log: Path | None = None,
+    emulator_log: Path,
 ) -> None:
     """Until ``login:`` shows on ``console`` and SSH answers; if not, a BootError with the last
     console lines and the logs (``logtail``'s failure message). An emulator that exited is
@@ -105,7 +105,7 @@ def wait_for_boot(
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            said = tail(emulator_log, 1).strip() if emulator_log is not None else ""
+            said = tail(emulator_log, 1).strip()
             raise failed(
                 f"{name} exited with status {process.returncode}" + (f": {said}" if said else "")
             )

@@ -119,6 +119,7 @@ class QemuConfig:
         link = qb.get("IMAGE_LINK_NAME") or qb.get("IMAGE_NAME", "")
         fstype = qb.get("QB_DEFAULT_FSTYPE", "ext4")
         rootfs = deploy / f"{link}.{fstype}"
+        kernel = deploy / qb.get("QB_DEFAULT_KERNEL", "Image")
         rootfs_opt = qb.get("QB_ROOTFS_OPT", "-drive file=@ROOTFS@,if=virtio,format=raw")
         rootfs_opt = sub(rootfs_opt.replace("@ROOTFS@", str(rootfs)))
         network = qb.get("QB_NETWORK_DEVICE", "-device virtio-net-pci,netdev=net0,mac=@MAC@")
@@ -146,10 +147,10 @@ class QemuConfig:
             cpu=shlex.split(qb.get("QB_CPU", "")),
             memory_mb=int(memory.rstrip("M")),
             smp=int(qb.get("QB_SMP", "-smp 2").split()[-1]),
-            kernel=deploy / qb.get("QB_DEFAULT_KERNEL", "Image"),
+            kernel=kernel,
             initrd=None,
             rootfs_options=shlex.split(rootfs_opt),
-            files=(deploy / qb.get("QB_DEFAULT_KERNEL", "Image"), rootfs),
+            files=(kernel, rootfs),
             cmdline=cmdline,
             serial_device=shlex.split(sub(qb.get("QB_SERIAL_OPT", ""))),
             network_device=network_device,

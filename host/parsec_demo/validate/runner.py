@@ -63,7 +63,7 @@ def case_modules(directory: Path) -> list[str]:
 
 
 def check_modules(directory: Path, modules: Sequence[str] | None) -> None:
-    """A ValidationError naming the first of ``modules`` that ``directory`` does not have."""
+    """A CaseSelectionError naming the first of ``modules`` that ``directory`` lacks."""
     known = case_modules(directory)
     for name in modules or ():
         if name not in known:

@@ -55,9 +55,9 @@ def client_container_settings():
         return dict(re.findall(r'^([A-Z_]+)\s*=\s*"([^"]*)"\s*$', inc.read(), re.M))
 
 
-def client_container_reference():
-    """name:tag of the client container, as the layer defines it."""
-    settings = client_container_settings()
+def client_container_reference(settings=None):
+    """name:tag of the client container, as the layer defines it (``settings``: already read)."""
+    settings = settings or client_container_settings()
     return "%s:%s" % (settings["PARSEC_DEMO_CLIENT_IMAGE"], settings["PARSEC_DEMO_CLIENT_TAG"])
 
 
@@ -71,7 +71,7 @@ def client_container_run(mount_parsec=True):
         words.append("-v %s:%s" % (PARSEC_RUN_DIR, PARSEC_RUN_DIR))
     words.append("--user %s:%s" % (uid, uid))
     words.append("--tmpfs %s:rw,mode=0700,U" % settings["PARSEC_DEMO_CLIENT_WORKDIR"])
-    words.append(client_container_reference())
+    words.append(client_container_reference(settings))
     return " ".join(words)
 
 
