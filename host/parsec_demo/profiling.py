@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from parsec_demo_processes import log_failure, spawn
+
 from .errors import UserError
-from .logtail import log_failure
-from .services import spawn
 
 logger = logging.getLogger(__name__)
 

@@ -10,75 +10,20 @@ of its log and the log's path, so the failure explains itself.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from parsec_demo_processes import StartError, start_serving, stop_group
+from parsec_demo_rse import RseFiles, RseModel
+
 from .errors import UserError
-from .logtail import log_failure
 
 
 class ServiceError(UserError):
     pass
-
-
-def spawn(
-    command: Sequence[str],
-    log_path: Path,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-) -> subprocess.Popen[bytes]:
-    """``command`` in the background, in a session (and process group) of its own, its standard
-    output and error appended to ``log_path``, its standard input empty. It is no service of
-    the service manager this toolkit may run under: ``NOTIFY_SOCKET`` is not passed on, so a
-    daemon's READY=1 or STOPPING=1 never reaches the manager of, say, a CI runner's unit."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    child_env = dict(os.environ if env is None else env)
-    child_env.pop("NOTIFY_SOCKET", None)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            list(command),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=cwd,
-            env=child_env,
-            start_new_session=True,
-        )
-
-
-def stop_group(process: subprocess.Popen[bytes] | None, grace: float) -> int | None:
-    """SIGTERM to the process group ``spawn`` made (daemons and emulators stop cleanly on it),
-    SIGKILL after ``grace`` seconds; the exit status (None without a process)."""
-    if process is None:
-        return None
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            return process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-    return process.wait()
-
-
-def socket_accepts(path: Path) -> bool:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
 
 
 def python_command(*args: str) -> list[str]:
@@ -122,17 +67,13 @@ class Service:
 def start_service(
     name: str, command: Sequence[str], log_path: Path, socket_path: Path, timeout: float = 20.0
 ) -> Service:
-    service = Service(name, spawn(command, log_path), log_path, socket_path)
-    deadline = time.monotonic() + timeout
-    while not socket_accepts(socket_path):
-        if not service.alive():
-            headline = f"{name} exited with status {service.process.returncode} during start-up"
-            raise ServiceError(log_failure(headline, log_path))
-        if time.monotonic() > deadline:
-            service.stop()
-            raise ServiceError(log_failure(f"{name} not ready after {timeout:.0f} s", log_path))
-        time.sleep(0.02)
-    return service
+    """``command`` in the background (``spawn``), once its socket accepts connections; a
+    ServiceError with its log's last lines when it exits first or is not ready in time."""
+    try:
+        process = start_serving(name, command, log_path, socket_path, timeout)
+    except StartError as exc:
+        raise ServiceError(str(exc)) from None
+    return Service(name, process, log_path, socket_path)
 
 
 def start_rse_model(
@@ -142,30 +83,19 @@ def start_rse_model(
     max_keys: int | None = None,
     max_connections: int | None = None,
 ) -> Service:
-    """The RSE model with its console, events and store in ``run_dir``.
+    """The RSE model (``parsec_demo_rse``, as the testimage controller starts it) with its
+    files (``RseFiles``) in ``run_dir``.
 
     ``max_keys`` and ``max_connections`` are passed on when given, else the model's defaults hold.
     """
-    socket_path = run_dir / f"{name}.sock"
-    command = python_command(
-        "rse",
-        "serve",
-        "--socket",
-        str(socket_path),
-        "--store",
-        str(run_dir / f"{name}-store"),
-        "--log",
-        str(run_dir / f"{name}-console.log"),
-        "--events",
-        str(run_dir / f"{name}-events.jsonl"),
-        "--slots",
-        str(slots),
-    )
+    options = ["--slots", str(slots)]
     if max_keys is not None:
-        command += ["--max-keys", str(max_keys)]
+        options += ["--max-keys", str(max_keys)]
     if max_connections is not None:
-        command += ["--max-connections", str(max_connections)]
-    return start_service(name, command, run_dir / f"{name}-process.log", socket_path)
+        options += ["--max-connections", str(max_connections)]
+    files = RseFiles(run_dir, name)
+    model = RseModel(files, python_command("rse", "serve"), options)
+    return start_service(name, model.command, Path(files.process_log), Path(files.socket))
 
 
 def parsec_config_text(

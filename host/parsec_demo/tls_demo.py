@@ -25,17 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .logtail import failure_message
+from parsec_demo_processes import failure_message, spawn, stop_group
+
 from .native_build import HostBuild, build_host
 from .netns import NetworkNamespace, port_free
 from .paths import new_run_dir
 from .services import (
     Service,
     ServiceError,
-    spawn,
     start_parsec_service,
     start_rse_model,
-    stop_group,
 )
 
 TLS_PORT = 4433

@@ -61,7 +61,7 @@ def head_commit(checkout):
 
 def remote_url(checkout, remote="origin"):
     """The URL the checkout's ``remote`` was cloned from, or "" when it has none."""
-    return _git(checkout, "config", "--get", "remote.%s.url" % remote) if checkout else ""
+    return _git(checkout, "config", "--get", f"remote.{remote}.url") if checkout else ""
 
 
 def split_remote(url):
@@ -98,9 +98,9 @@ def clone_address(url):
         port = parts.port
     except ValueError:
         return ""
-    netloc = parts.hostname + ("" if port is None else ":%d" % port)
+    netloc = parts.hostname + ("" if port is None else f":{port}")
     if parts.scheme == "ssh" and parts.username:
-        netloc = "%s@%s" % (parts.username, netloc)
+        netloc = f"{parts.username}@{netloc}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
@@ -112,7 +112,7 @@ def web_address(url):
     path = path.rstrip("/")
     if path.endswith(".git"):
         path = path[: -len(".git")]
-    return "https://%s%s" % (host, path)
+    return f"https://{host}{path}"
 
 
 def bitbake_git_uri(d):
@@ -121,7 +121,7 @@ def bitbake_git_uri(d):
     checkout = d.getVar("PARSEC_DEMO_CHECKOUT")
     if not checkout:
         _fatal(d, "PARSEC_DEMO_GIT_URI")
-    return "git://%s;protocol=file;nobranch=1" % checkout
+    return f"git://{checkout};protocol=file;nobranch=1"
 
 
 def bitbake_srcrev(d):
@@ -143,7 +143,8 @@ def _fatal(d, variable):
     import bb
 
     bb.fatal(
-        "meta-parsec-demo: %s has no value: the layer (%s) is not at the top of a git checkout "
-        "of its project, so set PARSEC_DEMO_GIT_URI and PARSEC_DEMO_SRCREV to the project's "
-        "repository and commit" % (variable, d.getVar("PARSEC_DEMO_LAYERDIR"))
+        f"meta-parsec-demo: {variable} has no value: the layer "
+        f"({d.getVar('PARSEC_DEMO_LAYERDIR')}) is not at the top of a git checkout of its "
+        "project, so set PARSEC_DEMO_GIT_URI and PARSEC_DEMO_SRCREV to the project's "
+        "repository and commit"
     )

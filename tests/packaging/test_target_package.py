@@ -16,9 +16,10 @@ import google.protobuf
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from parsec_demo_processes import socket_accepts
 
 import parsec_service
-from parsec_demo.services import Service, parsec_config_text, socket_accepts, start_rse_model
+from parsec_demo.services import Service, parsec_config_text, start_rse_model
 
 TARGET_DIR = Path(parsec_service.__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from parsec_demo.logtail import (
+from parsec_demo_processes import (
     MAX_TAIL_LINES,
     PANIC_CONTEXT,
     TAIL_LINES,

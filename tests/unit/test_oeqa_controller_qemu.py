@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import sysconfig
@@ -24,7 +23,6 @@ import pytest
 
 from dev_image_files import make_image
 from parsec_demo.image_build import write_qemuboot
-from parsec_demo.machine.qemu import rse_options
 from parsec_demo.validate.oe_core import provide_qmp
 
 POKY = os.environ.get("PARSEC_DEMO_POKY")
@@ -138,11 +136,16 @@ def test_testimage_finds_and_constructs_it_with_its_arguments(tmp_path: Path) ->
 def test_it_attaches_the_rse_as_run_fvp_does(tmp_path: Path) -> None:
     out = in_poky(
         """
-        out["params"] = controller.rse_qemu_params("/run/x/rse.sock")
+        out["params"] = controller.qemu_options("/run/x/rse.sock")
         """,
         tmp_path,
     )
-    assert shlex.split(out["params"]) == rse_options("/run/x/rse.sock", "virtio-serial-pci")
+    # The launcher's options, which run-fvp and the dev VM pass too (parsec_demo_rse).
+    assert out["params"] == [
+        "-chardev", "socket,id=rse,path=/run/x/rse.sock,reconnect=1",
+        "-device", "virtio-serial-pci,id=vser0",
+        "-device", "virtserialport,bus=vser0.0,chardev=rse,name=rse",
+    ]  # fmt: skip
 
 
 def test_stop_before_start_and_twice_does_nothing(tmp_path: Path) -> None:

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from parsec_demo_rse import qemu_options
 
 from ..client_container import ClientContainer
 from ..errors import UserError
 from ..machine.fvp import FvpConfig
-from ..machine.qemu import QemuConfig, rse_options
+from ..machine.qemu import QemuConfig
 from ..paths import layer_module, project_root
 
 #: The test definition every job runs, as a path in this project's repository.
@@ -338,7 +339,7 @@ def qemu_job(qemuboot: Path, settings: FarmSettings) -> dict[str, Any]:
         "image_arg": f"-drive format=raw,file={{{label}}},if=virtio",
     }
     arch = config.qemu.removeprefix("qemu-system-")
-    rse = _pairs(rse_options(settings.rse_socket, config.virtio_serial))
+    rse = _pairs(qemu_options(str(settings.rse_socket), config.virtio_serial))
     context: dict[str, Any] = {
         "arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch),
         "netdevice": "user",

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from parsec_demo_processes import log_failure
 
 from ..errors import UserError
-from ..logtail import log_failure
 from ..native_build import build_root
 from ..paths import project_root
 from . import check, jobs, results

@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..services import stop_group
+from parsec_demo_processes import stop_group
+
 from .lifecycle import Machine
 from .ports import PortLease, allocate_port
 from .ssh_target import SSHTarget

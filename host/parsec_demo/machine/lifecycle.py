@@ -1,7 +1,7 @@
 """What every machine runner does the same way, whatever the emulator: start (and undo a
 half-done start), wait for the boot (a login prompt on the default console, then SSH
 answering), explain a failed boot with the console's last lines and the logs (``logtail``); the
-emulator's whole process group is started and stopped by ``services.spawn``/``stop_group``."""
+emulator's whole process group is started and stopped by ``parsec_demo_processes``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar, Self
 
+from parsec_demo_processes import log_failure, tail
+
 from ..errors import UserError
-from ..logtail import log_failure, tail
 from .ports import PortLease
 from .ssh_target import TargetError, wait_for_banner
 

@@ -19,9 +19,12 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from parsec_demo_processes import spawn, stop_group
+from parsec_demo_rse import RseFiles, qemu_options
+
 from ..errors import UserError
 from ..image_build import ImageManifest
-from ..services import Service, spawn, start_rse_model, stop_group
+from ..services import Service, start_rse_model
 from .lifecycle import Machine
 from .ports import PortLease, allocate_port
 from .ssh_target import SSHTarget
@@ -162,17 +165,6 @@ class QemuConfig:
         )
 
 
-def rse_options(socket_path: Path | str, virtio_serial: str) -> list[str]:
-    """QEMU's options for the virtio-serial port ``rse`` on the RSE model's socket: QEMU
-    connects, and reconnects within a second if the model restarts. testimage's QEMU controller
-    (meta-parsec-demo/lib/oeqa/controllers/parsec_demo_qemu.py) passes the same options."""
-    return [
-        "-chardev", f"socket,id=rse,path={socket_path},reconnect=1",
-        "-device", f"{virtio_serial},id=vser0",
-        "-device", "virtserialport,bus=vser0.0,chardev=rse,name=rse",
-    ]  # fmt: skip
-
-
 def load_config(path: Path) -> QemuConfig:
     if path.name.endswith(".qemuboot.conf") or path.name == "qemuboot.conf":
         return QemuConfig.from_qemuboot(path)
@@ -223,13 +215,13 @@ class QemuMachine(Machine):
         return self.run_dir / "qemu.log"
 
     @property
-    def rse_socket(self) -> Path:
-        return self.run_dir / "rse.sock"
+    def rse_files(self) -> RseFiles:
+        """What the RSE model beside the machine keeps in the run directory."""
+        return RseFiles(self.run_dir)
 
     @property
     def rse_console_log(self) -> Path:
-        """The RSE model's console (``services.start_rse_model`` names it so)."""
-        return self.run_dir / "rse-console.log"
+        return Path(self.rse_files.console_log)
 
     def boot_console(self) -> Path:
         return self.console_log
@@ -267,7 +259,7 @@ class QemuMachine(Machine):
         ]  # fmt: skip
         command += c.serial_device
         if self.with_rse:
-            command += rse_options(self.rse_socket, c.virtio_serial)
+            command += qemu_options(self.rse_files.socket, c.virtio_serial)
         return command + c.extra + self.extra_args
 
     # --- lifecycle ----------------------------------------------------------------------------

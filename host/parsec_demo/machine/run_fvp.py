@@ -142,7 +142,7 @@ def machine_info(machine: QemuMachine | FvpMachine, config_path: Path) -> dict[s
         info["consoles"] = {"default": str(machine.console_log)}
         with_rse = machine.with_rse
         info["rse_console_log"] = str(machine.rse_console_log) if with_rse else None
-        info["rse_events_log"] = str(machine.run_dir / "rse-events.jsonl") if with_rse else None
+        info["rse_events_log"] = machine.rse_files.events_log if with_rse else None
     else:
         info["emulator_log"] = str(machine.fvp_log)
         info["consoles"] = {alias: str(machine.console_log(alias)) for alias in machine.consoles}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from parsec_demo_rse import RseFiles
 
 from parsec_service import psa
 from parsec_service.psa import PsaError
@@ -46,7 +47,8 @@ def run_demo() -> int:
     print(f"Run directory: {run_dir}")
     print("Starting the RSE crypto service model ...")
     rse = start_rse_model(run_dir)
-    console = ConsoleFollower(run_dir / "rse-console.log")
+    files = RseFiles(run_dir)
+    console = ConsoleFollower(Path(files.console_log))
     try:
         console.show()
         with RseClient(rse.socket_path, client_id=0x0100) as client:
@@ -55,7 +57,7 @@ def run_demo() -> int:
     finally:
         status = rse.stop()
     console.show()
-    events, _ = read_events(run_dir / "rse-events.jsonl")
+    events, _ = read_events(Path(files.events_log))
     print(summary(events).splitlines()[0])
     print(f"RSE model stopped (exit status {status}); logs in {run_dir}")
     return 0 if status == 0 else 1

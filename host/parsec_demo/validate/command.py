@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from parsec_demo_processes import tail
+from parsec_demo_rse import RseFiles
+
 from ..image_build import IMAGE_BASENAME, machine_name
-from ..logtail import tail
 from ..machine.qemu import QemuMachine, load_config
 from ..paths import new_run_dir
 from ..tls_demo import read_events
@@ -87,14 +89,14 @@ def run_validation(
     if oe_core is not None:
         run = run_oe_core(oe_core, image, run_dir, td, modules, cases)
         results, journal = run.results, run.journal
-        rse_console = run.rse_log or run_dir / "rse-console.log"
+        rse_console = run.rse_log or Path(RseFiles(run_dir).console_log)
         console = Path(f"{run.bootlog}.2")  # qemurunner's log of the login console
         configuration.update(TEST_TARGET=TEST_TARGET, OE_CORE=str(oe_core))
     else:
         results, journal = run_with_shim(image, run_dir, td, modules, cases)
-        rse_console, console = run_dir / "rse-console.log", run_dir / "console.log"
+        rse_console, console = Path(RseFiles(run_dir).console_log), run_dir / "console.log"
     # The RSE's calls while the handshake tests ran, for the report's sequence diagrams.
-    events_file = rse_console.with_name("rse-events.jsonl")
+    events_file = Path(RseFiles(rse_console.parent).events_log)
 
     def events_of(test: str) -> list[dict[str, Any]]:
         case = next((r for r in results if r.name == test), None)

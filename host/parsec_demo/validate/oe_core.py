@@ -38,12 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from parsec_demo_processes import failure_message, socket_accepts, spawn, stop_group, tail
+from parsec_demo_rse import RseFiles
+
 from ..errors import UserError
 from ..image_build import ImageManifest, qemuboot_rootfs, write_qemuboot
-from ..logtail import failure_message, tail
 from ..machine.lifecycle import BootError
 from ..paths import project_root
-from ..services import socket_accepts, spawn, stop_group
 from .runner import CaseResult
 
 #: poky's runtime cases that run before the layer's (TEST_SUITES = "ping ssh parsec_tls_demo").
@@ -233,10 +234,10 @@ def run_oe_core(
     manifest = ImageManifest.load(image)
     conf = write_qemuboot(image)
     import_oeqa(oe_core)
-    from oeqa.controllers.parsec_demo_qemu import (  # type: ignore[import-not-found]
+    from oeqa.controllers.parsec_demo_qemu import (
         RseModelError,
     )
-    from oeqa.runtime.context import (  # type: ignore[import-not-found]
+    from oeqa.runtime.context import (
         OERuntimeTestContext,
         OERuntimeTestContextExecutor,
     )
@@ -293,7 +294,8 @@ def _rse_logs(target: Any) -> list[Path]:
     directory = getattr(target, "rse_dir", None)
     if not directory:
         return []
-    return [Path(directory) / name for name in ("rse-console.log", "rse-process.log")]
+    files = RseFiles(directory)
+    return [Path(files.console_log), Path(files.process_log)]
 
 
 def case_results(context: Any, result: Any) -> list[CaseResult]:
