@@ -22,22 +22,19 @@ import hashlib
 import io
 import json
 import re
-import shlex
 import subprocess
 import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from parsec_demo_machine import CLIENT_CONTAINER_UNIT, ClientContainerSteps, container_settings
+
 from .errors import UserError
 from .paths import layer_dir
 
-#: Where the Parsec service's socket lives; the container sees it through a bind mount.
-PARSEC_RUN_DIR = "/run/parsec"
-#: Directories as Yocto's bitbake.conf names them, for the settings that use them.
-BITBAKE_DIRS = {"datadir": "/usr/share", "libexecdir": "/usr/libexec", "bindir": "/usr/bin"}
 #: The load unit's name on the machine (the layer's file of that name).
-LOAD_UNIT = "parsec-demo-client-container.service"
+LOAD_UNIT = CLIENT_CONTAINER_UNIT
 #: Debian architecture -> OCI (Go) architecture.
 OCI_ARCH = {"amd64": "amd64", "arm64": "arm64"}
 #: A fixed time for every file of the layer: the same inputs give the same archive.
@@ -83,7 +80,7 @@ class ClientContainer:
         inc = directory / "parsec-demo-client-container.inc"
         listing = directory / "files/client-container.files"
         try:
-            settings = parse_settings(inc.read_text())
+            settings = container_settings(inc.read_text())
             entries = parse_file_list(listing.read_text())
         except OSError as exc:
             raise ContainerError(f"cannot read the client container's definition: {exc}") from exc
@@ -127,31 +124,17 @@ class ClientContainer:
         container's own by default: a Parsec application of its own). Its working directory,
         where the client keeps its PSA storage (a persistent key's record), is a private tmpfs,
         or with ``workdir_from`` that directory of the machine, handed over to ``uid``."""
-        uid = self.uid if uid is None else uid
-        words = ["podman", "run", "--rm", "--network", "host"]
-        if mount_parsec:
-            words += ["-v", f"{PARSEC_RUN_DIR}:{PARSEC_RUN_DIR}"]
-        words += ["--user", f"{uid}:{uid}"]
-        if workdir_from is not None:
-            words += ["-v", f"{workdir_from}:{self.workdir}:U"]
-        else:
-            words += ["--tmpfs", f"{self.workdir}:rw,mode=0700,U"]
-        return shlex.join([*words, self.reference, *argv])
+        return self.steps.run(argv, mount_parsec, workdir_from, uid)
+
+    @property
+    def steps(self) -> ClientContainerSteps:
+        """The steps with this container on a machine, as the layer's cases take them."""
+        return ClientContainerSteps(self.reference, self.uid, self.workdir)
 
     def load_unit(self) -> str:
         """The systemd unit that loads the archive, with this container's archive and name."""
         text = (recipe_dir() / "files" / LOAD_UNIT).read_text()
         return text.replace("@ARCHIVE@", self.archive).replace("@REFERENCE@", self.reference)
-
-
-def parse_settings(text: str) -> dict[str, str]:
-    """``NAME = "value"`` lines of a BitBake include, with ``${dir}`` of bitbake.conf expanded."""
-    settings = dict(re.findall(r'^([A-Z_]+)\s*=\s*"([^"]*)"\s*$', text, re.M))
-
-    def expand(value: str) -> str:
-        return re.sub(r"\$\{(\w+)\}", lambda m: BITBAKE_DIRS.get(m[1], m[0]), value)
-
-    return {name: expand(value) for name, value in settings.items()}
 
 
 def parse_file_list(text: str) -> list[str]:

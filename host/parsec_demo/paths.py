@@ -75,10 +75,16 @@ def layer_dir() -> Path:
     return project_root() / "meta-parsec-demo"
 
 
+def layer_lib() -> Path:
+    """The layer's Python (its oeqa cases and controllers, the modules the toolkit shares), as
+    ``addpylib`` puts it on BitBake's path."""
+    return layer_dir() / "lib"
+
+
 def layer_module(name: str) -> ModuleType:
     """A standard-library module of the layer's ``lib/`` (what BitBake imports with
     ``addpylib``), loaded from the checkout so that the toolkit and the layer share one copy."""
-    path = layer_dir() / "lib" / f"{name}.py"
+    path = layer_lib() / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"parsec_demo_layer_{name}", path)
     if spec is None or spec.loader is None:
         raise NoCheckoutError(f"the layer has no module {path}")

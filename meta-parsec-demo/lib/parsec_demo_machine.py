@@ -21,9 +21,14 @@ Only the standard library, in Python that a build host's python3 runs.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
-from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 TLS_PORT = 4433
 #: What ssl_server and ssl_server2 print once they listen on ``TLS_PORT``.
@@ -297,53 +302,64 @@ def container_settings(text: str) -> dict[str, str]:
 
 def layer_container_settings() -> dict[str, str]:
     """The client container's settings as this layer defines them."""
-    import os
-
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), CLIENT_CONTAINER_INC)
     with open(path) as inc:
         return container_settings(inc.read())
 
 
-def container_reference(settings: dict[str, str]) -> str:
-    """name:tag, as podman knows the loaded client container."""
-    return settings["PARSEC_DEMO_CLIENT_IMAGE"] + ":" + settings["PARSEC_DEMO_CLIENT_TAG"]
+@dataclass(frozen=True)
+class ClientContainerSteps:
+    """The steps with the client container on a machine: it runs as its own ``uid`` (a Parsec
+    application of its own), its PSA storage in ``workdir``."""
 
+    reference: str
+    uid: int
+    workdir: str
 
-def container_run(
-    settings: dict[str, str],
-    argv: Sequence[str],
-    mount_parsec: bool = True,
-    workdir_from: str | None = None,
-    uid: int | None = None,
-) -> str:
-    """The ``podman run`` line that runs ``argv`` in the client container: the host's network,
-    (with ``mount_parsec``) the Parsec socket's directory bind-mounted, as ``uid`` (the
-    container's own by default: a Parsec application of its own). Its working directory, where
-    the client keeps its PSA storage (a persistent key's record), is a private tmpfs, or with
-    ``workdir_from`` that directory of the machine, handed over to ``uid``."""
-    user = settings["PARSEC_DEMO_CLIENT_UID"] if uid is None else str(uid)
-    workdir = settings["PARSEC_DEMO_CLIENT_WORKDIR"]
-    words = ["podman", "run", "--rm", "--network", "host"]
-    if mount_parsec:
-        words += ["-v", f"{PARSEC_RUN_DIR}:{PARSEC_RUN_DIR}"]
-    words += ["--user", f"{user}:{user}"]
-    if workdir_from is not None:
-        words += ["-v", f"{workdir_from}:{workdir}:U"]
-    else:
-        words += ["--tmpfs", f"{workdir}:rw,mode=0700,U"]
-    return shlex.join([*words, container_reference(settings), *argv])
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str]) -> ClientContainerSteps:
+        """From the client container's definition (``container_settings``)."""
+        return cls(
+            reference=f"{settings['PARSEC_DEMO_CLIENT_IMAGE']}:{settings['PARSEC_DEMO_CLIENT_TAG']}",
+            uid=int(settings["PARSEC_DEMO_CLIENT_UID"]),
+            workdir=settings["PARSEC_DEMO_CLIENT_WORKDIR"],
+        )
 
+    @classmethod
+    def of_layer(cls) -> ClientContainerSteps:
+        return cls.from_settings(layer_container_settings())
 
-def container_loaded_command(settings: dict[str, str], timeout: int = 300) -> str:
-    """The command that waits for the unit loading the client container at boot (starting it
-    if it has not run) and checks the container is in podman's store."""
-    reference = shlex.quote(container_reference(settings))
-    return (
-        f"timeout {timeout} systemctl start {CLIENT_CONTAINER_UNIT} && "
-        f"podman image exists {reference}"
-    )
+    def run(
+        self,
+        argv: Sequence[str],
+        mount_parsec: bool = True,
+        workdir_from: str | None = None,
+        uid: int | None = None,
+    ) -> str:
+        """The ``podman run`` line that runs ``argv`` in the container: the host's network,
+        (with ``mount_parsec``) the Parsec socket's directory bind-mounted, as ``uid`` (the
+        container's own by default). Its working directory, where the client keeps its PSA
+        storage (a persistent key's record), is a private tmpfs, or with ``workdir_from`` that
+        directory of the machine, handed over to ``uid``."""
+        user = self.uid if uid is None else uid
+        words = ["podman", "run", "--rm", "--network", "host"]
+        if mount_parsec:
+            words += ["-v", f"{PARSEC_RUN_DIR}:{PARSEC_RUN_DIR}"]
+        words += ["--user", f"{user}:{user}"]
+        if workdir_from is not None:
+            words += ["-v", f"{workdir_from}:{self.workdir}:U"]
+        else:
+            words += ["--tmpfs", f"{self.workdir}:rw,mode=0700,U"]
+        return shlex.join([*words, self.reference, *argv])
 
+    def loaded_command(self, timeout: int = 300) -> str:
+        """The command that waits for the unit loading the container at boot (starting it if
+        it has not run) and checks the container is in podman's store."""
+        return (
+            f"timeout {timeout} systemctl start {CLIENT_CONTAINER_UNIT} && "
+            f"podman image exists {shlex.quote(self.reference)}"
+        )
 
-def containers_left_command(settings: dict[str, str]) -> str:
-    """The command that prints the ids of the client container's containers still there."""
-    return f"podman ps -aq --filter ancestor={shlex.quote(container_reference(settings))}"
+    def left_command(self) -> str:
+        """The command that prints the ids of this container's containers still there."""
+        return f"podman ps -aq --filter ancestor={shlex.quote(self.reference)}"

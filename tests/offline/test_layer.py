@@ -19,6 +19,7 @@ from typing import Any
 
 import jsonschema
 import kas
+import parsec_demo_machine as machine_steps
 import pytest
 import yaml
 from kas.configschema import CONFIGSCHEMA
@@ -33,8 +34,11 @@ from parsec_demo.native_build import (
     sha256_of,
 )
 from parsec_demo.paths import PROJECT_ROOT, layer_module
+from parsec_demo.validate.runner import case_modules
 
 LAYER = PROJECT_ROOT / "meta-parsec-demo"
+#: The layer's oeqa case modules, as TEST_SUITES names them.
+LAYER_CASE_MODULES = case_modules(LAYER / "lib/oeqa/runtime/cases")
 #: The documented combinations (README).
 COMBINATIONS = [
     "kas/base.yml:kas/qemuarm64.yml",
@@ -276,8 +280,8 @@ def test_the_overlay_replaces_upstream_s_demo_deliberately() -> None:
     for recipe in metadata_files():
         assert not any(m.search(str(recipe)) for m in masks), f"{recipe.name} is masked"
     assert conf["TEST_SUITES:remove"].split() == [stack["layer"]["test_module"]]
-    assert conf["TEST_SUITES:append"].split() == ["parsec_tls_demo"]
-    assert (LAYER / "lib/oeqa/runtime/cases/parsec_tls_demo.py").is_file()
+    # Every case module of the layer, and only those.
+    assert sorted(conf["TEST_SUITES:append"].split()) == LAYER_CASE_MODULES
     assert not list(LAYER.rglob(f"{stack['layer']['test_module']}.py")), "no second copy"
     controller = conf[f"TEST_TARGET:{stack['machine']['name']}"]
     fvp = (LAYER / "lib/oeqa/controllers/parsec_demo_fvp.py").read_text()
@@ -316,7 +320,7 @@ def test_the_rd1ae_build_parses_with_kas_and_bitbake(tmp_path: Path) -> None:
     values = dict(re.findall(r'^([A-Za-z_][\w:-]*)="(.*)"$', output, re.M))
     assert values["MACHINE"] == "fvp-rd-kronos"
     assert "test_40_parsec" not in values["TEST_SUITES"].split()
-    assert "parsec_tls_demo" in values["TEST_SUITES"].split()
+    assert set(LAYER_CASE_MODULES) <= set(values["TEST_SUITES"].split())
     assert values["TEST_TARGET"] == "ParsecDemoFVPTarget"
     files = re.findall(r'^FILE="(.*)"$', output, re.M)
     assert any("meta-parsec-demo/recipes-parsec/" in f for f in files), files
@@ -361,6 +365,14 @@ def test_layer_conf_declares_the_layer() -> None:
     # it, testimage finds neither the layer's cases' helpers nor its controllers.
     lines = (LAYER / "conf/layer.conf").read_text().splitlines()
     assert "addpylib ${LAYERDIR}/lib oeqa" in [line.strip() for line in lines]
+
+
+def test_testimage_runs_every_case_module_of_the_layer() -> None:
+    """kas/testimage.yml's TEST_SUITES: poky's ping and ssh, then each of the layer's case
+    files (one feature each), so that a new case file cannot be left out."""
+    local_conf = combined("kas/base.yml:kas/qemuarm64.yml:kas/testimage.yml")["local_conf_header"]
+    suites = variables("\n".join(local_conf.values()))["TEST_SUITES"].split()
+    assert suites[:2] == ["ping", "ssh"] and sorted(suites[2:]) == LAYER_CASE_MODULES
 
 
 def test_recipes_live_in_recipes_directories() -> None:
@@ -507,8 +519,8 @@ def test_a_copied_layer_has_every_file_its_recipes_name(tmp_path: Path) -> None:
                 assert any((d / name).exists() for d in search), f"{recipe.name}: {name}"
         for required in re.findall(r"^(?:require|include)\s+(\S+)", text, re.M):
             assert (recipe.parent / required).is_file() or (copy / required).is_file(), required
-    cases = copy / "lib/oeqa/runtime/cases/parsec_tls_demo.py"
-    for name in re.findall(r"parsec_tls_demo/([\w.-]+\.(?:pem|key))", cases.read_text()):
+    # The test PKI the cases install (parsec_demo_machine.PKI_FILES) is in the layer's files.
+    for name in machine_steps.PKI_FILES:
         assert (copy / "lib/oeqa/runtime/files/parsec_tls_demo" / name).is_file(), name
 
 

@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from parsec_demo_machine import container_settings
 
 from parsec_demo.client_container import (
     ClientContainer,
@@ -18,7 +19,6 @@ from parsec_demo.client_container import (
     libraries_from_ldd,
     oci_archive,
     parse_file_list,
-    parse_settings,
     recipe_dir,
     resolve_in_root,
 )
@@ -58,7 +58,7 @@ def test_the_layer_defines_the_container_once() -> None:
 
 
 def test_settings_and_file_list_parsing() -> None:
-    settings = parse_settings('A_B = "x"\nC = "${datadir}/y"\n# D = "no"\nE = "${unknown}"\n')
+    settings = container_settings('A_B = "x"\nC = "${datadir}/y"\n# D = "no"\nE = "${unknown}"\n')
     assert settings == {"A_B": "x", "C": "/usr/share/y", "E": "${unknown}"}
     assert parse_file_list("# c\n\n/usr/bin/a\n/run/x/\n") == ["/usr/bin/a", "/run/x/"]
     for bad in ("usr/bin/a", "/usr/../etc/passwd", "/a b"):

@@ -11,6 +11,7 @@ oeqa instead.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import parsec_demo_evidence as evidence
 import pytest
 
 from parsec_demo import cli
@@ -308,17 +310,23 @@ def test_what_poky_s_oeqa_writes(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 # --- the RSE calls the evidence cases record, drawn by `report html` ---------------------------
 
-LAYER_CASES = Path(__file__).parents[2] / "meta-parsec-demo/lib/oeqa/runtime/cases"
-#: The handshake's RSE calls as the evidence case reads them from an RSE console.
-HANDSHAKE_CALLS = [
-    ("psa_import_key", "0x00000001", "RSA_PKCS1V15_SIGN(SHA_256)", "PSA_SUCCESS"),
-    ("psa_verify_hash", "0x00000001", "RSA_PKCS1V15_SIGN(SHA_256)", "PSA_SUCCESS"),
-    ("psa_destroy_key", "0x00000001", None, "PSA_SUCCESS"),
-    ("psa_import_key", "0x00000002", "RSA_PSS(SHA_256)", "PSA_SUCCESS"),
-    ("psa_verify_hash", "0x00000002", "RSA_PSS(SHA_256)", "PSA_SUCCESS"),
-    ("psa_destroy_key", "0x00000002", None, "PSA_SUCCESS"),
+LAYER_LIB = Path(__file__).parents[2] / "meta-parsec-demo/lib"
+#: A handshake's part of an RSE console, as the evidence case reads it.
+HANDSHAKE_CONSOLE = "\n".join(
+    [
+        "[Crypto] psa_import_key: type=RSA_PUBLIC_KEY bits=2048 -> key 0x00000001",
+        "[Crypto] psa_verify_hash: key 0x00000001 alg=RSA_PKCS1V15_SIGN(SHA_256) -> PSA_SUCCESS",
+        "[Crypto] psa_destroy_key: key 0x00000001 -> PSA_SUCCESS",
+        "[Crypto] psa_import_key: type=RSA_PUBLIC_KEY bits=2048 -> key 0x00000002",
+        "[Crypto] psa_verify_hash: key 0x00000002 alg=RSA_PSS(SHA_256) -> PSA_SUCCESS",
+        "[Crypto] psa_destroy_key: key 0x00000002 -> PSA_SUCCESS",
+    ]
+)
+DRAWN = [
+    (function, key, "PSA_SUCCESS")
+    for key in (1, 2)
+    for function in ("psa_import_key", "psa_verify_hash", "psa_destroy_key")
 ]
-DRAWN = [(function, int(key, 16), status) for function, key, _, status in HANDSHAKE_CALLS]
 
 
 def _drawn_handshake(page: str) -> None:
@@ -337,12 +345,13 @@ def test_the_evidence_recorded_in_testresults_is_drawn(
     from types import SimpleNamespace
 
     from parsec_demo.validate import oeqa_shim, reports
-    from parsec_demo.validate.runner import CaseResult, load_module
+    from parsec_demo.validate.runner import CaseResult
 
-    oeqa_shim.install()
-    layer = load_module(LAYER_CASES / "parsec_tls_demo.py")
+    oeqa_shim.install(LAYER_LIB)
+    layer = importlib.import_module("oeqa.runtime.parsec_demo_case")
     case = SimpleNamespace(tc=SimpleNamespace())
-    layer.record_rse_calls(case, "handshake", HANDSHAKE_CALLS)
+    calls = evidence.console_calls(HANDSHAKE_CONSOLE)
+    layer.ParsecDemoCase.record_rse_calls(case, "handshake", calls)
     document = {
         QEMU_RUN: {
             "configuration": {"MACHINE": "qemuarm64"},
@@ -371,16 +380,17 @@ def test_the_evidence_recorded_in_testresults_is_drawn(
 
 POKY_EVIDENCE_CASES = textwrap.dedent(
     """
-    import importlib.util
-    from oeqa.core.case import OETestCase
+    import sys
 
-    spec = importlib.util.spec_from_file_location("layer_cases", {layer!r})
-    layer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(layer)
+    sys.path.insert(0, {layer_lib!r})  # the layer's lib, as addpylib puts it on the path
+    import parsec_demo_evidence
+    from oeqa.core.case import OETestCase
+    from oeqa.runtime.parsec_demo_case import ParsecDemoCase
 
     class Evidence(OETestCase):
         def test_records(self):
-            layer.record_rse_calls(self, "handshake", {calls!r})
+            calls = parsec_demo_evidence.console_calls({console!r})
+            ParsecDemoCase.record_rse_calls(self, "handshake", calls)
     """
 )
 
@@ -395,9 +405,7 @@ def test_poky_s_oeqa_writes_the_recorded_calls_and_report_draws_them(
     cases = tmp_path / "cases"
     cases.mkdir()
     (cases / "sample.py").write_text(
-        POKY_EVIDENCE_CASES.format(
-            layer=str(LAYER_CASES / "parsec_tls_demo.py"), calls=HANDSHAKE_CALLS
-        )
+        POKY_EVIDENCE_CASES.format(layer_lib=str(LAYER_LIB), console=HANDSHAKE_CONSOLE)
     )
     subprocess.run(
         [sys.executable, "-c", POKY_SCRIPT, str(poky_lib), str(cases), str(tmp_path / "out")],

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import parsec_demo_evidence as evidence
+import parsec_demo_machine as machine_steps
 import pytest
 
+from parsec_demo.paths import layer_lib
 from parsec_demo.validate import oeqa_shim, reports, runner
 from parsec_demo.validate.runner import (
     CaseResult,
     cases_dir,
     collect,
-    load_module,
     run_tests,
 )
 
@@ -60,7 +63,7 @@ class FakeTarget:
 def test_dependencies_skips_timeouts_and_results(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    oeqa_shim.install()
+    oeqa_shim.install(layer_lib())
     (tmp_path / "sample.py").write_text(textwrap.dedent(CASES))
     tests = collect(tmp_path)
     with caplog.at_level(logging.INFO, logger="parsec_demo.validate.runner"):
@@ -136,14 +139,12 @@ RSE_CONSOLE = "\n".join(
 
 
 def test_the_cases_read_rse_evidence_from_a_console() -> None:
-    oeqa_shim.install()
-    module = load_module(cases_dir() / "parsec_tls_demo.py")
-    calls = module.rse_calls(RSE_CONSOLE)
-    assert calls == [
-        ("psa_import_key", "0x00000007", None, "PSA_SUCCESS"),
-        ("psa_verify_hash", "0x00000007", "RSA_PKCS1V15_SIGN(SHA_256)", "PSA_SUCCESS"),
-        ("psa_destroy_key", "0x00000007", None, "PSA_SUCCESS"),
-        ("psa_verify_hash", "0x00000008", "ECDSA_ANY", "PSA_ERROR_INVALID_SIGNATURE"),
+    calls = evidence.console_calls(RSE_CONSOLE)
+    assert [(c.function, c.key_id, c.alg, c.status) for c in calls] == [
+        ("psa_import_key", 7, None, "PSA_SUCCESS"),
+        ("psa_verify_hash", 7, "RSA_PKCS1V15_SIGN(SHA_256)", "PSA_SUCCESS"),
+        ("psa_destroy_key", 7, None, "PSA_SUCCESS"),
+        ("psa_verify_hash", 8, "ECDSA_ANY", "PSA_ERROR_INVALID_SIGNATURE"),
     ]
 
 
@@ -170,27 +171,19 @@ def test_the_sequence_diagram_shows_each_psa_call() -> None:
 
 
 def test_an_rse_with_only_comms_traces_still_gives_evidence() -> None:
-    import unittest
-
-    oeqa_shim.install()
-    module = load_module(cases_dir() / "parsec_tls_demo.py")
     trace = (
         "[RSE-COMMS] Received message: protocol_ver=0 seq_num=1 client_id=0x0000 handle=0x40000100"
     )
-    case = unittest.TestCase()
-    module.check_evidence(case, module.rse_calls(trace), 2, "\n".join([trace] * 6))
-    try:
-        module.check_evidence(case, [], 2, "\n".join([trace] * 2))
-    except AssertionError as exc:
-        assert "too few RSE crypto calls" in str(exc)
-    else:
-        raise AssertionError("two calls cannot serve two signatures")
+    assert evidence.console_calls(trace) == []
+    assert evidence.comms_problem("\n".join([trace] * 6), 2) is None
+    # Two calls cannot serve two signatures.
+    assert evidence.comms_problem("\n".join([trace] * 2), 2) == "2 RSE crypto calls, fewer than 6"
 
 
 # --- the RSE evidence case, against a stand-in machine -------------------------------------------
 
-EVIDENCE_CASE = "parsec_tls_demo.TlsHandshakeTest.test_rse_served_the_handshake"
-HANDSHAKE_CASE = "parsec_tls_demo.TlsHandshakeTest.test_handshake_on_the_host"
+EVIDENCE_CASE = "parsec_demo_handshake.TlsHandshakeTest.test_rse_served_the_handshake"
+HANDSHAKE_CASE = "parsec_demo_handshake.TlsHandshakeTest.test_handshake_on_the_host"
 CLIENT_OUTPUT = """
   . Seeding the random number generator... ok
   . Loading the CA root certificate ... ok (0 skipped)
@@ -222,13 +215,13 @@ INTERLEAVED_PASS = CLIENT_OUTPUT.replace(
 
 
 def test_a_handshake_is_judged_with_the_driver_s_lines_read_out_of_the_way() -> None:
-    oeqa_shim.install()
-    case = load_module(cases_dir() / "parsec_tls_demo.py").ParsecDemoCase
     assert "handshake... ok" not in INTERLEAVED_PASS
-    assert case.handshake_problem(None, 0, INTERLEAVED_PASS) is None
+    assert machine_steps.handshake_problem(0, INTERLEAVED_PASS) is None
     failed = INTERLEAVED_PASS.replace("\n ok\n", "\n failed\n", 1)
-    assert "Performing the SSL/TLS handshake... ok" in case.handshake_problem(None, 0, failed)
-    assert case.handshake_problem(None, 1, INTERLEAVED_PASS) == (
+    assert "Performing the SSL/TLS handshake... ok" in str(
+        machine_steps.handshake_problem(0, failed)
+    )
+    assert machine_steps.handshake_problem(1, INTERLEAVED_PASS) == (
         "exit status 1, expected a successful handshake"
     )
 
@@ -268,12 +261,12 @@ class HandshakeMachine:
 
 
 def run_evidence(machine: object) -> dict[str, CaseResult]:
-    oeqa_shim.install()
+    oeqa_shim.install(layer_lib())
     tests = [
         t
-        for t in collect(cases_dir(), ["parsec_tls_demo"])
+        for t in collect(cases_dir(), ["parsec_demo_service", "parsec_demo_handshake"])
         if runner.test_name(t) in (EVIDENCE_CASE, HANDSHAKE_CASE)
-        or runner.test_name(t).startswith("parsec_tls_demo.ParsecServiceTest.")
+        or runner.test_name(t).startswith("parsec_demo_service.ParsecServiceTest.")
     ]
     td = {"MACHINE": "qemu-test", "IMAGE_PKGS": ("parsec-mbedtls-demo",)}
     return {r.name: r for r in run_tests(tests, machine, td)}
@@ -288,14 +281,15 @@ def test_the_evidence_case_passes_with_a_triple_per_signature(tmp_path: Path) ->
     assert results[EVIDENCE_CASE].status == "PASSED", results[EVIDENCE_CASE].log
     # It ran a handshake of its own and left the server stopped.
     assert sum("ssl_client1" in c for c in machine.commands) == 2
-    assert machine.commands[-1].startswith("pkill -x ssl_server")
+    last_client = max(n for n, c in enumerate(machine.commands) if "ssl_client1" in c)
+    assert machine_steps.STOP_SERVER in machine.commands[last_client:]
 
 
 @pytest.mark.parametrize(
     ("lines", "says"),
     [
-        ([], "the RSE did not serve the handshake's signatures"),
-        (served(1), "the RSE did not serve the handshake's signatures"),
+        ([], "the RSE did not serve 2 verification(s)"),
+        (served(1), "the RSE did not serve 2 verification(s)"),
         (served(1) + served(2, "PSA_ERROR_INVALID_SIGNATURE"), "PSA_ERROR_INVALID_SIGNATURE"),
         (served(1) + served(2)[:2] + served(3)[2:], "a key was left in the RSE"),
     ],
@@ -334,8 +328,8 @@ def test_the_evidence_case_is_skipped_with_its_reason_without_an_rse_log(
 
 def test_only_a_string_names_an_rse_log() -> None:
     """meta-arm's OEFVPTarget answers any attribute it lacks with a function."""
-    oeqa_shim.install()
-    module = load_module(cases_dir() / "parsec_tls_demo.py")
+    oeqa_shim.install(layer_lib())
+    module = importlib.import_module("oeqa.runtime.parsec_demo_case")
 
     class AnswersEverything:
         def __getattr__(self, name: str) -> object:

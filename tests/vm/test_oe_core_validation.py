@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="building the dev image needs root"),
     pytest.mark.skipif(not POKY, reason="PARSEC_DEMO_POKY names no poky checkout"),
 ]
-RSE_EVIDENCE = "parsec_tls_demo.TlsHandshakeTest.test_rse_served_the_handshake"
+RSE_EVIDENCE = "parsec_demo_handshake.TlsHandshakeTest.test_rse_served_the_handshake"
 
 
 def processes_mentioning(text: str) -> list[str]:

@@ -63,17 +63,17 @@ def test_every_case_passes_against_the_dev_vm(report: tuple[Path, list[object]])
     }
     assert failures == {}
     assert {
-        "parsec_tls_demo.ParsecServiceTest.test_list_providers",
-        "parsec_tls_demo.TlsHandshakeTest.test_handshake_on_the_host",
+        "parsec_demo_service.ParsecServiceTest.test_list_providers",
+        "parsec_demo_handshake.TlsHandshakeTest.test_handshake_on_the_host",
         # The RSE evidence: it would be SKIPPED (so failing here) without the RSE model's log.
-        "parsec_tls_demo.TlsHandshakeTest.test_rse_served_the_handshake",
-        "parsec_tls_demo.TlsHandshakeTest.test_handshake_in_a_container",
-        "parsec_tls_demo.NegativeTest.test_a_corrupted_certificate_is_refused",
-        "parsec_tls_demo.NegativeTest.test_handshakes_survive_a_parsec_restart",
-        "parsec_tls_demo.Tls13Test.test_tls13_handshake",
-        "parsec_tls_demo.MutualTlsTest.test_mutual_tls_with_a_key_made_in_the_rse",
-        "parsec_tls_demo.MutualTlsTest.test_a_certificate_for_another_key_is_refused",
-        "parsec_tls_demo.MutualTlsTest.test_a_destroyed_key_is_refused",
+        "parsec_demo_handshake.TlsHandshakeTest.test_rse_served_the_handshake",
+        "parsec_demo_handshake.TlsHandshakeTest.test_handshake_in_a_container",
+        "parsec_demo_handshake.TlsHandshakeTest.test_a_corrupted_certificate_is_refused",
+        "parsec_demo_handshake.TlsHandshakeTest.test_tls13_handshake",
+        "parsec_demo_restart.ParsecRestartTest.test_handshakes_survive_a_parsec_restart",
+        "parsec_demo_mutual_tls.MutualTlsTest.test_mutual_tls_with_a_key_made_in_the_rse",
+        "parsec_demo_mutual_tls.MutualTlsTest.test_a_certificate_for_another_key_is_refused",
+        "parsec_demo_mutual_tls.MutualTlsTest.test_a_destroyed_key_is_refused",
     } <= set(statuses)
     suite = ET.parse(report_dir / "junit.xml").getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "0" and suite.get("errors") == "0"

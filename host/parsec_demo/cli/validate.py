@@ -26,7 +26,7 @@ HELP = "the layer's oeqa cases against the dev VM; reports in <run directory>/re
 ARCHITECTURES = ("amd64", "arm64")
 EXAMPLES = (
     "",
-    "--module parsec_tls_demo --report-dir reports",
+    "--module parsec_demo_handshake --report-dir reports",
     "--oe-core ~/poky",
 )
 

@@ -20,7 +20,7 @@ from parsec_demo_rse import RseFiles
 
 from ..image_build import IMAGE_BASENAME, machine_name
 from ..machine.qemu import QemuMachine, load_config
-from ..paths import new_run_dir
+from ..paths import layer_lib, new_run_dir
 from ..tls_demo import read_events
 from . import reports
 from .oe_core import TEST_TARGET, run_oe_core
@@ -37,8 +37,8 @@ DEV_IMAGE_PACKAGES = (
     "iproute2",
     "procps",
 )
-HANDSHAKE_TEST = "parsec_tls_demo.TlsHandshakeTest.test_handshake_on_the_host"
-MUTUAL_TLS_TEST = "parsec_tls_demo.MutualTlsTest.test_mutual_tls_with_a_key_made_in_the_rse"
+HANDSHAKE_TEST = "parsec_demo_handshake.TlsHandshakeTest.test_handshake_on_the_host"
+MUTUAL_TLS_TEST = "parsec_demo_mutual_tls.MutualTlsTest.test_mutual_tls_with_a_key_made_in_the_rse"
 
 
 def test_data(arch: str) -> dict[str, Any]:
@@ -128,7 +128,7 @@ def run_with_shim(
     results and the Parsec service's journal."""
     from . import oeqa_shim
 
-    oeqa_shim.install()
+    oeqa_shim.install(layer_lib())
     with QemuMachine(load_config(image), run_dir) as machine, machine.target() as target:
         results = run_tests(collect(cases, modules), target, td)
         journal = target.run("journalctl -u parsec-demo --no-pager -o short-iso", timeout=60)[1]

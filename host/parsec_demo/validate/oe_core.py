@@ -44,10 +44,10 @@ from parsec_demo_rse import RseFiles
 from ..errors import UserError
 from ..image_build import ImageManifest, qemuboot_rootfs, write_qemuboot
 from ..machine.lifecycle import BootError
-from ..paths import project_root
-from .runner import CaseResult
+from ..paths import layer_lib
+from .runner import CaseResult, case_modules
 
-#: poky's runtime cases that run before the layer's (TEST_SUITES = "ping ssh parsec_tls_demo").
+#: poky's runtime cases that run before the layer's (kas/testimage.yml's TEST_SUITES).
 POKY_CASES = ("ping", "ssh")
 #: testimage's controller for QEMU machines (kas/testimage.yml's TEST_TARGET).
 TEST_TARGET = "ParsecDemoQemuTarget"
@@ -79,11 +79,6 @@ def check_oe_core(oe_core: Path) -> None:
             f"{oe_core} is not a poky checkout (no {', '.join(missing)}): --oe-core needs "
             "openembedded-core's oeqa and runqemu, and bitbake"
         )
-
-
-def layer_lib() -> Path:
-    """The layer's Python (its oeqa cases and controllers), as ``addpylib`` puts it on the path."""
-    return project_root() / "meta-parsec-demo/lib"
 
 
 def import_oeqa(oe_core: Path) -> None:
@@ -259,7 +254,7 @@ def run_oe_core(
         )
         context = OERuntimeTestContext(td, log, target, set(td["IMAGE_PKGS"]), extract_dir)
         paths = [str(oe_core / "meta/lib/oeqa/runtime/cases"), str(cases)]
-        context.loadTests(paths, modules=[*POKY_CASES, *(modules or ["parsec_tls_demo"])])
+        context.loadTests(paths, modules=[*POKY_CASES, *(modules or case_modules(cases))])
         logger.info(f"booting {conf.name} with {oe_core}/scripts/runqemu and {TEST_TARGET}")
         started = time.monotonic()
         try:

@@ -14,6 +14,7 @@ import sys
 import types
 import unittest
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 F = Callable[..., Any]
@@ -94,8 +95,10 @@ def skipIfNotQemu(msg: str = "only on QEMU") -> Callable[[F], F]:
     return _skip_unless(lambda c: str(c.td.get("MACHINE", "")).startswith("qemu"), msg)
 
 
-def install() -> None:
-    """Make ``import oeqa...`` find this shim (unless a real oeqa is already importable)."""
+def install(layer_lib: Path) -> None:
+    """Make ``import oeqa...`` find this shim, and the layer's own oeqa modules under
+    ``layer_lib`` (its base case beside ``oeqa.runtime.case``), as oeqa's namespace packages
+    would under testimage."""
     modules: dict[str, dict[str, object]] = {
         "oeqa": {},
         "oeqa.core": {},
@@ -118,7 +121,9 @@ def install() -> None:
     }
     for name, attributes in modules.items():
         module = types.ModuleType(name, "parsec-demo's stand-in for oeqa")
-        module.__path__ = []  # a package, so that submodules import
+        # A package, so that submodules import: the layer's, where it has that directory.
+        directory = layer_lib.joinpath(*name.split("."))
+        module.__path__ = [str(directory)] if directory.is_dir() else []
         for key, value in attributes.items():
             setattr(module, key, value)
         sys.modules[name] = module

@@ -21,7 +21,7 @@ from types import FrameType, ModuleType, SimpleNamespace
 from typing import Any
 
 from ..errors import UserError
-from ..paths import project_root
+from ..paths import layer_lib
 
 #: One line per test as it ends (``PASSED name (1.2 s)``), and per skip.
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def cases_dir() -> Path:
     """The layer's oeqa runtime cases (in the project's checkout)."""
-    return project_root() / "meta-parsec-demo/lib/oeqa/runtime/cases"
+    return layer_lib() / "oeqa/runtime/cases"
 
 
 class CaseSelectionError(UserError):

@@ -14,7 +14,7 @@ may stall on that UART.
 This controller keeps reading the RSE console (alias ``rse``) in a thread from the moment the
 consoles open until the FVP stops, so that its log grows while the cases run, and tells the
 cases where that log is: ``target.rse_log``, a path string, or None when the machine has no RSE
-console or no log of it. The cases (lib/oeqa/runtime/cases/parsec_tls_demo.py) read the part
+console or no log of it. The cases (lib/oeqa/runtime/cases/parsec_demo_*.py) read the part
 of that log written during a handshake: the evidence that the RSE served it.
 
 testimage imports every oeqa/controllers/*.py it finds until one defines the TEST_TARGET class,
