@@ -391,8 +391,8 @@ def _profile_daemons(
 
 
 def bench_handshake(seconds: float) -> Iterator[str]:
+    from .demo.host import TlsDemo
     from .native_build import build_host
-    from .tls_demo import TlsDemo
 
     build = build_host()
     run_dir = new_run_dir("bench-handshake")

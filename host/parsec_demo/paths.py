@@ -81,6 +81,12 @@ def layer_lib() -> Path:
     return layer_dir() / "lib"
 
 
+def test_pki_dir() -> Path:
+    """The layer's test PKI: the server's certificate and key and the CA that issued them, and
+    the client CA with its (public, test-only) key."""
+    return layer_lib() / "oeqa/runtime/files/parsec_tls_demo"
+
+
 def layer_module(name: str) -> ModuleType:
     """A standard-library module of the layer's ``lib/`` (what BitBake imports with
     ``addpylib``), loaded from the checkout so that the toolkit and the layer share one copy."""

@@ -24,11 +24,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from parsec_demo_evidence import LogWindow, event_calls
 
 from handshake_checks import assert_handshake_ok
+from parsec_demo.demo.host import TlsDemo
+from parsec_demo.demo.results import ClientRun
 from parsec_demo.native_build import HostBuild
 from parsec_demo.services import parsec_config_text
-from parsec_demo.tls_demo import ClientRun, TlsDemo, read_events
 from parsec_load import (
     ECDSA_P256,
     SYSTEM_PYTHON,
@@ -59,27 +61,27 @@ def _signal_at_an_import(
     """Start ssl_client1 with ``argv`` and send it ``signum`` as soon as the RSE imported a key
     for it (of ``bits`` bits, if given). Returns the client (its output piped) and that key's
     RSE id; None, unsignalled, if the client ended first or 30 s passed."""
-    _, offset = read_events(demo.events_path)
-    client = subprocess.Popen(
-        demo.netns.command([str(demo.build.program("ssl_client1")), *argv]),
-        env=demo.client_env(),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while client.poll() is None and time.monotonic() < deadline:
-        events, _ = read_events(demo.events_path, offset)
-        imported = [
-            e["key_id"]
-            for e in events
-            if e["function"] == "psa_import_key" and bits in (None, e["bits"])
-        ]
-        if imported:
-            client.send_signal(signum)
-            return client, imported[0]
-        time.sleep(0.0002)
+    with LogWindow(demo.rse_files.events_log) as rse:
+        client = subprocess.Popen(
+            demo.netns.command([str(demo.build.program("ssl_client1")), *argv]),
+            env=demo.client_env(),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while client.poll() is None and time.monotonic() < deadline:
+            # What the RSE logged since the window opened, so far.
+            imported = [
+                e.key_id
+                for e in event_calls(rse.close())
+                if e.function == "psa_import_key" and bits in (None, e.bits)
+            ]
+            if imported:
+                client.send_signal(signum)
+                return client, imported[0]
+            time.sleep(0.0002)
     return client, None
 
 

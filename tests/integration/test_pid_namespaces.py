@@ -17,10 +17,13 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from parsec_demo_evidence import event_calls
+from parsec_demo_rse import RseFiles
 
+from parsec_demo.demo.host import TlsDemo
+from parsec_demo.demo.results import ClientRun
 from parsec_demo.native_build import HostBuild
 from parsec_demo.services import Service, start_parsec_service, start_rse_model
-from parsec_demo.tls_demo import ClientRun, TlsDemo, read_events
 from parsec_service.client import ParsecClient
 from parsec_service.constants import Opcode
 from se_driver_harness import (
@@ -118,12 +121,12 @@ def test_driver_clients_that_are_both_pid_1_keep_their_keys_apart(
         harness.assert_clean_exit()
 
     # The RSE held two different keys, each destroyed by its own client.
-    events, _ = read_events(tmp_path / "rse-events.jsonl")
-    imported = [e["key_id"] for e in events if e["function"] == "psa_import_key"]
-    destroyed = [e["key_id"] for e in events if e["function"] == "psa_destroy_key"]
+    events = event_calls(Path(RseFiles(tmp_path).events_log).read_text())
+    imported = [e.key_id for e in events if e.function == "psa_import_key"]
+    destroyed = [e.key_id for e in events if e.function == "psa_destroy_key"]
     assert len(imported) == 2 and len(set(imported)) == 2
     assert sorted(destroyed) == sorted(imported)
-    assert all(e["status"] == "PSA_SUCCESS" for e in events if e["function"] != "psa_verify_hash")
+    assert all(e.status == "PSA_SUCCESS" for e in events if e.function != "psa_verify_hash")
 
 
 def test_two_tls_clients_as_pid_1_side_by_side(tmp_path: Path, host_build: HostBuild) -> None:
@@ -148,13 +151,13 @@ def test_two_tls_clients_as_pid_1_side_by_side(tmp_path: Path, host_build: HostB
             for thread in threads:
                 thread.join(timeout=120)
             names = proxy.key_names(Opcode.PSA_IMPORT_KEY)
-        events, _ = read_events(demo.events_path)
+        events = event_calls(Path(demo.rse_files.events_log).read_text())
     assert len(runs) == 2 and all(r.ok for r in runs), [r.output for r in runs]
     assert all("client pid=1\n" in r.output for r in runs)
     assert all(". Verifying peer X.509 certificate... ok" in r.output for r in runs)
     # Two signatures per handshake, each with its own key and name.
     assert len(names) == 4 and len(set(names)) == 4, names
-    functions = [e["function"] for e in events]
+    functions = [e.function for e in events]
     assert functions.count("psa_import_key") == functions.count("psa_destroy_key") == 4
-    assert all(e["status"] == "PSA_SUCCESS" for e in events)
+    assert all(e.status == "PSA_SUCCESS" for e in events)
     assert sorted((tmp_path / "rse-store").glob("key-*.json")) == []

@@ -12,13 +12,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import parsec_demo_machine as steps
 import pytest
 
 from handshake_checks import assert_handshake_ok, assert_rse_evidence
-from parsec_demo import mutual_tls
-from parsec_demo.mutual_tls import HostClientSide, client_key_problem, run_mutual_tls
+from parsec_demo.demo import mutual_tls
+from parsec_demo.demo.host import HostClientSide, TlsDemo
+from parsec_demo.demo.mutual_tls import client_key_problem, run_mutual_tls
+from parsec_demo.demo.results import ClientRun
 from parsec_demo.native_build import HostBuild
-from parsec_demo.tls_demo import ClientRun, TlsDemo
+from parsec_demo.paths import test_pki_dir
 from parsec_service.client import ParsecClient
 from pki import make_pki
 
@@ -48,7 +51,7 @@ def test_tls13_sends_the_chain_and_the_certificate_verify_to_the_rse(demo: TlsDe
     # The test CA's signature on the server certificate, and the server's CertificateVerify:
     # RSA-PSS with a salt as long as the hash, the one PSS of the Parsec wire protocol.
     assert_rse_evidence(run, signatures=2)
-    algs = [e["alg"] for e in run.calls("psa_verify_hash")]
+    algs = [e.alg for e in run.served("psa_verify_hash")]
     assert algs[0] == "RSA_PKCS1V15_SIGN(SHA_256)"
     assert re.fullmatch(r"RSA_PSS\(SHA_(256|384|512)\)", algs[1]), algs
 
@@ -61,7 +64,7 @@ def test_tls13_with_an_ecdsa_chain(tmp_path: Path, host_build: HostBuild) -> Non
     assert "[ Protocol is TLSv1.3 ]" in run.output
     # Root -> intermediate, intermediate -> server, and the CertificateVerify.
     assert_rse_evidence(run, signatures=pki.signatures_in_chain + 1)
-    assert {e["alg"] for e in run.calls("psa_verify_hash")} == {"ECDSA_ANY"}
+    assert {e.alg for e in run.served("psa_verify_hash")} == {"ECDSA_ANY"}
 
 
 def test_a_tls13_certificate_verify_by_the_wrong_key_fails_in_the_rse(
@@ -72,10 +75,10 @@ def test_a_tls13_certificate_verify_by_the_wrong_key_fails_in_the_rse(
         run = demo.run_client(ca_file=pki.ca_file, options=TLS13)
     assert not run.ok
     assert ". Performing the SSL/TLS handshake... failed" in run.output
-    verifies = run.calls("psa_verify_hash")
-    assert [e["status"] for e in verifies] == ["PSA_SUCCESS"] * 2 + ["PSA_ERROR_INVALID_SIGNATURE"]
-    assert verifies[-1]["alg"].startswith("RSA_PSS(")
-    assert len(run.calls("psa_destroy_key")) == len(run.calls("psa_import_key")), "no leak"
+    verifies = run.served("psa_verify_hash")
+    assert [e.status for e in verifies] == ["PSA_SUCCESS"] * 2 + ["PSA_ERROR_INVALID_SIGNATURE"]
+    assert verifies[-1].alg.startswith("RSA_PSS(")
+    assert len(run.served("psa_destroy_key")) == len(run.served("psa_import_key")), "no leak"
 
 
 def test_ssl_client1_refuses_bad_arguments_in_one_line(demo: TlsDemo) -> None:
@@ -88,7 +91,7 @@ def test_ssl_client1_refuses_bad_arguments_in_one_line(demo: TlsDemo) -> None:
         run = demo.run_client(options=options)
         assert run.returncode == 2, run.output
         assert f"ssl_client1: {message}" in run.output.splitlines()[0]
-        assert "Traceback" not in run.output and run.events == []
+        assert "Traceback" not in run.output and run.calls == []
 
 
 # --- mutual TLS ---------------------------------------------------------------------------------
@@ -96,7 +99,7 @@ def test_ssl_client1_refuses_bad_arguments_in_one_line(demo: TlsDemo) -> None:
 
 @pytest.fixture
 def mtls(tmp_path: Path, host_build: HostBuild) -> Iterator[TlsDemo]:
-    server, *args = mutual_tls.server_argv(str(mutual_tls.pki_dir()))
+    server, *args = steps.mutual_tls_server(str(test_pki_dir()))
     with TlsDemo(tmp_path, host_build, server, args) as running:
         yield running
 
@@ -125,16 +128,16 @@ def test_mutual_tls_signs_in_the_rse_with_a_key_made_there(mtls: TlsDemo, tls13:
         assert f"[ Protocol is {version} ]" in run.output
         assert ". Loading the client certificate and key 1 ... ok" in run.output
         # The server's two signatures are still checked in the RSE, one by one.
-        verifies = run.calls("psa_verify_hash", "PSA_SUCCESS")
-        assert len(verifies) == 2 and len(run.calls("psa_import_key")) == 2
-        sign = run.calls("psa_sign_hash")[0]
-        assert sign["alg"] == "ECDSA(SHA_256)"
-    generated = result.step("provision").calls("psa_generate_key")[0]
-    assert generated["key_type"] == "ECC_KEY_PAIR(SECP_R1)" and generated["bits"] == 256
-    assert generated["lifetime"] == "persistent"
+        verifies = run.served("psa_verify_hash", "PSA_SUCCESS")
+        assert len(verifies) == 2 and len(run.served("psa_import_key")) == 2
+        sign = run.served("psa_sign_hash")[0]
+        assert sign.alg == "ECDSA(SHA_256)"
+    generated = result.step("provision").served("psa_generate_key")[0]
+    assert generated.key_type == "ECC_KEY_PAIR(SECP_R1)" and generated.bits == 256
+    assert generated.lifetime == "persistent"
     # The private key never left the RSE: nothing exported it, at any step.
     for _, step in result.steps:
-        assert not step.calls("psa_export_key"), step.events
+        assert not step.served("psa_export_key"), step.calls
     # The server saw the client's certificate, issued from the CSR the RSE signed.
     assert server_log(mtls, 2).count("Performing the SSL/TLS handshake... ok") == 2
     assert ParsecClient(mtls.parsec.socket_path if mtls.parsec else "").list_keys() == []
@@ -142,21 +145,19 @@ def test_mutual_tls_signs_in_the_rse_with_a_key_made_there(mtls: TlsDemo, tls13:
 
 def provision(side: HostClientSide, key_id: int, serial: int) -> tuple[str, str]:
     """Key ``key_id`` and its certificate; returns its Parsec name and certificate file."""
-    made = side.as_client(mutual_tls.provision_argv(key_id))
+    made = side.as_client(steps.provision_command(key_id))
     assert made.ok, made.output
-    issued = side.as_ca(mutual_tls.issue_argv(side.pki, serial))
+    issued = side.as_ca(steps.issue_command(side.pki, serial))
     assert issued.ok, issued.output
     cert = f"client-{key_id}.pem"
-    (side.key_dir / mutual_tls.CERT_FILE).rename(side.key_dir / cert)
+    (side.key_dir / steps.CERT_FILE).rename(side.key_dir / cert)
     match = PARSEC_NAME.search(made.output)
     assert match, made.output
     return match[1], cert
 
 
 def client(side: HostClientSide, cert: str, key_id: int) -> ClientRun:
-    argv = mutual_tls.client_argv(side.ca_file, key_id)
-    argv[argv.index(f"crt_file={mutual_tls.CERT_FILE}")] = f"crt_file={cert}"
-    return side.as_client(argv)
+    return side.as_client(steps.mutual_tls_client(side.ca_file, key_id, cert=cert))
 
 
 def assert_refused(demo: TlsDemo, run: ClientRun) -> None:
@@ -174,10 +175,10 @@ def test_a_certificate_for_another_key_is_refused(mtls: TlsDemo) -> None:
     run = client(side, cert_1, key_id=2)
     assert_refused(mtls, run)
     # Key 2 signed in the RSE; the server checked that against key 1's certificate.
-    assert [e["status"] for e in run.calls("psa_sign_hash")] == ["PSA_SUCCESS"]
+    assert [e.status for e in run.served("psa_sign_hash")] == ["PSA_SUCCESS"]
     assert "mbedtls_ssl_handshake returned" in server_log(mtls)
     for key_id in (1, 2):
-        assert side.as_client(mutual_tls.destroy_argv(key_id)).ok
+        assert side.as_client(steps.destroy_command(key_id)).ok
 
 
 def test_a_key_destroyed_in_the_rse_is_refused(mtls: TlsDemo) -> None:
@@ -190,29 +191,29 @@ def test_a_key_destroyed_in_the_rse_is_refused(mtls: TlsDemo) -> None:
     ParsecClient(mtls.parsec.socket_path).destroy_key(name)
     run = client(side, cert, key_id=1)
     assert_refused(mtls, run)
-    assert not run.calls("psa_sign_hash", "PSA_SUCCESS"), run.events
+    assert not run.served("psa_sign_hash", "PSA_SUCCESS"), run.calls
     assert "parsec-se-driver:" in run.output, "the driver says why"
 
 
 def test_a_key_the_client_destroyed_cannot_sign(mtls: TlsDemo) -> None:
     side = HostClientSide(mtls, mtls.run_dir / "client-key")
     _, cert = provision(side, 1, serial=1)
-    destroyed = side.as_client(mutual_tls.destroy_argv(1))
-    assert destroyed.ok and [e["function"] for e in destroyed.events] == ["psa_destroy_key"]
+    destroyed = side.as_client(steps.destroy_command(1))
+    assert destroyed.ok and [e.function for e in destroyed.calls] == ["psa_destroy_key"]
     run = client(side, cert, key_id=1)
     assert not run.ok
     assert ". Loading the client certificate and key 1 ... failed" in run.output
     assert "mbedtls_pk_setup_opaque returned" in run.output
-    assert run.events == [], "nothing reached the RSE"
-    again = side.as_client(mutual_tls.destroy_argv(1))
+    assert run.calls == [], "nothing reached the RSE"
+    again = side.as_client(steps.destroy_command(1))
     assert again.returncode == 1
     assert "parsec_client_key: destruction of key 1 failed: no such key" in again.output
 
 
 def test_a_client_without_a_certificate_is_refused(mtls: TlsDemo) -> None:
-    run = mtls.run_client(ca_file=mutual_tls.pki_dir() / "ca.pem")
+    run = mtls.run_client(ca_file=test_pki_dir() / "ca.pem")
     assert_refused(mtls, run)
-    assert not run.calls("psa_sign_hash")
+    assert not run.served("psa_sign_hash")
 
 
 @pytest.mark.parametrize("tool", ["parsec_client_key", "parsec_client_key-sanitized"])
@@ -230,21 +231,21 @@ def test_parsec_client_key_refuses_bad_input_in_one_line(mtls: TlsDemo, tool: st
         run = side.as_client(argv)
         assert run.returncode == status, run.output
         assert run.output.splitlines()[0].startswith(f"parsec_client_key: {message}"), run.output
-    made = side.as_client([tool, *mutual_tls.provision_argv(1)[1:]])
+    made = side.as_client([tool, *steps.provision_command(1)[1:]])
     assert made.ok, made.output
-    twice = side.as_client([tool, *mutual_tls.provision_argv(1)[1:]])
+    twice = side.as_client([tool, *steps.provision_command(1)[1:]])
     assert twice.returncode == 1
     assert "generation of key 1 failed: the key exists" in twice.output
     # The RSE made a second key before Mbed TLS found the id taken; the layer's patch 0005
     # has it destroyed there (upstream 3.6 reported success and left it behind).
-    assert [e["function"] for e in twice.events] == ["psa_generate_key", "psa_destroy_key"]
-    assert len({e["key_id"] for e in twice.events}) == 1
-    assert made.events[0]["key_id"] != twice.events[0]["key_id"]
+    assert [e.function for e in twice.calls] == ["psa_generate_key", "psa_destroy_key"]
+    assert len({e.key_id for e in twice.calls}) == 1
+    assert made.calls[0].key_id != twice.calls[0].key_id
     assert mtls.parsec is not None
     assert len(ParsecClient(mtls.parsec.socket_path).list_keys()) == 1
     # The key is still there and still signs: a new CSR for it.
     assert side.as_client([tool, "csr", "key_id=1"]).ok
-    assert side.as_client([tool, *mutual_tls.destroy_argv(1)[1:]]).ok
+    assert side.as_client([tool, *steps.destroy_command(1)[1:]]).ok
     assert "ERROR: AddressSanitizer" not in made.output + twice.output
 
 
@@ -253,11 +254,11 @@ def test_a_server_without_client_auth_still_serves_the_plain_client(
 ) -> None:
     """ssl_server2 with the test PKI but without auth_mode=required: the same client program,
     no certificate, TLS 1.3, served (the mutual-TLS server differs only in its demand)."""
-    server = [a for a in mutual_tls.server_argv(str(mutual_tls.pki_dir()))[1:] if "auth" not in a]
+    server = [a for a in steps.mutual_tls_server(str(test_pki_dir()))[1:] if "auth" not in a]
     with TlsDemo(tmp_path, host_build, "ssl_server2", server) as demo:
-        run = demo.run_client(ca_file=mutual_tls.pki_dir() / "ca.pem", options=TLS13)
+        run = demo.run_client(ca_file=test_pki_dir() / "ca.pem", options=TLS13)
     assert run.ok, run.output
-    assert not run.calls("psa_sign_hash")
+    assert not run.served("psa_sign_hash")
 
 
 def test_the_host_demo_with_tls13_and_mutual_tls(tmp_path: Path, host_build: HostBuild) -> None:

@@ -14,11 +14,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from parsec_demo_evidence import LogWindow, event_calls
 
 from handshake_checks import assert_handshake_ok
+from parsec_demo.demo.host import TlsDemo
+from parsec_demo.demo.results import ClientRun
 from parsec_demo.native_build import HostBuild
 from parsec_demo.netns import NetworkNamespace
-from parsec_demo.tls_demo import ClientRun, TlsDemo, read_events
 from parsec_load import SYSTEM_PYTHON, start_trickle_attack
 from parsec_service.client import ParsecClient
 
@@ -62,19 +64,19 @@ def test_concurrent_handshakes_all_succeed_with_their_rse_evidence(
     demos: list[TlsDemo],
 ) -> None:
     first = demos[0]
-    _, start = read_events(first.events_path)
-    runs = _run_together(demos, rounds=3)
+    with LogWindow(first.rse_files.events_log) as rse:
+        runs = _run_together(demos, rounds=3)
     assert len(runs) == 12
     for run in runs:
         assert_handshake_ok(run, CIPHER_SUITE)
         assert "parsec-se-driver:" not in run.output
-    events, _ = read_events(first.events_path, start)
+    events = event_calls(rse.text)
     # Every key the clients imported was used for one successful verification and destroyed,
     # in that order, whatever the interleaving: two signatures per handshake.
     by_key: dict[int, list[str]] = defaultdict(list)
     for event in events:
-        assert event["status"] == "PSA_SUCCESS", event
-        by_key[event["key_id"]].append(event["function"])
+        assert event.status == "PSA_SUCCESS", event
+        by_key[event.key_id].append(event.function)
     assert len(by_key) == 2 * len(runs), "each signature got a key of its own"
     assert all(
         calls == ["psa_import_key", "psa_verify_hash", "psa_destroy_key"]
@@ -85,7 +87,7 @@ def test_concurrent_handshakes_all_succeed_with_their_rse_evidence(
     assert list((first.run_dir / "rse-store").glob("key-*.json")) == [], "no key left behind"
     log = (first.run_dir / "parsec.log").read_text()
     assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
-    assert os.path.getsize(first.events_path) > 0
+    assert os.path.getsize(first.rse_files.events_log) > 0
 
 
 def test_handshakes_go_through_while_another_user_attacks_the_service(

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from handshake_checks import assert_handshake_ok, assert_rse_evidence
+from parsec_demo.demo.host import TlsDemo
+from parsec_demo.demo.results import ClientRun
 from parsec_demo.native_build import HostBuild
-from parsec_demo.tls_demo import ClientRun, TlsDemo
 from parsec_service import contracts as pb
 from parsec_service.client import Auth, ParsecClient
 from parsec_service.constants import Opcode
@@ -38,8 +39,8 @@ def test_handshake_with_the_embedded_test_certificate(demo: TlsDemo) -> None:
     assert_handshake_ok(run, "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256")
     # The server certificate (signed by the test CA) and ServerKeyExchange: two signatures.
     assert_rse_evidence(run, signatures=2)
-    assert run.calls("psa_import_key")[0]["key_type"] == "RSA_PUBLIC_KEY"
-    assert run.calls("psa_verify_hash")[0]["alg"] == "RSA_PKCS1V15_SIGN(SHA_256)"
+    assert run.served("psa_import_key")[0].key_type == "RSA_PUBLIC_KEY"
+    assert run.served("psa_verify_hash")[0].alg == "RSA_PKCS1V15_SIGN(SHA_256)"
     assert rse_key_files(demo) == [], "no key is left in the RSE"
     assert ParsecClient(demo.parsec.socket_path if demo.parsec else "").list_keys() == []
 
@@ -62,9 +63,9 @@ def test_handshake_with_a_generated_chain(
     assert cipher_suite in (tmp_path / "ssl_server2.log").read_text()
     # Root -> intermediate, intermediate -> server, and ServerKeyExchange.
     assert_rse_evidence(run, signatures=pki.signatures_in_chain + 1)
-    assert run.calls("psa_verify_hash")[0]["alg"] == alg
+    assert run.served("psa_verify_hash")[0].alg == alg
     expected_type = "RSA_PUBLIC_KEY" if kind == "rsa" else "ECC_PUBLIC_KEY(SECP_R1)"
-    assert {e["key_type"] for e in run.calls("psa_import_key")} == {expected_type}
+    assert {e.key_type for e in run.served("psa_import_key")} == {expected_type}
 
 
 def test_a_corrupted_certificate_signature_fails_in_the_rse(
@@ -76,8 +77,8 @@ def test_a_corrupted_certificate_signature_fails_in_the_rse(
     assert not run.ok
     assert ". Performing the SSL/TLS handshake... failed" in run.output
     assert "X509 - Certificate verification failed" in run.output
-    assert run.calls("psa_verify_hash", "PSA_ERROR_INVALID_SIGNATURE"), run.events
-    assert len(run.calls("psa_destroy_key")) == len(run.calls("psa_import_key")), "no leak"
+    assert run.served("psa_verify_hash", "PSA_ERROR_INVALID_SIGNATURE"), run.calls
+    assert len(run.served("psa_destroy_key")) == len(run.served("psa_import_key")), "no leak"
 
 
 def test_a_key_exchange_signed_by_the_wrong_key_fails(
@@ -88,8 +89,8 @@ def test_a_key_exchange_signed_by_the_wrong_key_fails(
         run = demo.run_client(ca_file=pki.ca_file)
     assert not run.ok
     assert ". Performing the SSL/TLS handshake... failed" in run.output
-    verifies = run.calls("psa_verify_hash")
-    assert [e["status"] for e in verifies] == [
+    verifies = run.served("psa_verify_hash")
+    assert [e.status for e in verifies] == [
         "PSA_SUCCESS",
         "PSA_SUCCESS",
         "PSA_ERROR_INVALID_SIGNATURE",
@@ -111,7 +112,7 @@ def test_the_client_fails_closed_without_parsec(demo: TlsDemo) -> None:
     assert not run.ok and run.seconds < 15
     assert ". Performing the SSL/TLS handshake... failed" in run.output
     assert "parsec-se-driver: cannot reach the Parsec service at" in run.output
-    assert run.events == []
+    assert run.calls == []
 
 
 _GDB_SCRIPT = """
@@ -151,13 +152,13 @@ def test_no_signature_is_verified_locally(
     delegated, run = _count_local_verifications(demo, tmp_path, {}, options)
     assert "Verifying peer X.509 certificate... ok" in run.output, run.output
     assert delegated == 0, run.output
-    assert len(run.calls("psa_verify_hash", "PSA_SUCCESS")) == 2
+    assert len(run.served("psa_verify_hash", "PSA_SUCCESS")) == 2
     # The same breakpoints do fire when delegation is switched off: the count is meaningful.
     local_env = {"PARSEC_DEMO_LOCAL_VERIFY": "1"}
     local, run = _count_local_verifications(demo, tmp_path, local_env, options)
     assert "Verifying peer X.509 certificate... ok" in run.output, run.output
     assert local >= 2
-    assert run.events == [], "with delegation off the RSE sees nothing"
+    assert run.calls == [], "with delegation off the RSE sees nothing"
 
 
 class CapturingProxy:

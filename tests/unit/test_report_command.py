@@ -371,7 +371,7 @@ def test_the_evidence_recorded_in_testresults_is_drawn(
     # What validate writes carries them the same way.
     results = [CaseResult("parsec_tls_demo.TlsHandshakeTest.test_rse_served_the_handshake",
                           "PASSED", 4.2)]  # fmt: skip
-    events = json.loads(case.tc.extraresults["parsec_tls_demo.rse_calls.handshake"]["log"])
+    events = evidence.calls_of_entry(case.tc.extraresults["parsec_tls_demo.rse_calls.handshake"])
     config = {"IMAGE_BASENAME": "img", "MACHINE": "dev", "STARTTIME": "1"}
     reports.write_testresults(tmp_path / "v.json", results, config, {"handshake": events})
     assert report(capsys, "html", str(tmp_path / "v.json"), "-o", str(tmp_path / "v.html"))[0] == 0

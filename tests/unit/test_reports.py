@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+
+from parsec_demo_evidence import RseCall
 
 from parsec_demo.validate import reports
 from parsec_demo.validate.runner import CaseResult
@@ -301,17 +302,17 @@ def recorded_results() -> tuple[list[CaseResult], dict[str, str]]:
     return results, entry["configuration"]
 
 
-def events(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.strip().splitlines()]
+def events(text: str) -> list[RseCall]:
+    return [RseCall.from_event(json.loads(line)) for line in text.strip().splitlines()]
 
 
 def write_page(
     tmp_path: Path,
     results: Sequence[CaseResult],
     configuration: dict[str, str],
-    handshake: Sequence[dict[str, Any]],
+    handshake: Sequence[RseCall],
     logs: dict[str, str] | None = None,
-    mutual_tls: Sequence[dict[str, Any]] = (),
+    mutual_tls: Sequence[RseCall] = (),
 ) -> str:
     page = tmp_path / "report.html"
     reports.write_html(page, results, configuration, handshake, logs or {}, mutual_tls)

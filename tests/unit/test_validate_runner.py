@@ -163,7 +163,7 @@ def test_the_sequence_diagram_shows_each_psa_call() -> None:
             "status": "PSA_SUCCESS",
         },
     ]
-    svg = reports.sequence_svg(events)
+    svg = reports.sequence_svg([evidence.RseCall.from_event(e) for e in events])
     assert svg.count('class="step psa"') == 2
     assert "PsaImportKey RSA_PUBLIC_KEY" in svg and "psa_verify_hash key 0x00000001" in svg
     for lane in reports.LANES:

@@ -13,37 +13,26 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import parsec_demo_machine as steps
 import pexpect.fdpexpect
 import pytest
 
 from handshake_checks import assert_handshake_ok, assert_rse_evidence
 from parsec_demo.client_container import LOAD_UNIT, ClientContainer
-from parsec_demo.image_build import build_image
-from parsec_demo.machine.lifecycle import BootError
-from parsec_demo.machine.qemu import QemuMachine, load_config
-from parsec_demo.machine.ssh_target import SSHTarget, TargetError
-from parsec_demo.mutual_tls import (
-    client_argv,
-    client_key_problem,
-    describe,
-    destroy_argv,
-    issue_argv,
-    provision_argv,
-    server_argv,
-    version_options,
-)
-from parsec_demo.tls_demo import ClientRun, start_tls_server
-from parsec_demo.vm_demo import (
-    MACHINE_KEY_DIR,
-    MACHINE_PKI,
+from parsec_demo.demo.mutual_tls import client_key_problem, describe
+from parsec_demo.demo.results import ClientRun
+from parsec_demo.demo.vm import (
     MachineClientSide,
-    MachineServer,
     run_client,
     run_in_machine,
     run_mutual_tls_in_machine,
     start_server,
     wait_for_parsec,
 )
+from parsec_demo.image_build import build_image
+from parsec_demo.machine.lifecycle import BootError
+from parsec_demo.machine.qemu import QemuMachine, load_config
+from parsec_demo.machine.ssh_target import SSHTarget, TargetError
 
 pytestmark = [
     pytest.mark.vm,
@@ -60,6 +49,11 @@ def image() -> Path:
 def machine(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuMachine]:
     with QemuMachine(load_config(image), tmp_path_factory.mktemp("vm")) as running:
         yield running
+
+
+def events_log(machine: QemuMachine) -> Path:
+    """The RSE model's JSON events beside the machine."""
+    return Path(machine.rse_files.events_log)
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +79,9 @@ def test_the_handshake_in_the_client_container_is_served_by_the_rse_outside(
     container = ClientContainer.load()
     start_server(target)
     try:
-        run = run_client(target, machine.run_dir / "rse-events.jsonl", container=container)
+        run = run_client(target, events_log(machine), container=container)
     finally:
-        target.run("pkill -x ssl_server; true")
+        target.run(steps.STOP_SERVER)
     assert run.command == [
         "podman run --rm --network host -v /run/parsec:/run/parsec --user 61000:61000 "
         "--tmpfs /work:rw,mode=0700,U localhost/parsec-demo-client:1 ssl_client1 127.0.0.1"
@@ -95,10 +89,10 @@ def test_the_handshake_in_the_client_container_is_served_by_the_rse_outside(
     assert_handshake_ok(run, "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256")
     # The host-side RSE model served each signature of the handshake.
     assert_rse_evidence(run, signatures=2)
-    assert all(e["client_id"] == 1 for e in run.events)
-    assert not list((machine.run_dir / "rse-store").glob("key-*.json")), "no key left in the RSE"
+    assert all(e.client_id == 1 for e in run.calls)
+    assert not list(Path(machine.rse_files.store).glob("key-*.json")), "no key left in the RSE"
     assert target.run("parsec-tool list-keys")[0] == 0
-    console = (machine.run_dir / "rse-console.log").read_text()
+    console = machine.rse_console_log.read_text()
     assert "[Crypto] psa_verify_hash: key 0x" in console
     # Loaded at boot by its unit, from the archive in the image; the run left no container.
     assert target.run(f"systemctl is-active {LOAD_UNIT}") == (0, "active")
@@ -110,10 +104,10 @@ def test_the_handshake_directly_in_the_machine(machine: QemuMachine, target: SSH
     """``./tools/demo --no-container``: ssl_client1 run directly in the machine."""
     start_server(target)
     try:
-        run = run_client(target, machine.run_dir / "rse-events.jsonl")
+        run = run_client(target, events_log(machine))
     finally:
-        target.run("pkill -x ssl_server; true")
-    assert run.command == ['cd "$(mktemp -d)" && ssl_client1 127.0.0.1']
+        target.run(steps.STOP_SERVER)
+    assert run.command == ['cd "$(mktemp -d)" && timeout 120 ssl_client1 127.0.0.1']
     assert_handshake_ok(run, "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256")
     assert_rse_evidence(run, signatures=2)
 
@@ -124,15 +118,15 @@ def test_tls13_in_the_client_container(machine: QemuMachine, target: SSHTarget) 
     start_server(target)
     try:
         run = run_client(
-            target, machine.run_dir / "rse-events.jsonl", container=ClientContainer.load(),
-            options=version_options(tls13=True),
+            target, events_log(machine), container=ClientContainer.load(),
+            options=steps.version_options(tls13=True),
         )  # fmt: skip
     finally:
-        target.run("pkill -x ssl_server; true")
+        target.run(steps.STOP_SERVER)
     assert_handshake_ok(run, "TLS1-3-CHACHA20-POLY1305-SHA256")
     assert "[ Protocol is TLSv1.3 ]" in run.output
     assert_rse_evidence(run, signatures=2)
-    assert run.calls("psa_verify_hash")[1]["alg"].startswith("RSA_PSS(")
+    assert run.served("psa_verify_hash")[1].alg.startswith("RSA_PSS(")
 
 
 def test_mutual_tls_in_the_client_container(machine: QemuMachine, target: SSHTarget) -> None:
@@ -141,7 +135,7 @@ def test_mutual_tls_in_the_client_container(machine: QemuMachine, target: SSHTar
     certificate, and the RSE signs its CertificateVerify; nothing is left behind. (TLS 1.2 with
     the same key flow: the validation suite's MutualTlsTest, in the same image.)"""
     result = run_mutual_tls_in_machine(
-        target, machine.run_dir / "rse-events.jsonl", ClientContainer.load(), tls13=True
+        target, events_log(machine), ClientContainer.load(), tls13=True
     )
     assert result.ok, describe(result)
     assert client_key_problem(result) is None, describe(result)
@@ -150,15 +144,15 @@ def test_mutual_tls_in_the_client_container(machine: QemuMachine, target: SSHTar
         .command[0]
         .startswith(
             "podman run --rm --network host -v /run/parsec:/run/parsec --user 61000:61000 "
-            f"-v {MACHINE_KEY_DIR}:/work:U "
+            f"-v {steps.MACHINE_KEY_DIR}:/work:U "
         )
     )
     handshake = result.step("handshake 1")
     assert "[ Protocol is TLSv1.3 ]" in handshake.output
     status, keys = target.run(as_uid(ClientContainer.load().uid, "parsec-tool list-keys"))
     assert status == 0 and "parsec-se-driver-key" not in keys, keys
-    assert target.run(f"test -e {MACHINE_KEY_DIR}")[0] != 0
-    assert not list((machine.run_dir / "rse-store").glob("key-*.json")), "no key left in the RSE"
+    assert target.run(f"test -e {steps.MACHINE_KEY_DIR}")[0] != 0
+    assert not list(Path(machine.rse_files.store).glob("key-*.json")), "no key left in the RSE"
 
 
 def as_uid(uid: int, command: str) -> str:
@@ -182,40 +176,47 @@ def test_each_client_container_is_a_parsec_application_of_its_own(
     can."""
     container = ClientContainer.load()
     neighbour = container.uid + 1
-    events = machine.run_dir / "rse-events.jsonl"
+    events = events_log(machine)
     own_dir, stolen_dir = "/tmp/parsec-demo-neighbour-key", "/tmp/parsec-demo-stolen-key"
     side = MachineClientSide(target, events, container)
     try:
-        assert side.as_client(provision_argv()).ok
-        assert side.as_ca(issue_argv(side.pki)).ok
-        assert target.run(f"mkdir -p {own_dir} && cp -a {MACHINE_KEY_DIR} {stolen_dir}")[0] == 0
-        in_own_dir = container.run_command(provision_argv(), workdir_from=own_dir, uid=neighbour)
+        assert side.as_client(steps.provision_command()).ok
+        assert side.as_ca(steps.issue_command(side.pki)).ok
+        assert (
+            target.run(f"mkdir -p {own_dir} && cp -a {steps.MACHINE_KEY_DIR} {stolen_dir}")[0] == 0
+        )
+        in_own_dir = container.run_command(
+            steps.provision_command(), workdir_from=own_dir, uid=neighbour
+        )
         assert run_in_machine(target, events, in_own_dir).ok
         victims, neighbours = driver_keys(target, container.uid), driver_keys(target, neighbour)
         assert len(victims) == len(neighbours) == 1 and victims != neighbours
-        start_tls_server(MachineServer(target), server_argv(MACHINE_PKI), 30.0, interval=0.2)
+        start_server(target, steps.mutual_tls_server(steps.MACHINE_PKI))
 
         def with_the_stolen_record(argv: list[str]) -> ClientRun:
             command = container.run_command(argv, workdir_from=stolen_dir, uid=neighbour)
             return run_in_machine(target, events, command)
 
-        signed = with_the_stolen_record(client_argv(side.ca_file))
-        assert not signed.ok and not signed.calls("psa_sign_hash"), signed.output
+        signed = with_the_stolen_record(steps.mutual_tls_client(side.ca_file))
+        assert not signed.ok and not signed.served("psa_sign_hash"), signed.output
         assert f"holds no key named {victims[0]} for this application" in signed.output
-        destroyed = with_the_stolen_record(destroy_argv())
-        assert not destroyed.ok and not destroyed.calls("psa_destroy_key"), destroyed.output
+        destroyed = with_the_stolen_record(steps.destroy_command())
+        assert not destroyed.ok and not destroyed.served("psa_destroy_key"), destroyed.output
         assert driver_keys(target, container.uid) == victims
-        handshake = side.as_client(client_argv(side.ca_file))
+        handshake = side.as_client(steps.mutual_tls_client(side.ca_file))
         assert handshake.ok and "Verifying peer X.509 certificate... ok" in handshake.output
-        assert [e["status"] for e in handshake.calls("psa_sign_hash")] == ["PSA_SUCCESS"]
+        assert [e.status for e in handshake.served("psa_sign_hash")] == ["PSA_SUCCESS"]
     finally:
-        side.as_client(destroy_argv())
-        in_own_dir = container.run_command(destroy_argv(), workdir_from=own_dir, uid=neighbour)
+        side.as_client(steps.destroy_command())
+        in_own_dir = container.run_command(
+            steps.destroy_command(), workdir_from=own_dir, uid=neighbour
+        )
         target.run(in_own_dir)
-        left = f"{MACHINE_PKI} {MACHINE_KEY_DIR} {own_dir} {stolen_dir}"
-        target.run(f"pkill -x ssl_server2; rm -rf {left}")
+        left = f"{steps.MACHINE_PKI} {steps.MACHINE_KEY_DIR} {own_dir} {stolen_dir}"
+        target.run(steps.STOP_SERVER)
+        target.run(f"rm -rf {left}")
     assert driver_keys(target, container.uid) == driver_keys(target, neighbour) == []
-    assert not list((machine.run_dir / "rse-store").glob("key-*.json")), "no key left in the RSE"
+    assert not list(Path(machine.rse_files.store).glob("key-*.json")), "no key left in the RSE"
 
 
 def test_the_ssh_target_behaves_like_oeqas(target: SSHTarget, tmp_path: Path) -> None:

@@ -51,11 +51,11 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     project_root()  # both modes build from the checkout: before any package is installed
     if args.host:
-        from ..tls_demo import run_host_demo
+        from ..demo.host import run_host_demo
 
         debian.ensure(debian.BUILD + debian.HOST_DEMO)
         return run_host_demo(tls13=args.tls13, mtls=args.mtls)
-    from ..vm_demo import run_vm_demo
+    from ..demo.vm import run_vm_demo
 
     debian.ensure(debian.dev_machine(args.arch))
     return run_vm_demo(args.arch, in_container=args.container, tls13=args.tls13, mtls=args.mtls)

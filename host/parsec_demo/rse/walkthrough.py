@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from parsec_demo_evidence import event_calls
 from parsec_demo_rse import RseFiles
 
 from parsec_service import psa
@@ -21,9 +22,9 @@ from parsec_service.psa import PsaError
 from parsec_service.rse_link.client import RseClient
 from parsec_service.rse_link.tfm_crypto import KeyAttributes
 
+from ..demo.results import summary
 from ..paths import new_run_dir
 from ..services import start_rse_model
-from ..tls_demo import read_events, summary
 
 
 class ConsoleFollower:
@@ -57,8 +58,8 @@ def run_demo() -> int:
     finally:
         status = rse.stop()
     console.show()
-    events, _ = read_events(Path(files.events_log))
-    print(summary(events).splitlines()[0])
+    calls = event_calls(Path(files.events_log).read_text())
+    print(summary(calls).splitlines()[0])
     print(f"RSE model stopped (exit status {status}); logs in {run_dir}")
     return 0 if status == 0 else 1
 

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import parsec_demo_evidence as evidence
+from parsec_demo_evidence import RseCall
 from parsec_demo_processes import tail
 from parsec_demo_rse import RseFiles
 
 from ..image_build import IMAGE_BASENAME, machine_name
 from ..machine.qemu import QemuMachine, load_config
 from ..paths import layer_lib, new_run_dir
-from ..tls_demo import read_events
 from . import reports
 from .oe_core import TEST_TARGET, run_oe_core
 from .runner import CaseResult, cases_dir, collect, run_tests
@@ -37,8 +39,6 @@ DEV_IMAGE_PACKAGES = (
     "iproute2",
     "procps",
 )
-HANDSHAKE_TEST = "parsec_demo_handshake.TlsHandshakeTest.test_handshake_on_the_host"
-MUTUAL_TLS_TEST = "parsec_demo_mutual_tls.MutualTlsTest.test_mutual_tls_with_a_key_made_in_the_rse"
 
 
 def test_data(arch: str) -> dict[str, Any]:
@@ -54,11 +54,14 @@ def test_data(arch: str) -> dict[str, Any]:
     }
 
 
-def events_between(path: Path, started: float, ended: float) -> list[dict[str, Any]]:
-    """The RSE model's calls logged from ``started`` to ``ended`` (seconds since the epoch)."""
-    if not path.exists():
-        return []
-    return [e for e in read_events(path)[0] if started <= e.get("time", 0.0) <= ended]
+def recorded_calls(extraresults: dict[str, Any]) -> dict[str, list[RseCall]]:
+    """The RSE calls the evidence cases recorded in oeqa's extraresults, by diagram name."""
+    prefix = evidence.RESULT_PREFIX
+    return {
+        name[len(prefix) :]: evidence.calls_of_entry(entry)
+        for name, entry in extraresults.items()
+        if name.startswith(prefix)
+    }
 
 
 def run_validation(
@@ -88,19 +91,15 @@ def run_validation(
     }
     if oe_core is not None:
         run = run_oe_core(oe_core, image, run_dir, td, modules, cases)
-        results, journal = run.results, run.journal
+        results, journal, recorded = run.results, run.journal, run.extraresults
         rse_console = run.rse_log or Path(RseFiles(run_dir).console_log)
         console = Path(f"{run.bootlog}.2")  # qemurunner's log of the login console
         configuration.update(TEST_TARGET=TEST_TARGET, OE_CORE=str(oe_core))
     else:
-        results, journal = run_with_shim(image, run_dir, td, modules, cases)
+        results, journal, recorded = run_with_shim(image, run_dir, td, modules, cases)
         rse_console, console = Path(RseFiles(run_dir).console_log), run_dir / "console.log"
-    # The RSE's calls while the handshake tests ran, for the report's sequence diagrams.
-    events_file = Path(RseFiles(rse_console.parent).events_log)
-
-    def events_of(test: str) -> list[dict[str, Any]]:
-        case = next((r for r in results if r.name == test), None)
-        return events_between(events_file, case.started, case.ended) if case else []
+    # The RSE's calls the evidence cases saw, for the report's sequence diagrams.
+    calls = recorded_calls(recorded)
 
     logs = {
         "parsec-demo.service journal": journal,
@@ -109,13 +108,8 @@ def run_validation(
     }
     for name, text in logs.items():
         (report_dir / (name.split()[0].replace("/", "_") + ".log")).write_text(text)
-    handshake, mutual = events_of(HANDSHAKE_TEST), events_of(MUTUAL_TLS_TEST)
-    reports.write_testresults(
-        report_dir / "testresults.json",
-        results,
-        configuration,
-        {"handshake": handshake, "mutual_tls": mutual},
-    )
+    handshake, mutual = calls.get("handshake", []), calls.get("mutual_tls", [])
+    reports.write_testresults(report_dir / "testresults.json", results, configuration, calls)
     reports.write_junit(report_dir / "junit.xml", results, "parsec_tls_demo")
     reports.write_html(report_dir / "report.html", results, configuration, handshake, logs, mutual)
     return results, run_dir
@@ -123,13 +117,14 @@ def run_validation(
 
 def run_with_shim(
     image: Path, run_dir: Path, td: dict[str, Any], modules: list[str] | None, cases: Path
-) -> tuple[list[CaseResult], str]:
+) -> tuple[list[CaseResult], str, dict[str, Any]]:
     """The cases through the oeqa stand-in, against the machine run-fvp's runner boots; the
-    results and the Parsec service's journal."""
+    results, the Parsec service's journal and the cases' extra results."""
     from . import oeqa_shim
 
     oeqa_shim.install(layer_lib())
+    context = SimpleNamespace(extraresults={})
     with QemuMachine(load_config(image), run_dir) as machine, machine.target() as target:
-        results = run_tests(collect(cases, modules), target, td)
+        results = run_tests(collect(cases, modules), target, td, context=context)
         journal = target.run("journalctl -u parsec-demo --no-pager -o short-iso", timeout=60)[1]
-    return results, journal
+    return results, journal, context.extraresults

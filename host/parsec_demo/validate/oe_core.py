@@ -204,6 +204,8 @@ class OeCoreRun:
     journal: str
     rse_log: Path | None
     bootlog: Path
+    #: What the cases kept in oeqa's extraresults (the RSE calls they saw).
+    extraresults: dict[str, Any]
 
 
 def tool_path(oe_core: Path) -> str:
@@ -273,7 +275,11 @@ def run_oe_core(
             target.stop()
     rse_log = getattr(target, "rse_log", None)
     return OeCoreRun(
-        case_results(context, result), journal, Path(rse_log) if rse_log else None, bootlog
+        case_results(context, result),
+        journal,
+        Path(rse_log) if rse_log else None,
+        bootlog,
+        dict(getattr(context, "extraresults", {})),
     )
 
 

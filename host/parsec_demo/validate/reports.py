@@ -20,6 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import parsec_demo_evidence as evidence
+from parsec_demo_evidence import RseCall
+
 from ..errors import UserError
 from .runner import CaseResult
 
@@ -66,14 +69,10 @@ def skipped_lines(results: Sequence[CaseResult]) -> list[str]:
 
 #: The RSE calls a case saw, recorded beside the tests in testresults.json: the layer's evidence
 #: cases put them in oeqa's extraresults (as ptest's raw logs are), under this prefix and the
-#: diagram's name (``handshake``, ``mutual_tls``), with the events as JSON in the log. A status
-#: keeps every oeqa reader (resulttool) at ease; the reports here draw them, not list them.
-RSE_CALLS_RESULT = "parsec_tls_demo.rse_calls."
-
-
-def rse_calls_entry(events: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """The testresults.json entry of the RSE calls ``events``."""
-    return {"status": "PASSED", "log": json.dumps(list(events), sort_keys=True)}
+#: diagram's name (``handshake``, ``mutual_tls``), with the calls as JSON in the log
+#: (``parsec_demo_evidence.result_entry``). A status keeps every oeqa reader (resulttool) at
+#: ease; the reports here draw them, not list them.
+RSE_CALLS_RESULT = evidence.RESULT_PREFIX
 
 
 def read_testresults(path: Path) -> dict[str, tuple[dict[str, Any], list[CaseResult]]]:
@@ -118,20 +117,18 @@ def read_testresults(path: Path) -> dict[str, tuple[dict[str, Any], list[CaseRes
     return runs
 
 
-def recorded_rse_calls(path: Path, result_id: str) -> dict[str, list[dict[str, Any]]]:
+def recorded_rse_calls(path: Path, result_id: str) -> dict[str, list[RseCall]]:
     """The RSE calls the run ``result_id`` of a (readable) testresults.json recorded, by
-    diagram name; what is not a list of events is left out."""
+    diagram name; what is not a list of calls is left out."""
     run = json.loads(path.read_text())[result_id]["result"]
-    recorded: dict[str, list[dict[str, Any]]] = {}
+    recorded: dict[str, list[RseCall]] = {}
     for name, entry in run.items():
         if not name.startswith(RSE_CALLS_RESULT) or not isinstance(entry, dict):
             continue
         try:
-            events = json.loads(entry.get("log", ""))
-        except (TypeError, json.JSONDecodeError):
+            recorded[name[len(RSE_CALLS_RESULT) :]] = evidence.calls_of_entry(entry)
+        except (TypeError, KeyError, AttributeError, json.JSONDecodeError):
             continue
-        if isinstance(events, list) and all(isinstance(e, dict) for e in events):
-            recorded[name[len(RSE_CALLS_RESULT) :]] = events
     return recorded
 
 
@@ -139,7 +136,7 @@ def write_testresults(
     path: Path,
     results: Sequence[CaseResult],
     configuration: Mapping[str, str],
-    rse_calls: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    rse_calls: Mapping[str, Sequence[RseCall]] | None = None,
 ) -> str:
     """oeqa's testresults.json of ``results``, with the ``rse_calls`` (by diagram name) the
     cases saw beside them as the layer's evidence cases record them."""
@@ -152,9 +149,9 @@ def write_testresults(
         if r.log:
             entry["log"] = r.log
         entries[r.name] = entry
-    for name, events in (rse_calls or {}).items():
-        if events:
-            entries[RSE_CALLS_RESULT + name] = rse_calls_entry(events)
+    for name, calls in (rse_calls or {}).items():
+        if calls:
+            entries[RSE_CALLS_RESULT + name] = evidence.result_entry(calls)
     document = {result_id: {"configuration": dict(configuration), "result": entries}}
     path.write_text(json.dumps(document, indent=4, sort_keys=True) + "\n")
     return result_id
@@ -216,25 +213,23 @@ LANES = ("ssl_client1", "ssl_server", "Parsec service", "RSE")
 Step = tuple[int, int, str, str]
 
 
-def _psa_steps(event: Mapping[str, Any], label: str = "") -> list[Step]:
+def _psa_steps(call: RseCall, label: str = "") -> list[Step]:
     """One PSA call: client -> Parsec -> RSE and back (``label``: what it is for)."""
-    function = event.get("function", "?")
-    opcode = PARSEC_OPCODES.get(function, function)
-    if function in ("psa_import_key", "psa_generate_key", "psa_destroy_key"):
-        detail = event.get("key_type", "")
+    opcode = PARSEC_OPCODES.get(call.function, call.function)
+    if call.function in ("psa_import_key", "psa_generate_key", "psa_destroy_key"):
+        detail = call.key_type or ""
     else:
-        detail = event.get("alg", "")
+        detail = call.alg or ""
     request = f"{label}: {opcode} {detail}" if label else f"{opcode} {detail}"
-    status = event.get("status", "?")
     return [
         (0, 2, request.strip(), "parsec"),
-        (2, 3, f"{function} key 0x{event.get('key_id', 0):08x}", "psa"),
-        (3, 2, status, "status"),
-        (2, 0, "Success" if status == "PSA_SUCCESS" else "error", "parsec"),
+        (2, 3, f"{call.function} key 0x{call.key_id or 0:08x}", "psa"),
+        (3, 2, call.status, "status"),
+        (2, 0, "Success" if call.ok else "error", "parsec"),
     ]
 
 
-def handshake_steps(events: Sequence[Mapping[str, Any]]) -> list[Step]:
+def handshake_steps(events: Sequence[RseCall]) -> list[Step]:
     """The demo's handshake: the server's signatures checked in the RSE."""
     steps: list[Step] = [(0, 1, "ClientHello", "tls")]
     steps.append((1, 0, "ServerHello, Certificate, ServerKeyExchange", "tls"))
@@ -245,29 +240,29 @@ def handshake_steps(events: Sequence[Mapping[str, Any]]) -> list[Step]:
     return steps
 
 
-def mutual_tls_steps(events: Sequence[Mapping[str, Any]]) -> list[Step]:
+def mutual_tls_steps(events: Sequence[RseCall]) -> list[Step]:
     """Provisioning (the key pair made in the RSE, the CSR signed there), then the first
     mutual-TLS handshake: the server's signatures checked in the RSE, and the client's
     CertificateVerify signed there with the provisioned key."""
-    signs = [i for i, e in enumerate(events) if e.get("function") == "psa_sign_hash"]
+    signs = [i for i, e in enumerate(events) if e.function == "psa_sign_hash"]
     csr_end = signs[0] + 1 if signs else len(events)
     handshake_end = signs[1] + 1 if len(signs) > 1 else len(events)
     steps: list[Step] = [(0, 0, "parsec_client_key generate: the client's key pair", "note")]
     for event in events[:csr_end]:
-        is_csr = event.get("function") == "psa_sign_hash"
+        is_csr = event.function == "psa_sign_hash"
         steps += _psa_steps(event, "CSR" if is_csr else "")
     steps.append((0, 0, "cert_write (the client CA) issues the client's certificate", "note"))
     steps.append((0, 1, "ClientHello", "tls"))
     steps.append((1, 0, "ServerHello, Certificate, ServerKeyExchange, CertificateRequest", "tls"))
     for event in events[csr_end:handshake_end]:
-        is_client_signature = event.get("function") == "psa_sign_hash"
+        is_client_signature = event.function == "psa_sign_hash"
         steps += _psa_steps(event, "CertificateVerify" if is_client_signature else "")
     steps.append((0, 1, "Certificate, ClientKeyExchange, CertificateVerify, Finished", "tls"))
     steps.append((1, 0, "Finished; GET / -> page", "tls"))
     return steps
 
 
-def sequence_svg(events: Sequence[Mapping[str, Any]], mutual: bool = False) -> str:
+def sequence_svg(events: Sequence[RseCall], mutual: bool = False) -> str:
     """client <-> server around the handshake; each PSA call client -> Parsec -> RSE and back.
     ``mutual``: the events of the mutual-TLS case, provisioning first (``mutual_tls_steps``)."""
     steps = mutual_tls_steps(events) if mutual else handshake_steps(events)
@@ -321,9 +316,9 @@ def write_html(
     path: Path,
     results: Sequence[CaseResult],
     configuration: Mapping[str, str],
-    handshake_events: Sequence[Mapping[str, Any]],
+    handshake_events: Sequence[RseCall],
     logs: Mapping[str, str],
-    mutual_tls_events: Sequence[Mapping[str, Any]] = (),
+    mutual_tls_events: Sequence[RseCall] = (),
 ) -> None:
     """The report page; ``mutual_tls_events``: the RSE's calls during the mutual-TLS case,
     drawn as a second diagram when there are any."""

@@ -144,12 +144,12 @@ def run_tests(
     tests: list[unittest.TestCase],
     target: Any,
     td: dict[str, Any],
-    around: Callable[[str], Any] | None = None,
+    context: Any = None,
 ) -> list[CaseResult]:
-    """Run ``tests`` against ``target``; ``around(name)`` may return a context manager that
-    wraps each test (the runner uses it to cut the logs of each test's window)."""
+    """Run ``tests`` against ``target``. ``context``: the test context (oeqa's ``tc``), where
+    the cases keep their extra results; a fresh one by default."""
     results: dict[str, CaseResult] = {}
-    context = SimpleNamespace()  # the test context: what cases keep in it (extraresults)
+    context = context if context is not None else SimpleNamespace()
     for test in order(tests):
         name = test_name(test)
         setattr(type(test), "target", target)  # noqa: B010 - the class, as oeqa sets it
@@ -168,9 +168,6 @@ def run_tests(
         timeout = _attribute(test, "_oeqa_timeout")
         outcome = _Outcome()
         started = time.time()
-        window = around(name) if around else None
-        if window is not None:
-            window.__enter__()
         previous = None
         if timeout:
             previous = signal.signal(signal.SIGALRM, _timeout_handler(int(timeout)))
@@ -181,8 +178,6 @@ def run_tests(
             if timeout:
                 signal.alarm(0)
                 signal.signal(signal.SIGALRM, previous)
-            if window is not None:
-                window.__exit__(None, None, None)
         ended = time.time()
         if outcome.errors:
             status, detail = "ERROR", outcome.errors[0][1]
