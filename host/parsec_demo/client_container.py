@@ -129,7 +129,7 @@ class ClientContainer:
     @property
     def steps(self) -> ClientContainerSteps:
         """The steps with this container on a machine, as the layer's cases take them."""
-        return ClientContainerSteps(self.reference, self.uid, self.workdir)
+        return ClientContainerSteps(self.reference, str(self.uid), self.workdir)
 
     def load_unit(self) -> str:
         """The systemd unit that loads the archive, with this container's archive and name."""

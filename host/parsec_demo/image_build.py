@@ -33,8 +33,8 @@ from pathlib import Path
 
 from . import client_container, native_build
 from .errors import UserError
-from .native_build import BuildError, MbedtlsRecipe, build_root, contracts_dir, driver_dir
-from .paths import project_root
+from .native_build import BuildError, MbedtlsRecipe, contracts_dir, driver_dir
+from .paths import cache_root, project_root
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -46,7 +46,8 @@ logger = logging.LoggerAdapter(logging.getLogger(__name__), {"tag": "image"})
 
 
 def images_root() -> Path:
-    return build_root() / "images"
+    """Dev images, each in a directory named by the hash of its inputs (the user's cache)."""
+    return cache_root() / "images"
 
 
 def service_dir() -> Path:
@@ -162,7 +163,7 @@ class ManifestError(UserError):
 
 def ssh_key() -> Path:
     """The SSH key of this build directory (made once), for root logins into its images."""
-    key = build_root() / "ssh" / "id_ed25519"
+    key = cache_root() / "ssh" / "id_ed25519"
     if not key.exists():
         key.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(

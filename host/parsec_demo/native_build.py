@@ -6,19 +6,21 @@ the recipe (``parsec-mbedtls-demo_<PV>.bb``), the SHA-256 of Debian's tarball of
 from ``parsec-mbedtls-source.inc``, the configuration from ``mbedtls-demo.config``; the driver
 from its recipe's ``files/``. The source comes from Debian's source package of that version
 (trixie carries 3.6.6), fetched with ``apt-get source`` through a private sources list under
-``build/apt`` (the system's apt configuration is never touched), and its tarball must match the
-recipe's checksum.
+``~/.cache/parsec-demo/apt`` (the system's apt configuration is never touched), and its
+tarball must match the recipe's checksum.
 
-The driver is built twice: as the demo links it, and, for the tests only, with AddressSanitizer
-and UndefinedBehaviorSanitizer (``PARSEC_SE_DRIVER_SANITIZE``) in ``build/host/driver-sanitize``:
-its unit tests and the harness that drives its entry points
-(``bin/parsec-se-driver-tests-sanitized``, ``bin/parsec-se-driver-harness``). Both builds also
-make the load generator ``parsec-se-driver-bench`` (linked with the patched Mbed TLS's
-``libmbedcrypto``, built first): ``bin/parsec-se-driver-bench`` for ``parsec-demo bench parsec``,
+The build lives in the user's cache, in ``~/.cache/parsec-demo/host/<hash of its inputs>/``
+(``paths.cache_root``), so every checkout of the same sources reuses it. The driver is built
+twice: as the demo links it, and, for the tests only, with AddressSanitizer and
+UndefinedBehaviorSanitizer (``PARSEC_SE_DRIVER_SANITIZE``) in ``driver-sanitize/``: its unit
+tests and the harness that drives its entry points (``bin/parsec-se-driver-tests-sanitized``,
+``bin/parsec-se-driver-harness``). Both builds also make the load generator
+``parsec-se-driver-bench`` (linked with the patched Mbed TLS's ``libmbedcrypto``, built
+first): ``bin/parsec-se-driver-bench`` for ``parsec-demo bench parsec``,
 ``bin/parsec-se-driver-bench-sanitized`` for its test.
 
-Every step logs to ``build/host/logs/<step>.log``; a failed step says which and prints the tail
-of its log. A finished build records the hash of all its inputs, so nothing is rebuilt until an
+Every step logs to ``logs/<step>.log`` there; a failed step says which and prints the tail of
+its log. A finished build records the hash of all its inputs, so nothing is rebuilt until an
 input changes.
 """
 
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .paths import layer_dir, project_root
+from .paths import cache_root, layer_dir, project_root
 
 DEBIAN_SOURCE_PACKAGE = "mbedtls"
 DEBIAN_SUITE = "trixie"
@@ -84,8 +86,9 @@ def build_root() -> Path:
     return project_root() / "build"
 
 
-def host_build_dir() -> Path:
-    return build_root() / "host"
+def host_build_dir(fingerprint: str) -> Path:
+    """The host build of the inputs whose hash is ``fingerprint``, in the user's cache."""
+    return cache_root() / "host" / fingerprint[:16]
 
 
 def input_name(path: Path) -> str:
@@ -244,11 +247,18 @@ def _apt_options(apt_dir: Path) -> list[str]:
 
 def fetch_source(recipe: MbedtlsRecipe, log_dir: Path) -> Path:
     """The Mbed TLS tarball of the recipe's version, from Debian, checked against the pin."""
-    sources = build_root() / "sources"
+    sources = cache_root() / "sources"
+    sources.mkdir(parents=True, exist_ok=True)
+    with open(sources / ".lock", "w") as lock:  # one download at a time, whoever asks
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fetch_source_locked(recipe, sources, log_dir)
+
+
+def _fetch_source_locked(recipe: MbedtlsRecipe, sources: Path, log_dir: Path) -> Path:
     tarball = sources / f"{DEBIAN_SOURCE_PACKAGE}_{recipe.version}.orig.tar.bz2"
     if tarball.exists() and sha256_of(tarball) == recipe.sha256:
         return tarball
-    apt_dir = build_root() / "apt"
+    apt_dir = cache_root() / "apt"
     for sub in ("lists/partial", "cache/archives/partial"):
         (apt_dir / sub).mkdir(parents=True, exist_ok=True)
     (apt_dir / "sources.list").write_text(f"deb-src {DEBIAN_MIRROR} {DEBIAN_SUITE} main\n")
@@ -266,7 +276,6 @@ def fetch_source(recipe: MbedtlsRecipe, log_dir: Path) -> Path:
             f"Debian {DEBIAN_SUITE} has no {DEBIAN_SOURCE_PACKAGE} {recipe.version} "
             f"(it has {', '.join(versions) or 'none'})"
         )
-    sources.mkdir(parents=True, exist_ok=True)
     _run(
         "fetch-source",
         ["apt-get", *options, "source", "--download-only", f"{DEBIAN_SOURCE_PACKAGE}={wanted[0]}"],
@@ -312,9 +321,10 @@ def prepare_tree(recipe: MbedtlsRecipe, tarball: Path, destination: Path, log_di
 def check_patches_apply(recipe: MbedtlsRecipe | None = None) -> list[str]:
     """Apply the patches to a scratch copy of the pinned source; returns the patch names."""
     recipe = recipe or MbedtlsRecipe.load()
-    log_dir = host_build_dir() / "logs"
-    tarball = fetch_source(recipe, log_dir)
     scratch = build_root() / "patch-check"
+    log_dir = scratch / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    tarball = fetch_source(recipe, log_dir)
     prepare_tree(recipe, tarball, scratch / "tree", log_dir)
     shutil.rmtree(scratch)
     return [p.name for p in recipe.patches]
@@ -353,18 +363,20 @@ def build_host(force: bool = False) -> HostBuild:
 
     One build at a time: a second caller (another test session, the demo) waits for the first
     one's lock and then finds the build done."""
-    host_build = host_build_dir()
+    recipe = MbedtlsRecipe.load()
+    fingerprint = inputs_fingerprint(recipe)
+    host_build = host_build_dir(fingerprint)
     host_build.mkdir(parents=True, exist_ok=True)
     with open(host_build / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_host_locked(host_build, force)
+        return _build_host_locked(recipe, fingerprint, host_build, force)
 
 
-def _build_host_locked(host_build: Path, force: bool) -> HostBuild:
-    recipe = MbedtlsRecipe.load()
+def _build_host_locked(
+    recipe: MbedtlsRecipe, fingerprint: str, host_build: Path, force: bool
+) -> HostBuild:
     result = HostBuild(host_build)
     stamp = host_build / "inputs.sha256"
-    fingerprint = inputs_fingerprint(recipe)
     if (
         not force
         and stamp.exists()

@@ -99,6 +99,19 @@ def layer_module(name: str) -> ModuleType:
     return module
 
 
+def cache_root() -> Path:
+    """What the toolkit builds and downloads for the next run, and for the next checkout of the
+    same user: ``PARSEC_DEMO_CACHE``, else ``$XDG_CACHE_HOME/parsec-demo`` (by default
+    ``~/.cache/parsec-demo``). Everything in it is named by a hash of its inputs or checked
+    against a pin, so a checkout never uses what another one's sources would not have made;
+    deleting it costs only the time to make it again."""
+    override = os.environ.get("PARSEC_DEMO_CACHE")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "parsec-demo"
+
+
 def runs_root() -> Path:
     override = os.environ.get("PARSEC_DEMO_RUNS")
     if override:

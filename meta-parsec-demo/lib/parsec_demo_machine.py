@@ -310,10 +310,10 @@ def layer_container_settings() -> dict[str, str]:
 @dataclass(frozen=True)
 class ClientContainerSteps:
     """The steps with the client container on a machine: it runs as its own ``uid`` (a Parsec
-    application of its own), its PSA storage in ``workdir``."""
+    application of its own; as podman's ``--user`` takes it), its PSA storage in ``workdir``."""
 
     reference: str
-    uid: int
+    uid: str
     workdir: str
 
     @classmethod
@@ -321,7 +321,7 @@ class ClientContainerSteps:
         """From the client container's definition (``container_settings``)."""
         return cls(
             reference=f"{settings['PARSEC_DEMO_CLIENT_IMAGE']}:{settings['PARSEC_DEMO_CLIENT_TAG']}",
-            uid=int(settings["PARSEC_DEMO_CLIENT_UID"]),
+            uid=settings["PARSEC_DEMO_CLIENT_UID"],
             workdir=settings["PARSEC_DEMO_CLIENT_WORKDIR"],
         )
 
@@ -341,7 +341,7 @@ class ClientContainerSteps:
         container's own by default). Its working directory, where the client keeps its PSA
         storage (a persistent key's record), is a private tmpfs, or with ``workdir_from`` that
         directory of the machine, handed over to ``uid``."""
-        user = self.uid if uid is None else uid
+        user = self.uid if uid is None else str(uid)
         words = ["podman", "run", "--rm", "--network", "host"]
         if mount_parsec:
             words += ["-v", f"{PARSEC_RUN_DIR}:{PARSEC_RUN_DIR}"]

@@ -29,11 +29,10 @@ from parsec_demo.client_container import LOAD_UNIT, ClientContainer
 from parsec_demo.native_build import (
     DEBIAN_SOURCE_PACKAGE,
     MbedtlsRecipe,
-    build_root,
     check_patches_apply,
     sha256_of,
 )
-from parsec_demo.paths import PROJECT_ROOT, layer_module
+from parsec_demo.paths import PROJECT_ROOT, cache_root, layer_module
 from parsec_demo.validate.runner import case_modules
 
 LAYER = PROJECT_ROOT / "meta-parsec-demo"
@@ -444,7 +443,7 @@ print(" ".join(check_patches_apply()))
 
 def cached_source(recipe: MbedtlsRecipe) -> Path:
     """Where a build keeps the recipe's Mbed TLS tarball (native_build.fetch_source)."""
-    return build_root() / "sources" / f"{DEBIAN_SOURCE_PACKAGE}_{recipe.version}.orig.tar.bz2"
+    return cache_root() / "sources" / f"{DEBIAN_SOURCE_PACKAGE}_{recipe.version}.orig.tar.bz2"
 
 
 def test_the_patches_apply_to_the_pinned_source() -> None:

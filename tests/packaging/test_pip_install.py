@@ -1,5 +1,5 @@
 """``pip install .`` of a clean copy of the repository into a fresh venv gives working console
-scripts outside the checkout. The wheels come from a wheelhouse under build/, downloaded once
+scripts outside the checkout. The wheels come from a wheelhouse in the user's cache, downloaded once
 (pinned by the constraints file) and reused offline after that."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from parsec_demo.paths import PROJECT_ROOT
+from parsec_demo.paths import PROJECT_ROOT, cache_root
 
-WHEELHOUSE = PROJECT_ROOT / "build" / "wheelhouse"
+WHEELHOUSE = cache_root() / "wheelhouse"
 CONSTRAINTS = PROJECT_ROOT / "tools" / "constraints.txt"
 
 

@@ -1,7 +1,8 @@
 """The demo's C programs for this machine: Mbed TLS 3.6 ssl_client1, ssl_server and
 ssl_server2 with the layer's patches, and the Parsec SE driver (also built with ASan and
-UBSan for the tests). Outputs in build/host/bin, one log per step in build/host/logs;
-nothing is rebuilt until an input changes. Prints the directory of the programs.
+UBSan for the tests). Outputs in the user's cache, ~/.cache/parsec-demo/host/<hash of the
+inputs>/bin, one log per step beside them in logs/; nothing is rebuilt until an input
+changes. Prints the directory of the programs.
 """
 
 from __future__ import annotations

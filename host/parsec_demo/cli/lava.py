@@ -119,7 +119,7 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
         actions,
         "run",
         "run the dev image's job here with lava-run",
-        ["", "--image build/images/amd64-... --run-dir runs/lava"],
+        ["", "--image ~/.cache/parsec-demo/images/amd64-... --run-dir runs/lava"],
         RUN,
     )
     local.add_argument(

@@ -19,8 +19,7 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
-from ..native_build import build_root
-from ..paths import layer_module
+from ..paths import cache_root, layer_module
 
 SCRIPT = Path(__file__).resolve().with_name("schema_check.py")
 #: Debian's interpreter, the one its lava-common package installs for.
@@ -116,7 +115,7 @@ def _schema_check(*args: str) -> subprocess.CompletedProcess[str]:
 
 def lava_server_templates() -> Path:
     """lava-server's ``device-types`` directory, from Debian's package, unpacked once."""
-    root = build_root() / "lava-server"
+    root = cache_root() / "lava-server"
     templates = root / "usr/share/lava-server/device-types"
     if (templates / "base.jinja2").is_file():
         return templates

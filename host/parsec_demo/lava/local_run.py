@@ -31,8 +31,7 @@ import yaml
 from parsec_demo_processes import log_failure
 
 from ..errors import UserError
-from ..native_build import build_root
-from ..paths import project_root
+from ..paths import cache_root, project_root
 from . import check, jobs, results
 
 #: What the dispatcher's root holds (Debian bookworm, like the toolkit's own packages).
@@ -60,7 +59,7 @@ class LocalRunError(UserError):
 def dispatcher_root() -> Path:
     """The dispatcher's root file system, made once per package list (a few minutes)."""
     digest = hashlib.sha256(" ".join(DISPATCHER_PACKAGES).encode()).hexdigest()[:12]
-    root = build_root() / "lava-dispatcher" / digest
+    root = cache_root() / "lava-dispatcher" / digest
     if (root / "usr/bin/lava-run").is_file():
         return root
     work = root.with_name(root.name + ".work")

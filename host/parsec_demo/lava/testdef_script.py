@@ -106,7 +106,8 @@ def script() -> str:
         return container.run(argv, workdir_from="@KEY_DIR@")
 
     issue = _command(machine.issue_command("@PKI@"))
-    mtls_server = _command(["parsec_demo_start_server", "@LOG@", *machine.mutual_tls_server("@PKI@")])
+    start = ["parsec_demo_start_server", "@LOG@"]
+    mtls_server = _command([*start, *machine.mutual_tls_server("@PKI@")])
     mtls_client = machine.mutual_tls_client(f"{workdir}/ca.pem")
     key_loaded = machine.CLIENT_KEY_LOADED % machine.CLIENT_KEY_ID
     unit = machine.PARSEC_UNITS[1]
