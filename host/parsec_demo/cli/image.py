@@ -3,9 +3,10 @@
 image build builds it into the user's cache, ~/.cache/parsec-demo/images/<arch>-<hash of its
 inputs>/, unless an identical one exists, and prints that directory. Beside its
 manifest.json it writes the image's qemuboot.conf
-(parsec-demo-dev-image-<arch>.rootfs.qemuboot.conf), which Yocto's runqemu and run-fvp boot. It needs root (mmdebstrap --mode=root) and this
-project's checkout; an image of another architecture than this machine's builds under
-user-mode emulation (its Debian packages are installed first).
+(parsec-demo-dev-image-<arch>.rootfs.qemuboot.conf), which Yocto's runqemu and run-fvp boot.
+It needs root (mmdebstrap --mode=root) and this project's checkout; an image of another
+architecture than this machine's builds under user-mode emulation (its Debian packages are
+installed first).
 """
 
 from __future__ import annotations
