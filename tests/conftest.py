@@ -23,6 +23,18 @@ from parsec_service.rse_link.client import RseClient
 from parsec_service.server import ParsecServer, ParsecService, configure_logging
 
 
+#: The tiers the suite is run in: ``-m quick`` between edits (about a minute), everything in CI.
+QUICK_DIRECTORIES = ("unit", "offline")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``quick``: every test of tests/unit and tests/offline that is not marked ``slow`` (they
+    need no machine, no root file system and no daemon of their own beyond threads)."""
+    for item in items:
+        if item.path.parent.name in QUICK_DIRECTORIES and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.quick)
+
+
 @dataclass
 class RunningRse:
     """An RSE model served from a thread of the test process, over a real Unix socket."""

@@ -92,12 +92,16 @@ def host_build_dir(fingerprint: str) -> Path:
 
 
 def input_name(path: Path) -> str:
-    """How an input file is named in a fingerprint: relative to the checkout, or to the
-    installed toolkit package for the toolkit's own files."""
-    root = project_root()
-    if path.is_relative_to(root):
-        return str(path.relative_to(root))
-    return str(Path("parsec_demo") / path.relative_to(Path(__file__).resolve().parent))
+    """How an input file is named in a fingerprint: relative to the checkout, to the user's
+    cache (the image's SSH key), or to the installed toolkit package for its own files."""
+    for base, prefix in (
+        (project_root(), Path()),
+        (cache_root(), Path("cache")),
+        (Path(__file__).resolve().parent, Path("parsec_demo")),
+    ):
+        if path.is_relative_to(base):
+            return str(prefix / path.relative_to(base))
+    raise ValueError(f"{path} is neither in the checkout, the cache nor the toolkit")
 
 
 @dataclass(frozen=True)
