@@ -22,7 +22,6 @@ from parsec_service.config import parse as parse_config
 from parsec_service.rse_link.client import RseClient
 from parsec_service.server import ParsecServer, ParsecService, configure_logging
 
-
 #: The tiers the suite is run in: ``-m quick`` between edits (about a minute), everything in CI.
 QUICK_DIRECTORIES = ("unit", "offline")
 

@@ -698,6 +698,7 @@ def _yocto_deploy(workspace: Path, machine: str) -> tuple[str, str]:
     return directory, next(v for v in parameters if v in RD1AE_FILES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("machine", "build_job_id"), [("qemuarm64", "1001"), ("fvp-rd-kronos", "1002")]
 )

@@ -446,6 +446,7 @@ def cached_source(recipe: MbedtlsRecipe) -> Path:
     return cache_root() / "sources" / f"{DEBIAN_SOURCE_PACKAGE}_{recipe.version}.orig.tar.bz2"
 
 
+@pytest.mark.slow
 def test_the_patches_apply_to_the_pinned_source() -> None:
     """The layer's patches apply, in recipe order, to the source the build already fetched
     (checked against the recipe's SHA-256): offline, in a network namespace of its own when

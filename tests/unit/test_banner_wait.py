@@ -49,6 +49,7 @@ def listener(answer: Callable[[int], float | None]) -> Iterator[tuple[int, list[
         server.close()
 
 
+@pytest.mark.slow
 def test_a_silent_early_connection_is_given_up_and_tried_again() -> None:
     # The first connection never answers (a guest without its address yet); the next does.
     with listener(lambda n: None if n == 1 else 0.0) as (port, accepted):
@@ -56,6 +57,7 @@ def test_a_silent_early_connection_is_given_up_and_tried_again() -> None:
     assert len(accepted) == 2
 
 
+@pytest.mark.slow
 def test_a_server_slower_than_the_first_attempts_patience_still_gets_its_time() -> None:
     # Every connection answers after 1.5 s: the first attempts (1 s) give up, the first to wait
     # longer (2 s) gets the banner; one connection at a time.
@@ -64,12 +66,14 @@ def test_a_server_slower_than_the_first_attempts_patience_still_gets_its_time() 
     assert len(accepted) == BANNER_PATIENCE.index(2.0) + 1
 
 
+@pytest.mark.slow
 def test_a_server_that_accepts_but_never_answers_is_reported_as_such() -> None:
     expected = r"no SSH server on 127\.0\.0\.1:\d+ after 3 s \(connected, but no SSH banner"
     with listener(lambda n: None) as (port, _), pytest.raises(TargetError, match=expected):
         wait_for_banner("127.0.0.1", port, 3)
 
 
+@pytest.mark.slow
 def test_something_else_on_the_port_is_not_taken_for_ssh() -> None:
     server = socket.create_server(("127.0.0.1", 0))
 
@@ -90,6 +94,7 @@ def test_something_else_on_the_port_is_not_taken_for_ssh() -> None:
         server.close()
 
 
+@pytest.mark.slow
 def test_nothing_listening_is_reported_with_the_connection_error() -> None:
     with socket.create_server(("127.0.0.1", 0)) as placeholder:
         port = placeholder.getsockname()[1]

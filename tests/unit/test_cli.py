@@ -107,6 +107,7 @@ def test_every_help_has_a_description_and_examples_under_its_own_name() -> None:
     assert "time per measurement (default: 3.0)" in bench_help
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("script", "example"), [("demo", "--host --tls13 --mtls"), ("bench", "parsec")]
 )

@@ -392,6 +392,7 @@ def test_connection_limits_hold_under_threads() -> None:
 # --- the Parsec service on the skeleton ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_response_the_loop_finishes_sending_leaves_the_service_sound(
     parsec_factory: Callable[..., RunningParsec], monkeypatch: pytest.MonkeyPatch
 ) -> None:

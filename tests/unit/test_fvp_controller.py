@@ -218,6 +218,7 @@ def test_the_controller_is_meta_arm_s_target() -> None:
     assert issubclass(module.ParsecDemoFVPTarget, fvp.OEFVPTarget)
 
 
+@pytest.mark.slow
 def test_the_rse_console_fills_its_log_while_nobody_reads_it(
     tmp_path: Path, consoles: dict[str, FakeTelnetConsole]
 ) -> None:
@@ -246,6 +247,7 @@ def test_the_rse_console_fills_its_log_while_nobody_reads_it(
     assert not [t for t in threading.enumerate() if t.name.startswith("drain-")]
 
 
+@pytest.mark.slow
 def test_a_restart_reads_the_new_console(
     tmp_path: Path, consoles: dict[str, FakeTelnetConsole]
 ) -> None:

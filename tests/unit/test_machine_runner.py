@@ -106,6 +106,7 @@ def test_an_fvp_that_fails_is_reported_with_its_logs(fvpconf: Path, tmp_path: Pa
     assert str(tmp_path / "run" / "fvp.log") in str(caught.value)
 
 
+@pytest.mark.slow
 def test_no_login_prompt_times_out_with_the_console_tail(fvpconf: Path, tmp_path: Path) -> None:
     data = json.loads(fvpconf.read_text())
     data["env"]["STANDIN_NO_LOGIN"] = "1"

@@ -61,6 +61,7 @@ while time.monotonic() < deadline:
 """
 
 
+@pytest.mark.slow
 def test_recording_samples_a_running_python_process(tmp_path: Path) -> None:
     busy = subprocess.Popen([sys.executable, "-c", BUSY])
     try:

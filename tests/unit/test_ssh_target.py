@@ -161,6 +161,7 @@ def test_it_tells_the_cases_where_the_rse_console_log_is() -> None:
     assert SSHTarget("127.0.0.1", 2222, rse_log=Path("/run/x/rse.log")).rse_log == "/run/x/rse.log"
 
 
+@pytest.mark.slow
 def test_timeout_none_means_the_target_s_timeout(server: Server) -> None:
     with server.target(timeout=1).connect(timeout=30) as short:
         started = time.monotonic()
@@ -168,17 +169,20 @@ def test_timeout_none_means_the_target_s_timeout(server: Server) -> None:
         assert 1 <= _elapsed(started) < 3
 
 
+@pytest.mark.slow
 def test_timeout_zero_means_no_limit(server: Server) -> None:
     with server.target(timeout=1).connect(timeout=30) as short:
         assert short.run("sleep 2.5; echo done", timeout=0) == (0, "done")
 
 
+@pytest.mark.slow
 def test_a_positive_timeout_limits_inactivity_not_the_running_time(target: SSHTarget) -> None:
     started = time.monotonic()
     status, output = target.run("for i in 1 2 3 4 5; do echo $i; sleep 0.6; done", timeout=1.5)
     assert (status, output) == (0, "1\n2\n3\n4\n5") and _elapsed(started) > 2.5
 
 
+@pytest.mark.slow
 def test_a_command_silent_for_longer_than_the_timeout_ends_with_255(target: SSHTarget) -> None:
     started = time.monotonic()
     # scarthgap's "Process killed - no output ..." note never reaches the caller (poky builds it,
@@ -187,6 +191,7 @@ def test_a_command_silent_for_longer_than_the_timeout_ends_with_255(target: SSHT
     assert 1 <= _elapsed(started) < 3
 
 
+@pytest.mark.slow
 def test_run_waits_while_a_background_child_holds_the_output(target: SSHTarget) -> None:
     started = time.monotonic()
     assert target.run("sleep 2 & echo x", timeout=0) == (0, "x")
@@ -199,6 +204,7 @@ def test_run_waits_while_a_background_child_holds_the_output(target: SSHTarget) 
 # --- run: ignore_status --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ignore_status_false_raises_assertion_error_naming_command_status_output(
     target: SSHTarget,
 ) -> None:
