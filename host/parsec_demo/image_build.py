@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -212,6 +213,15 @@ def build_image(arch: str = "amd64", force: bool = False) -> Path:
         raise BuildError("building the dev image needs root (mmdebstrap --mode=root)")
     if arch not in ARCHITECTURES:
         raise BuildError(f"unknown architecture {arch}; choose from {', '.join(ARCHITECTURES)}")
+    images_root().mkdir(parents=True, exist_ok=True)
+    # One build of an architecture at a time, whoever asks (another checkout, another test
+    # session): a second caller waits, then finds the image built.
+    with open(images_root() / f".{arch}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_image_locked(arch, force)
+
+
+def _build_image_locked(arch: str, force: bool) -> Path:
     spec = ARCHITECTURES[arch]
     recipe = MbedtlsRecipe.load()
     fingerprint = inputs_fingerprint(arch, recipe)

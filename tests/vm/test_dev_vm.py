@@ -29,7 +29,6 @@ from parsec_demo.demo.vm import (
     start_server,
     wait_for_parsec,
 )
-from parsec_demo.image_build import build_image
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.qemu import QemuMachine, load_config
 from parsec_demo.machine.ssh_target import SSHTarget, TargetError
@@ -40,15 +39,15 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="session")
-def image() -> Path:
-    return build_image("amd64")
+@pytest.fixture(scope="module")
+def image(dev_image: Path) -> Path:
+    return dev_image
 
 
 @pytest.fixture(scope="module")
-def machine(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuMachine]:
-    with QemuMachine(load_config(image), tmp_path_factory.mktemp("vm")) as running:
-        yield running
+def machine(dev_machine: QemuMachine) -> QemuMachine:
+    """The session's dev VM (tests/vm/conftest.py)."""
+    return dev_machine
 
 
 def events_log(machine: QemuMachine) -> Path:

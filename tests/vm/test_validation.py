@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 
 from parsec_demo import cli
-from parsec_demo.image_build import build_image
+from parsec_demo.machine.qemu import QemuMachine
 from parsec_demo.validate.command import run_validation
 from parsec_demo.validate.reports import RSE_CALLS_RESULT, summary_line
 from parsec_demo.validate.runner import CaseResult
@@ -28,13 +28,16 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[object]]:
+def report(
+    dev_image: Path, dev_machine: QemuMachine, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[object]]:
     runs = tmp_path_factory.mktemp("runs")
     previous = os.environ.get("PARSEC_DEMO_RUNS")
     os.environ["PARSEC_DEMO_RUNS"] = str(runs)
     try:
-        # No report directory given: the reports go beside the machine's logs.
-        results, run_dir = run_validation(build_image("amd64"), None, None, None, "amd64")
+        # No report directory given: the reports go to the run directory. On the session's
+        # dev VM (booting is QemuMachine's, which every VM test uses).
+        results, run_dir = run_validation(dev_image, None, None, None, "amd64", machine=dev_machine)
     finally:
         if previous is None:
             del os.environ["PARSEC_DEMO_RUNS"]
@@ -45,7 +48,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[object]
     assert {p.name for p in report_dir.iterdir()} >= {
         "testresults.json", "junit.xml", "report.html",
     }  # fmt: skip
-    assert (run_dir / "console.log").exists() and (run_dir / "rse-console.log").exists()
+    # The logs the page shows: the RSE's console with the handshakes it served, the machine's.
+    assert "[Crypto] psa_verify_hash: key 0x" in (report_dir / "RSE.log").read_text()
+    assert "parsec-demo login" in (report_dir / "machine.log").read_text()
     return report_dir, results
 
 

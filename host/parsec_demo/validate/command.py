@@ -12,6 +12,7 @@ layer's testimage controller (``oe_core.run_oe_core``). Either way it writes
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -70,10 +71,13 @@ def run_validation(
     modules: list[str] | None,
     oe_core: Path | None,
     arch: str,
+    machine: QemuMachine | None = None,
 ) -> tuple[list[CaseResult], Path]:
     """Boot ``image``, run the cases, write the reports; the results and the run directory.
 
-    The reports go to ``report_dir``, or without one to ``report/`` in the run directory."""
+    The reports go to ``report_dir``, or without one to ``report/`` in the run directory.
+    ``machine``: a machine of ``image`` already running, to run the cases on instead of booting
+    one (not with ``oe_core``, whose controller boots its own)."""
     cases = cases_dir()
     run_dir = new_run_dir("validate")
     report_dir = report_dir or run_dir / "report"
@@ -96,8 +100,11 @@ def run_validation(
         console = Path(f"{run.bootlog}.2")  # qemurunner's log of the login console
         configuration.update(TEST_TARGET=TEST_TARGET, OE_CORE=str(oe_core))
     else:
-        results, journal, recorded = run_with_shim(image, run_dir, td, modules, cases)
-        rse_console, console = Path(RseFiles(run_dir).console_log), run_dir / "console.log"
+        with ExitStack() as stack:
+            if machine is None:
+                machine = stack.enter_context(QemuMachine(load_config(image), run_dir))
+            results, journal, recorded = run_with_shim(machine, td, modules, cases)
+        rse_console, console = machine.rse_console_log, machine.console_log
     # The RSE's calls the evidence cases saw, for the report's sequence diagrams.
     calls = recorded_calls(recorded)
 
@@ -116,15 +123,15 @@ def run_validation(
 
 
 def run_with_shim(
-    image: Path, run_dir: Path, td: dict[str, Any], modules: list[str] | None, cases: Path
+    machine: QemuMachine, td: dict[str, Any], modules: list[str] | None, cases: Path
 ) -> tuple[list[CaseResult], str, dict[str, Any]]:
-    """The cases through the oeqa stand-in, against the machine run-fvp's runner boots; the
-    results, the Parsec service's journal and the cases' extra results."""
+    """The cases through the oeqa stand-in, against ``machine`` (booted by run-fvp's runner);
+    the results, the Parsec service's journal and the cases' extra results."""
     from . import oeqa_shim
 
     oeqa_shim.install(layer_lib())
     context = SimpleNamespace(extraresults={})
-    with QemuMachine(load_config(image), run_dir) as machine, machine.target() as target:
+    with machine.target() as target:
         results = run_tests(collect(cases, modules), target, td, context=context)
         journal = target.run("journalctl -u parsec-demo --no-pager -o short-iso", timeout=60)[1]
     return results, journal, context.extraresults
