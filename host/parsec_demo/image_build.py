@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import platform
-import shlex
 import shutil
 import subprocess
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 
 from . import client_container, native_build
 from .errors import UserError
-from .native_build import BuildError, MbedtlsRecipe, contracts_dir, driver_dir
+from .native_build import BuildError, MbedtlsRecipe, contracts_dir, driver_dir, run_step
 from .paths import cache_root, project_root
 
 SUITE = "bookworm"
@@ -193,17 +192,11 @@ def image_dir(arch: str, fingerprint: str) -> Path:
 
 
 def _run(step: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None) -> None:
-    log = log_dir / f"{step}.log"
-    logger.info(f"{step} (log {log})")
-    logger.debug("$ %s", shlex.join(command))
+    """One step of the image build (``native_build.run_step``), its progress shown: the image
+    takes minutes."""
+    logger.info(f"{step} (log {log_dir / f'{step}.log'})")
     started = time.monotonic()
-    with open(log, "w") as out:
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    if result.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise BuildError(
-            f"image step '{step}' failed (exit {result.returncode}); log {log}:\n{tail}"
-        )
+    run_step(f"{step}", command, log_dir, env=env)
     logger.info(f"{step}: done in {time.monotonic() - started:.0f} s")
 
 

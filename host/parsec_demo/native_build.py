@@ -36,9 +36,11 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from parsec_demo_processes import log_failure
 
 from .errors import UserError
 from .paths import cache_root, layer_dir, project_root
@@ -211,20 +213,27 @@ class HostBuild:
         return self.root / "mbedtls-src"
 
 
-def _run(step: str, command: Sequence[str | Path], log_dir: Path, cwd: Path | None = None) -> None:
-    """Run one build command, its output appended to the step's log; explain a failure."""
+def run_step(
+    step: str,
+    command: Sequence[str | Path],
+    log_dir: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Run one build command (of the host build or the dev image), its command line and output
+    appended to the step's log, ``<log_dir>/<step>.log``; a failure is a BuildError with the
+    log's last lines."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{step}.log"
-    logger.debug("$ %s  (in %s, log %s)", shlex.join(str(c) for c in command), cwd or ".", log)
+    words = [str(c) for c in command]
+    logger.debug("$ %s  (in %s, log %s)", shlex.join(words), cwd or ".", log)
     with open(log, "a") as out:
-        out.write(f"$ {' '.join(str(c) for c in command)}\n")
+        out.write(f"$ {shlex.join(words)}\n")
         out.flush()
-        result = subprocess.run(
-            [str(c) for c in command], cwd=cwd, stdout=out, stderr=subprocess.STDOUT
-        )
+        result = subprocess.run(words, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-        raise BuildError(f"step '{step}' failed (exit {result.returncode}); log {log}:\n{tail}")
+        headline = f"step '{step}' failed (exit {result.returncode})"
+        raise BuildError(log_failure(headline, log))
 
 
 def sha256_of(path: Path) -> str:
@@ -268,7 +277,7 @@ def _fetch_source_locked(recipe: MbedtlsRecipe, sources: Path, log_dir: Path) ->
     (apt_dir / "sources.list").write_text(f"deb-src {DEBIAN_MIRROR} {DEBIAN_SUITE} main\n")
     options = _apt_options(apt_dir)
     logger.info(f"fetching the Debian source package of Mbed TLS {recipe.version} ({DEBIAN_SUITE})")
-    _run("fetch-source", ["apt-get", *options, "update"], log_dir)
+    run_step("fetch-source", ["apt-get", *options, "update"], log_dir)
     listing = subprocess.run(
         ["apt-cache", *options, "showsrc", DEBIAN_SOURCE_PACKAGE],
         capture_output=True, text=True, check=False,
@@ -280,7 +289,7 @@ def _fetch_source_locked(recipe: MbedtlsRecipe, sources: Path, log_dir: Path) ->
             f"Debian {DEBIAN_SUITE} has no {DEBIAN_SOURCE_PACKAGE} {recipe.version} "
             f"(it has {', '.join(versions) or 'none'})"
         )
-    _run(
+    run_step(
         "fetch-source",
         ["apt-get", *options, "source", "--download-only", f"{DEBIAN_SOURCE_PACKAGE}={wanted[0]}"],
         log_dir,
@@ -306,7 +315,7 @@ def prepare_tree(recipe: MbedtlsRecipe, tarball: Path, destination: Path, log_di
     # GNU tar (essential on Debian) refuses members that would land outside the staging
     # directory, on every Python: tarfile's extraction filters need Python 3.11.4, newer than
     # Debian 12's 3.11.2. Ownership and modes are the extracting user's.
-    _run(
+    run_step(
         "unpack",
         ["tar", "-xf", tarball, "-C", staging, "--no-same-owner", "--no-same-permissions"],
         log_dir,
@@ -314,9 +323,11 @@ def prepare_tree(recipe: MbedtlsRecipe, tarball: Path, destination: Path, log_di
     [top] = list(staging.iterdir())
     for patch in recipe.patches:
         logger.info(f"applying {patch.name}")
-        _run("patch", ["patch", "-p1", "--forward", "--batch", "-i", patch], log_dir, cwd=top)
+        run_step("patch", ["patch", "-p1", "--forward", "--batch", "-i", patch], log_dir, cwd=top)
     for action, option in recipe.config_actions():
-        _run("configure", [sys.executable, "scripts/config.py", action, option], log_dir, cwd=top)
+        run_step(
+            "configure", [sys.executable, "scripts/config.py", action, option], log_dir, cwd=top
+        )
     top.rename(destination)
     shutil.rmtree(staging)
     return destination
@@ -355,11 +366,11 @@ def _cmake(
     targets: Sequence[str] = (),
 ) -> None:
     """Configure and build one CMake project; its output goes to ``<step>.log``."""
-    _run(step, ["cmake", "-S", source, "-B", build_dir, *options], log_dir)
+    run_step(step, ["cmake", "-S", source, "-B", build_dir, *options], log_dir)
     build: list[str | Path] = ["cmake", "--build", build_dir, f"-j{os.cpu_count() or 2}"]
     if targets:
         build += ["--target", *targets]
-    _run(step, build, log_dir)
+    run_step(step, build, log_dir)
 
 
 def build_host(force: bool = False) -> HostBuild:

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from parsec_demo_processes import StartError, start_serving, stop_group
+from parsec_demo_processes import (
+    StartError,
+    release_socket,
+    socket_path,
+    start_serving,
+    stop_group,
+)
 from parsec_demo_rse import RseFiles, RseModel
 
 from .errors import UserError
@@ -46,9 +52,11 @@ class Service:
         return self.process.poll() is None
 
     def stop(self, grace: float = 10.0) -> int:
-        """SIGTERM, wait, SIGKILL if needed (``stop_group``); returns the exit status."""
+        """SIGTERM, wait, SIGKILL if needed (``stop_group``); returns the exit status. A socket
+        that had to go to a private directory (``socket_path``) goes with it."""
         status = stop_group(self.process, grace)
         assert status is not None
+        release_socket(self.socket_path)
         return status
 
     def kill(self) -> None:
@@ -94,6 +102,7 @@ def start_rse_model(
     if max_connections is not None:
         options += ["--max-connections", str(max_connections)]
     files = RseFiles(run_dir, name)
+    files.make_socket_path_fit()
     model = RseModel(files, python_command("rse", "serve"), options)
     return start_service(name, model.command, Path(files.process_log), Path(files.socket))
 
@@ -137,12 +146,12 @@ def start_parsec_service(
     config = run_dir / f"{name}-config.toml"
     if config_text is not None or not config.exists():
         config.write_text(config_text if config_text is not None else parsec_config_text())
-    socket_path = run_dir / f"{name}.sock"
+    socket = Path(socket_path(run_dir, f"{name}.sock"))
     command = python_command(
         "parsec",
         "serve",
         "--socket",
-        str(socket_path),
+        str(socket),
         "--rse",
         str(rse_socket),
         "--store",
@@ -150,4 +159,4 @@ def start_parsec_service(
         "--config",
         str(config),
     )
-    return start_service(name, command, run_dir / f"{name}.log", socket_path)
+    return start_service(name, command, run_dir / f"{name}.log", socket)

@@ -24,10 +24,13 @@ Only the standard library, in Python that a build host's python3 runs.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import time
 from typing import TYPE_CHECKING
 
@@ -44,6 +47,45 @@ TAIL_LINES = 30
 PANIC = "Kernel panic - not syncing"
 PANIC_CONTEXT = 3
 MAX_TAIL_LINES = 80
+
+
+#: Longest Unix socket path the kernel (and QEMU) accept, less a margin.
+SOCKET_PATH_MAX = 100
+
+
+def socket_path(directory: StrPath, name: str) -> str:
+    """Where a service whose files are in ``directory`` puts its socket ``name``: there, or,
+    when that path is too long for a Unix socket (a deep checkout or build directory), in this
+    user's private directory for ``directory`` under the temporary directory: the same path
+    each time, so that a service restarted is found where it was (``release_socket``)."""
+    path = os.path.join(os.fspath(directory), name)
+    if len(path) <= SOCKET_PATH_MAX:
+        return path
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(directory))).hexdigest()[:16]
+    private = os.path.join(tempfile.gettempdir(), f"parsec-demo-{digest}")
+    try:
+        os.mkdir(private, 0o700)
+    except FileExistsError:
+        status = os.lstat(private)
+        if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.geteuid():
+            raise OSError(f"{private} is not a directory of this user's") from None
+        if status.st_mode & 0o077:
+            raise OSError(f"{private} is open to other users") from None
+    return os.path.join(private, name)
+
+
+def release_socket(path: StrPath) -> None:
+    """After a service's stop: a socket ``socket_path`` put in a private directory is removed,
+    and that directory with it once no other socket is in it."""
+    directory = os.path.dirname(os.fspath(path))
+    if not os.path.basename(directory).startswith("parsec-demo-"):
+        return
+    if os.path.dirname(directory) != tempfile.gettempdir():
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)
 
 
 class StartError(RuntimeError):

@@ -20,11 +20,9 @@ Only the standard library, in Python that a build host's python3 runs.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from typing import TYPE_CHECKING
 
-from parsec_demo_processes import start_serving, stop_group
+from parsec_demo_processes import release_socket, socket_path, start_serving, stop_group
 
 if TYPE_CHECKING:
     import subprocess
@@ -37,8 +35,6 @@ PORT_NAME = "rse"
 #: Seconds the model may take to accept connections, and to stop after SIGTERM.
 START_TIMEOUT = 30.0
 STOP_GRACE = 10.0
-#: Longest Unix socket path the kernel (and QEMU) accept, less a margin.
-SOCKET_PATH_MAX = 100
 
 
 class RseFiles:
@@ -49,7 +45,6 @@ class RseFiles:
     def __init__(self, directory: str | os.PathLike[str], name: str = "rse") -> None:
         self.directory = os.fspath(directory)
         self.name = name
-        self._socket_dir: str | None = None
         self.socket = self.path(f"{name}.sock")
         self.store = self.path(f"{name}-store")
         self.console_log = self.path(f"{name}-console.log")
@@ -60,16 +55,12 @@ class RseFiles:
         return os.path.join(self.directory, filename)
 
     def make_socket_path_fit(self) -> None:
-        """A socket in a private temporary directory if its path is too long (a deep build
-        directory); ``release`` removes it."""
-        if len(self.socket) > SOCKET_PATH_MAX and self._socket_dir is None:
-            self._socket_dir = tempfile.mkdtemp(prefix="parsec-demo-rse-")
-            self.socket = os.path.join(self._socket_dir, f"{self.name}.sock")
+        """The socket in a private temporary directory if its path is too long
+        (``parsec_demo_processes.socket_path``); ``release`` removes it."""
+        self.socket = socket_path(self.directory, f"{self.name}.sock")
 
     def release(self) -> None:
-        if self._socket_dir is not None:
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
-            self._socket_dir = None
+        release_socket(self.socket)
 
     def options(self) -> list[str]:
         """The model's options that name these files."""

@@ -163,6 +163,8 @@ class FvpMachine(Machine):
     """One running FVP: its consoles logged, its SSH forward on an allocated port."""
 
     emulator = "the FVP"
+    kind = "fvp"
+    program_hint = "(the .fvpconf's fvp-bindir and exe, or PATH)"
 
     def __init__(
         self,
@@ -240,6 +242,23 @@ class FvpMachine(Machine):
 
     def logs(self) -> list[Path]:
         return sorted(self.run_dir.glob("*.log"))
+
+    def console_logs(self) -> dict[str, Path]:
+        return {alias: self.console_log(alias) for alias in self.consoles}
+
+    def rse_logs(self) -> tuple[Path | None, Path | None]:
+        """The RSE's own firmware runs in the FVP: its UART is the console aliased "rse"; it
+        writes no JSON events."""
+        return (self.console_log("rse") if "rse" in self.consoles else None), None
+
+    def login_key(self) -> Path | None:
+        return self.ssh_key
+
+    def open_console(self) -> socket.socket:
+        default = self.config.default_console or "default"
+        while default not in self.consoles:
+            threading.Event().wait(0.1)
+        return socket.create_connection(("127.0.0.1", self.consoles[default].port))
 
     def target(self) -> SSHTarget:
         assert self.ssh_port is not None

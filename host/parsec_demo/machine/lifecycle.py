@@ -1,10 +1,11 @@
 """What every machine runner does the same way, whatever the emulator: start (and undo a
 half-done start), wait for the boot (a login prompt on the default console, then SSH
-answering), explain a failed boot with the console's last lines and the logs (``logtail``); the
+answering), explain a failed boot with the console's last lines and the logs; the
 emulator's whole process group is started and stopped by ``parsec_demo_processes``."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -30,8 +31,12 @@ class Machine(ABC):
     started, so no emulator, console reader or port lease outlives the error.
     """
 
-    #: The emulator, as a boot failure names it.
+    #: The emulator, as a boot failure names it; the kind of machine, as machine.json says it.
     emulator: ClassVar[str]
+    kind: ClassVar[str]
+    #: Where to look when the emulator's program is missing.
+    program_hint: ClassVar[str]
+    run_dir: Path
     process: subprocess.Popen[bytes] | None
     ssh_port: PortLease | None
     boot_timeout: float
@@ -63,6 +68,22 @@ class Machine(ABC):
     @abstractmethod
     def emulator_log(self) -> Path:
         """What the emulator itself wrote (its standard output and error)."""
+
+    @abstractmethod
+    def console_logs(self) -> dict[str, Path]:
+        """Each console's log, by the console's name (``default`` for the login console)."""
+
+    @abstractmethod
+    def rse_logs(self) -> tuple[Path | None, Path | None]:
+        """The RSE's console log and its JSON events, where the machine has them."""
+
+    @abstractmethod
+    def login_key(self) -> Path | None:
+        """The SSH key that logs in as root, if the machine has one."""
+
+    @abstractmethod
+    def open_console(self) -> socket.socket:
+        """A connection to the login console (waiting until it can be made)."""
 
     def _wait_for_boot(self) -> None:
         assert self.process is not None and self.ssh_port is not None

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import configparser
 import shlex
+import socket
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parsec_demo_processes import spawn, stop_group
+from parsec_demo_processes import release_socket, socket_path, spawn, stop_group
 from parsec_demo_rse import RseFiles, qemu_options
 
 from ..errors import UserError
@@ -175,6 +177,8 @@ class QemuMachine(Machine):
     """One running machine: QEMU, the RSE model beside it, a forwarded SSH port."""
 
     emulator = "QEMU"
+    kind = "qemu"
+    program_hint = "(is QEMU installed?)"
 
     def __init__(
         self,
@@ -204,7 +208,9 @@ class QemuMachine(Machine):
 
     @property
     def console_socket(self) -> Path:
-        return self.run_dir / "console.sock"
+        """The login console's socket (QEMU serves it): in the run directory, or where
+        ``socket_path`` puts a socket whose path would be too long there."""
+        return Path(socket_path(self.run_dir, "console.sock"))
 
     @property
     def console_log(self) -> Path:
@@ -228,6 +234,27 @@ class QemuMachine(Machine):
 
     def emulator_log(self) -> Path:
         return self.qemu_log
+
+    def console_logs(self) -> dict[str, Path]:
+        return {"default": self.console_log}
+
+    def rse_logs(self) -> tuple[Path | None, Path | None]:
+        if not self.with_rse:
+            return None, None
+        return self.rse_console_log, Path(self.rse_files.events_log)
+
+    def login_key(self) -> Path | None:
+        return self.config.ssh_key
+
+    def open_console(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        for _ in range(100):
+            try:
+                sock.connect(str(self.console_socket))
+                break
+            except OSError:
+                time.sleep(0.1)
+        return sock
 
     def logs(self) -> list[Path]:
         return [p for p in (self.console_log, self.qemu_log, self.rse_console_log) if p.exists()]
@@ -259,7 +286,8 @@ class QemuMachine(Machine):
         ]  # fmt: skip
         command += c.serial_device
         if self.with_rse:
-            command += qemu_options(self.rse_files.socket, c.virtio_serial)
+            rse_socket = self.rse.socket_path if self.rse else self.rse_files.socket
+            command += qemu_options(str(rse_socket), c.virtio_serial)
         return command + c.extra + self.extra_args
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -289,6 +317,7 @@ class QemuMachine(Machine):
 
     def stop(self) -> None:
         stop_group(self.process, grace=10)
+        release_socket(self.console_socket)
         if self.rse is not None:
             self.rse.stop()
         if self.ssh_port is not None:

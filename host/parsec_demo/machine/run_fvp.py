@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,26 +106,18 @@ def start(machine: QemuMachine | FvpMachine, wait: bool = True) -> None:
     except FileNotFoundError as exc:
         if exc.filename is None:
             raise
-        where = (
-            "(the .fvpconf's fvp-bindir and exe, or PATH)"
-            if isinstance(machine, FvpMachine)
-            else "(is QEMU installed?)"
-        )
-        raise MachineConfigError(f"cannot run {exc.filename}: no such program {where}") from exc
-
-
-def ssh_key(machine: QemuMachine | FvpMachine) -> Path | None:
-    if isinstance(machine, QemuMachine):
-        return machine.config.ssh_key
-    return machine.ssh_key
+        raise MachineConfigError(
+            f"cannot run {exc.filename}: no such program {machine.program_hint}"
+        ) from exc
 
 
 def machine_info(machine: QemuMachine | FvpMachine, config_path: Path) -> dict[str, Any]:
     """What scripts need to use the running machine (the keys README's run-fvp section lists)."""
     assert machine.ssh_port is not None and machine.process is not None
-    key = ssh_key(machine)
+    key = machine.login_key()
+    rse_console, rse_events = machine.rse_logs()
     info: dict[str, Any] = {
-        "kind": "fvp" if isinstance(machine, FvpMachine) else "qemu",
+        "kind": machine.kind,
         "config": str(config_path),
         "run_dir": str(machine.run_dir),
         "pid": os.getpid(),
@@ -136,19 +126,11 @@ def machine_info(machine: QemuMachine | FvpMachine, config_path: Path) -> dict[s
         "ssh_port": machine.ssh_port.port,
         "ssh_user": SSH_USER,
         "ssh_key": str(key) if key else None,
+        "emulator_log": str(machine.emulator_log()),
+        "consoles": {name: str(log) for name, log in machine.console_logs().items()},
+        "rse_console_log": str(rse_console) if rse_console else None,
+        "rse_events_log": str(rse_events) if rse_events else None,
     }
-    if isinstance(machine, QemuMachine):
-        info["emulator_log"] = str(machine.qemu_log)
-        info["consoles"] = {"default": str(machine.console_log)}
-        with_rse = machine.with_rse
-        info["rse_console_log"] = str(machine.rse_console_log) if with_rse else None
-        info["rse_events_log"] = machine.rse_files.events_log if with_rse else None
-    else:
-        info["emulator_log"] = str(machine.fvp_log)
-        info["consoles"] = {alias: str(machine.console_log(alias)) for alias in machine.consoles}
-        # The RSE's own firmware runs in the FVP: its UART is the console aliased "rse".
-        info["rse_console_log"] = info["consoles"].get("rse")
-        info["rse_events_log"] = None
     return info
 
 
@@ -173,17 +155,5 @@ def attach_console(machine: QemuMachine | FvpMachine) -> None:
     """This terminal on the machine's default console until Ctrl-] (or the console closes)."""
     import pexpect.fdpexpect
 
-    if isinstance(machine, QemuMachine):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        for _ in range(100):
-            try:
-                sock.connect(str(machine.console_socket))
-                break
-            except OSError:
-                threading.Event().wait(0.1)
-    else:
-        default = machine.config.default_console or "default"
-        while default not in machine.consoles:
-            threading.Event().wait(0.1)
-        sock = socket.create_connection(("127.0.0.1", machine.consoles[default].port))
+    sock = machine.open_console()
     pexpect.fdpexpect.fdspawn(sock.fileno()).interact(escape_character=chr(29))

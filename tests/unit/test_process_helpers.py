@@ -1,15 +1,22 @@
-"""The one shape of a failure: headline, the last console lines, the logs."""
+"""The process helpers the toolkit and the layer share: the one shape of a failure (headline, the
+last console lines, the logs), and where a socket goes when its path would be too long."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
+import pytest
 from parsec_demo_processes import (
     MAX_TAIL_LINES,
     PANIC_CONTEXT,
+    SOCKET_PATH_MAX,
     TAIL_LINES,
     last_lines,
     log_failure,
+    release_socket,
+    socket_path,
 )
 
 PANIC_REPORT = [
@@ -59,3 +66,47 @@ def test_the_panic_tail_is_bounded() -> None:
 def test_a_panic_inside_the_ordinary_tail_changes_nothing() -> None:
     text = "\n".join([f"line {n}" for n in range(100)] + PANIC_REPORT[:1] + ["after"] * 5)
     assert last_lines(text).splitlines() == text.splitlines()[-TAIL_LINES:]
+
+
+# --- sockets whose path would be too long -----------------------------------------------------
+
+
+def test_a_socket_stays_in_a_directory_whose_path_is_short(tmp_path: Path) -> None:
+    assert socket_path(tmp_path, "rse.sock") == str(tmp_path / "rse.sock")
+
+
+def test_a_socket_too_deep_goes_to_a_private_directory_found_again(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 120)
+    path = socket_path(deep, "rse.sock")
+    assert len(path) <= SOCKET_PATH_MAX and path.endswith("/rse.sock")
+    private = Path(path).parent
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700 and private.stat().st_uid == os.geteuid()
+    # The same place each time (a restarted service is found where it was), one per directory.
+    assert socket_path(deep, "rse.sock") == path
+    assert Path(socket_path(tmp_path / ("e" * 120), "rse.sock")).parent != private
+    # Released once its service stopped: the socket, then the directory once empty.
+    other = socket_path(deep, "parsec.sock")
+    Path(path).touch()
+    Path(other).touch()
+    release_socket(path)
+    assert not Path(path).exists() and private.is_dir()
+    release_socket(other)
+    assert not private.exists()
+
+
+def test_a_private_socket_directory_open_to_others_is_refused(tmp_path: Path) -> None:
+    deep = tmp_path / ("f" * 120)
+    private = Path(socket_path(deep, "rse.sock")).parent
+    private.chmod(0o777)
+    try:
+        with pytest.raises(OSError, match="open to other users"):
+            socket_path(deep, "rse.sock")
+    finally:
+        private.rmdir()
+
+
+def test_releasing_a_socket_in_a_run_directory_leaves_it_alone(tmp_path: Path) -> None:
+    sock = tmp_path / "rse.sock"
+    sock.touch()
+    release_socket(sock)
+    assert sock.exists()
