@@ -30,13 +30,13 @@ QUICK_DIRECTORIES = ("unit", "offline")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``quick``: every test of tests/unit and tests/offline that is not marked ``slow`` (they
     need no machine, no root file system and no daemon of their own beyond threads). With
-    pytest-xdist (``--dist loadgroup``), the VM tests stay on one worker: they share its
-    session's dev VM."""
+    pytest-xdist (``--dist loadgroup``), the tests on the session's dev VM stay on one worker:
+    they share it (tests/vm/conftest.py)."""
     for item in items:
         if item.path.parent.name in QUICK_DIRECTORIES and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.quick)
-        if item.path.parent.name == "vm":
-            item.add_marker(pytest.mark.xdist_group("vm"))
+        if "dev_machine" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("dev_machine"))
 
 
 @dataclass

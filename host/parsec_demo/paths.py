@@ -81,7 +81,7 @@ def layer_lib() -> Path:
     return layer_dir() / "lib"
 
 
-def test_pki_dir() -> Path:
+def demo_pki_dir() -> Path:
     """The layer's test PKI: the server's certificate and key and the CA that issued them, and
     the client CA with its (public, test-only) key."""
     return layer_lib() / "oeqa/runtime/files/parsec_tls_demo"

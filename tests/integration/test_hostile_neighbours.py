@@ -26,12 +26,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from parsec_demo_evidence import LogWindow, event_calls
 
-from handshake_checks import assert_handshake_ok
 from parsec_demo.demo.host import TlsDemo
 from parsec_demo.demo.results import ClientRun
 from parsec_demo.native_build import HostBuild
 from parsec_demo.services import parsec_config_text
-from parsec_load import (
+from parsec_service import contracts as pb
+from parsec_service.client import SHA_256, Auth, ParsecClient, ParsecError, key_attributes, sign_alg
+from parsec_service.constants import Opcode, ResponseStatus
+from support.handshake_checks import assert_handshake_ok
+from support.parsec_load import (
     ECDSA_P256,
     SYSTEM_PYTHON,
     Sender,
@@ -45,10 +48,7 @@ from parsec_load import (
     start_flood,
     start_idle_connections,
 )
-from parsec_service import contracts as pb
-from parsec_service.client import SHA_256, Auth, ParsecClient, ParsecError, key_attributes, sign_alg
-from parsec_service.constants import Opcode, ResponseStatus
-from pki import make_pki
+from support.pki import make_pki
 
 CIPHER_SUITE = "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256"
 #: A small quota, so that a few leaked keys would lock the application out.
@@ -147,7 +147,7 @@ def test_another_process_of_the_application_cannot_touch_a_temporary_key(
         owner_script = (
             "import sys, time\n"
             "from parsec_service.client import ParsecClient\n"
-            "from parsec_load import ECDSA_P256, Signer, DIGEST\n"
+            "from support.parsec_load import ECDSA_P256, Signer, DIGEST\n"
             "c = ParsecClient(sys.argv[1])\n"
             "c.import_key('temporary/victim', ECDSA_P256, bytes.fromhex(sys.argv[2]))\n"
             "print('imported', flush=True)\n"

@@ -29,7 +29,10 @@ from parsec_demo.services import (
     start_parsec_service,
     start_rse_model,
 )
-from parsec_load import (
+from parsec_service.client import SHA_256, Auth, ParsecClient, ParsecError, sign_alg
+from parsec_service.constants import Opcode, ResponseStatus
+from parsec_service.wire import HEADER, Header, encode_request
+from support.parsec_load import (
     DIGEST,
     ECDSA_P256,
     SYSTEM_PYTHON,
@@ -44,10 +47,7 @@ from parsec_load import (
     start_trickle_attack,
     verify_request,
 )
-from parsec_service.client import SHA_256, Auth, ParsecClient, ParsecError, sign_alg
-from parsec_service.constants import Opcode, ResponseStatus
-from parsec_service.wire import HEADER, Header, encode_request
-from tmpfs import tmpfs
+from support.tmpfs import tmpfs
 
 OK = ResponseStatus.SUCCESS
 EXISTS = ResponseStatus.PSA_ERROR_ALREADY_EXISTS

@@ -20,7 +20,6 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from keyhelpers import ec_point
 from parsec_demo.services import (
     Service,
     parsec_config_text,
@@ -28,7 +27,6 @@ from parsec_demo.services import (
     start_parsec_service,
     start_rse_model,
 )
-from parsec_load import assert_stores_agree, kim_db, kim_rows
 from parsec_service import contracts as pb
 from parsec_service import psa
 from parsec_service.client import (
@@ -46,6 +44,8 @@ from parsec_service.psa import PsaError, Status
 from parsec_service.rse_link.client import RseClient
 from parsec_service.rse_link.tfm_crypto import KeyAttributes
 from parsec_service.wire import HEADER, Header, encode_request
+from support.keyhelpers import ec_point
+from support.parsec_load import assert_stores_agree, kim_db, kim_rows
 
 ATTRS = key_attributes(
     "ecc_public_key", 256, sign_alg("ecdsa", SHA_256), curve_family=SECP_R1, verify_hash=True

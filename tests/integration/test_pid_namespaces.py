@@ -26,7 +26,7 @@ from parsec_demo.native_build import HostBuild
 from parsec_demo.services import Service, start_parsec_service, start_rse_model
 from parsec_service.client import ParsecClient
 from parsec_service.constants import Opcode
-from se_driver_harness import (
+from support.se_driver_harness import (
     ALG_ECDSA_SHA256,
     KEY_NAME,
     KEY_TYPE_P256_PAIR,

@@ -35,7 +35,7 @@ from parsec_service import psa
 from parsec_service.psa import PsaError, Status
 from parsec_service.rse_link.client import RseClient, RseUnavailable
 from parsec_service.rse_link.tfm_crypto import KeyAttributes
-from rse_store import key_files
+from support.rse_store import key_files
 
 if TYPE_CHECKING:
     from multiprocessing.pool import Pool

@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from keyhelpers import ec_point
 from parsec_demo.paths import PROJECT_ROOT
 from parsec_demo.services import Service, python_command, start_rse_model
 from parsec_service import psa
 from parsec_service.psa import PsaError, Status
 from parsec_service.rse_link.client import RseClient, RseUnavailable
 from parsec_service.rse_link.tfm_crypto import KeyAttributes
-from tmpfs import tmpfs
+from support.keyhelpers import ec_point
+from support.tmpfs import tmpfs
 
 ECDSA_SHA256 = psa.ecdsa(psa.ALG_SHA_256)
 

@@ -20,7 +20,7 @@ import pytest
 from conftest import RunningParsec
 from parsec_demo import bench
 from parsec_demo.native_build import HostBuild
-from se_driver_harness import SANITIZER_REPORTS, sanitizer_env
+from support.se_driver_harness import SANITIZER_REPORTS, sanitizer_env
 
 
 def run_bench(

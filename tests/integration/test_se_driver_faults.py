@@ -25,7 +25,7 @@ from parsec_demo.native_build import HostBuild
 from parsec_service import contracts as pb
 from parsec_service.constants import Opcode, ResponseStatus
 from parsec_service.wire import HEADER, Header
-from se_driver_harness import (
+from support.se_driver_harness import (
     ALG_ECDSA_SHA256,
     ALG_RSA_PKCS1V15_SHA256,
     KEY_NAME,

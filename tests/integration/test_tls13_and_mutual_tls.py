@@ -15,15 +15,15 @@ from pathlib import Path
 import parsec_demo_machine as steps
 import pytest
 
-from handshake_checks import assert_handshake_ok, assert_rse_evidence
 from parsec_demo.demo import mutual_tls
 from parsec_demo.demo.host import HostClientSide, TlsDemo
 from parsec_demo.demo.mutual_tls import client_key_problem, run_mutual_tls
 from parsec_demo.demo.results import ClientRun
 from parsec_demo.native_build import HostBuild
-from parsec_demo.paths import test_pki_dir
+from parsec_demo.paths import demo_pki_dir
 from parsec_service.client import ParsecClient
-from pki import make_pki
+from support.handshake_checks import assert_handshake_ok, assert_rse_evidence
+from support.pki import make_pki
 
 TLS13 = ["force_version=tls13"]
 PARSEC_NAME = re.compile(r"is the Parsec key (\S+)")
@@ -99,7 +99,7 @@ def test_ssl_client1_refuses_bad_arguments_in_one_line(demo: TlsDemo) -> None:
 
 @pytest.fixture
 def mtls(tmp_path: Path, host_build: HostBuild) -> Iterator[TlsDemo]:
-    server, *args = steps.mutual_tls_server(str(test_pki_dir()))
+    server, *args = steps.mutual_tls_server(str(demo_pki_dir()))
     with TlsDemo(tmp_path, host_build, server, args) as running:
         yield running
 
@@ -211,7 +211,7 @@ def test_a_key_the_client_destroyed_cannot_sign(mtls: TlsDemo) -> None:
 
 
 def test_a_client_without_a_certificate_is_refused(mtls: TlsDemo) -> None:
-    run = mtls.run_client(ca_file=test_pki_dir() / "ca.pem")
+    run = mtls.run_client(ca_file=demo_pki_dir() / "ca.pem")
     assert_refused(mtls, run)
     assert not run.served("psa_sign_hash")
 
@@ -254,9 +254,9 @@ def test_a_server_without_client_auth_still_serves_the_plain_client(
 ) -> None:
     """ssl_server2 with the test PKI but without auth_mode=required: the same client program,
     no certificate, TLS 1.3, served (the mutual-TLS server differs only in its demand)."""
-    server = [a for a in steps.mutual_tls_server(str(test_pki_dir()))[1:] if "auth" not in a]
+    server = [a for a in steps.mutual_tls_server(str(demo_pki_dir()))[1:] if "auth" not in a]
     with TlsDemo(tmp_path, host_build, "ssl_server2", server) as demo:
-        run = demo.run_client(ca_file=test_pki_dir() / "ca.pem", options=TLS13)
+        run = demo.run_client(ca_file=demo_pki_dir() / "ca.pem", options=TLS13)
     assert run.ok, run.output
     assert not run.served("psa_sign_hash")
 

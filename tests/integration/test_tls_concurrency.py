@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from parsec_demo_evidence import LogWindow, event_calls
 
-from handshake_checks import assert_handshake_ok
 from parsec_demo.demo.host import TlsDemo
 from parsec_demo.demo.results import ClientRun
 from parsec_demo.native_build import HostBuild
 from parsec_demo.netns import NetworkNamespace
-from parsec_load import SYSTEM_PYTHON, start_trickle_attack
 from parsec_service.client import ParsecClient
+from support.handshake_checks import assert_handshake_ok
+from support.parsec_load import SYSTEM_PYTHON, start_trickle_attack
 
 CIPHER_SUITE = "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256"
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from handshake_checks import assert_handshake_ok, assert_rse_evidence
 from parsec_demo.demo.host import TlsDemo
 from parsec_demo.demo.results import ClientRun
 from parsec_demo.native_build import HostBuild
@@ -21,7 +20,8 @@ from parsec_service import contracts as pb
 from parsec_service.client import Auth, ParsecClient
 from parsec_service.constants import Opcode
 from parsec_service.wire import HEADER, Header, encode_request
-from pki import make_pki
+from support.handshake_checks import assert_handshake_ok, assert_rse_evidence
+from support.pki import make_pki
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kas_configs import combined, rd1ae_stack
 from parsec_demo.paths import PROJECT_ROOT
+from support.kas_configs import combined, rd1ae_stack
 
 CI = PROJECT_ROOT / "ci"
 GITLAB = CI / "gitlab-ci.yml"
@@ -688,7 +688,7 @@ def _yocto_deploy(workspace: Path, machine: str) -> tuple[str, str]:
             "QB_KERNEL_CMDLINE_APPEND = console=ttyAMA0\n"
         )
         return directory, "Image"
-    from rd1ae import RD1AE_FILES, RD1AE_FVPCONF, RD1AE_IMAGE
+    from support.rd1ae import RD1AE_FILES, RD1AE_FVPCONF, RD1AE_IMAGE
 
     assert f"{link_name}.wic" == RD1AE_IMAGE, "the fixture is the build's image"
     for name in RD1AE_FILES:
@@ -709,7 +709,7 @@ def test_the_lava_jobs_submit_wait_and_collect_with_lavacli_against_a_lava_api(
     lavacli (Debian's) against a stand-in of LAVA's XML-RPC API: the submitted job is the
     generated one, images come from the build job's artifacts, and the results become the
     JUnit report GitLab is given."""
-    from lava_standin import LAVA_RESULTS, LavaStandin
+    from support.lava_standin import LAVA_RESULTS, LavaStandin
 
     job = gitlab_jobs()[f"lava-{machine}"]
     assert job["rules"] == [{"if": "$LAVA_URI"}], "runs only where a LAVA server is named"

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
-from lava_standin import LAVA_RESULTS
 from parsec_demo.image_build import write_qemuboot
 from parsec_demo.lava.check import check
 from parsec_demo.lava.jobs import TEST_DEFINITION, FarmSettings, SettingsError
 from parsec_demo.paths import project_root
 from parsec_demo.services import python_command
-from rd1ae import RD1AE_FILES, RD1AE_FVPCONF
+from support.lava_standin import LAVA_RESULTS
+from support.rd1ae import RD1AE_FILES, RD1AE_FVPCONF
 
 ROOT = project_root()
 #: The project's repository as the tests' farm knows it (a CI clone's origin is a local path).

@@ -24,7 +24,6 @@ import pytest
 import yaml
 from kas.configschema import CONFIGSCHEMA
 
-from kas_configs import KAS, combined, load, rd1ae_stack
 from parsec_demo.client_container import LOAD_UNIT, ClientContainer
 from parsec_demo.native_build import (
     DEBIAN_SOURCE_PACKAGE,
@@ -34,6 +33,7 @@ from parsec_demo.native_build import (
 )
 from parsec_demo.paths import PROJECT_ROOT, cache_root, layer_module
 from parsec_demo.validate.runner import case_modules
+from support.kas_configs import KAS, combined, load, rd1ae_stack
 
 LAYER = PROJECT_ROOT / "meta-parsec-demo"
 #: The layer's oeqa case modules, as TEST_SUITES names them.

@@ -23,7 +23,7 @@ from parsec_demo.cli import debian
 from parsec_demo.services import parsec_config_text, python_command
 from parsec_service.directory_lock import DirectoryLock
 
-STANDIN = Path(__file__).parents[1] / "fvp_standin.py"
+STANDIN = Path(__file__).parents[1] / "support" / "fvp_standin.py"
 RUN_FVP = Path(sys.executable).with_name("run-fvp")  # the console script of this venv
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,9 +16,9 @@ from parsec_demo.machine.fvp import FvpConfig, FvpMachine, forward_ssh, fvp_comm
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.ports import allocate_port
 from parsec_demo.machine.qemu import QemuConfig, QemuMachine
-from rd1ae import RD1AE_FVPCONF
+from support.rd1ae import RD1AE_FVPCONF
 
-STANDIN = Path(__file__).parents[1] / "fvp_standin.py"
+STANDIN = Path(__file__).parents[1] / "support" / "fvp_standin.py"
 
 
 @pytest.fixture

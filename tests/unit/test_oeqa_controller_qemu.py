@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from dev_image_files import make_image
 from parsec_demo.image_build import write_qemuboot
 from parsec_demo.validate.oe_core import provide_qmp
+from support.dev_image_files import make_image
 
 POKY = os.environ.get("PARSEC_DEMO_POKY")
 pytestmark = pytest.mark.skipif(not POKY, reason="PARSEC_DEMO_POKY names no poky checkout")

@@ -8,7 +8,6 @@ import re
 import shlex
 from pathlib import Path
 
-from dev_image_files import make_image
 from parsec_demo.image_build import (
     IMAGE_BASENAME,
     ImageManifest,
@@ -19,6 +18,7 @@ from parsec_demo.image_build import (
 )
 from parsec_demo.machine import run_fvp as runner
 from parsec_demo.machine.qemu import QemuConfig, QemuMachine
+from support.dev_image_files import make_image
 
 
 def runqemu_reads(conf: Path) -> dict[str, str]:

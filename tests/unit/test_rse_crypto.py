@@ -24,14 +24,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from conftest import RunningRse
-from keyhelpers import ec_point, ec_scalar, rsa_private_der, rsa_public_der
 from parsec_demo.rse.keys import KeyMaterial, load_material
 from parsec_demo.rse.keystore import MAC_CONTEXT, MAC_FIELD, SECRET_NAME, KeyStore, StoreError
 from parsec_service import psa
 from parsec_service.psa import PsaError, Status
 from parsec_service.rse_link.client import RseClient
 from parsec_service.rse_link.tfm_crypto import CRYPTO_HANDLE, FunctionId, KeyAttributes, PackIovec
-from rse_store import key_files
+from support.keyhelpers import ec_point, ec_scalar, rsa_private_der, rsa_public_der
+from support.rse_store import key_files
 
 SHA256 = psa.ALG_SHA_256
 PKCS1_SHA256 = psa.rsa_pkcs1v15_sign(SHA256)

@@ -17,7 +17,6 @@ import parsec_demo_machine as steps
 import pexpect.fdpexpect
 import pytest
 
-from handshake_checks import assert_handshake_ok, assert_rse_evidence
 from parsec_demo.client_container import LOAD_UNIT, ClientContainer
 from parsec_demo.demo.mutual_tls import client_key_problem, describe
 from parsec_demo.demo.results import ClientRun
@@ -32,6 +31,7 @@ from parsec_demo.demo.vm import (
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.qemu import QemuMachine, load_config
 from parsec_demo.machine.ssh_target import SSHTarget, TargetError
+from support.handshake_checks import assert_handshake_ok, assert_rse_evidence
 
 pytestmark = [
     pytest.mark.vm,

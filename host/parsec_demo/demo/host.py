@@ -24,7 +24,7 @@ from parsec_demo_rse import RseFiles
 
 from ..native_build import HostBuild, build_host
 from ..netns import NetworkNamespace, port_free
-from ..paths import new_run_dir, test_pki_dir
+from ..paths import demo_pki_dir, new_run_dir
 from ..services import Service, ServiceError, start_parsec_service, start_rse_model
 from . import mutual_tls
 from .local_server import LocalServer
@@ -194,7 +194,7 @@ class HostClientSide:
     def __init__(self, demo: TlsDemo, key_dir: Path) -> None:
         self.demo = demo
         self.key_dir = key_dir
-        self.pki = str(test_pki_dir())
+        self.pki = str(demo_pki_dir())
         self.ca_file = f"{self.pki}/ca.pem"
         key_dir.mkdir(parents=True, exist_ok=True)
 
@@ -217,7 +217,7 @@ def run_host_demo(tls13: bool = False, mtls: bool = False) -> int:
     logger.info(f"Run directory: {run_dir}")
     server, server_args = "ssl_server", []
     if mtls:
-        server, *server_args = machine.mutual_tls_server(str(test_pki_dir()))
+        server, *server_args = machine.mutual_tls_server(str(demo_pki_dir()))
     logger.info(f"Starting the RSE model, the Parsec service and {server} ...")
     with TlsDemo(run_dir, build, server, server_args) as demo:
         where = "a private network namespace" if demo.netns.isolated else "this host's network"

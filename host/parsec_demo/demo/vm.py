@@ -24,7 +24,7 @@ from ..client_container import ClientContainer
 from ..image_build import build_image
 from ..machine.qemu import QemuMachine, load_config
 from ..machine.ssh_target import SSHTarget
-from ..paths import new_run_dir, test_pki_dir
+from ..paths import demo_pki_dir, new_run_dir
 from ..services import ServiceError
 from . import mutual_tls
 from .results import ClientRun, summary, verdict
@@ -112,7 +112,7 @@ class MachineClientSide:
         directories = f"{machine.MACHINE_PKI} {machine.MACHINE_KEY_DIR}"
         run_step(target, f"rm -rf {directories} && mkdir -p {directories}", "making directories")
         for name in machine.PKI_FILES:
-            target.copyTo(test_pki_dir() / name, f"{machine.MACHINE_PKI}/{name}")
+            target.copyTo(demo_pki_dir() / name, f"{machine.MACHINE_PKI}/{name}")
         if container is not None:
             wait_for_container(target, container)
             # The client in its container sees only its directory: the root certificate it

@@ -18,7 +18,7 @@ from parsec_demo.paths import PROJECT_ROOT
 
 KAS = PROJECT_ROOT / "kas"
 #: Arm's RD-1 AE stack, as far as the project relies on it.
-RD1AE_STACK_FACTS = Path(__file__).with_name("offline") / "rd1ae_stack.yml"
+RD1AE_STACK_FACTS = Path(__file__).parents[1] / "offline" / "rd1ae_stack.yml"
 #: The repository id Arm's kas fragments give sw-ref-stack.
 ARM_REPOSITORY = "sw-ref-stack"
 

@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 from google.protobuf.message import Message
 
-from keyhelpers import ec_point
 from parsec_service import contracts as pb
 from parsec_service.client import SECP_R1, SHA_256, Auth, key_attributes, sign_alg
 from parsec_service.constants import Opcode, ProviderId
 from parsec_service.wire import Header, encode_request
-from rse_store import key_files
+from support.keyhelpers import ec_point
+from support.rse_store import key_files
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
