@@ -24,7 +24,7 @@ import json
 import re
 import subprocess
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -111,20 +111,6 @@ class ClientContainer:
             directories=directories,
             uid=int(uid),
         )
-
-    def run_command(
-        self,
-        argv: Sequence[str],
-        mount_parsec: bool = True,
-        workdir_from: str | None = None,
-        uid: int | None = None,
-    ) -> str:
-        """The ``podman run`` line that runs ``argv`` in the container: the host's network,
-        (with ``mount_parsec``) the Parsec socket's directory bind-mounted, as ``uid`` (this
-        container's own by default: a Parsec application of its own). Its working directory,
-        where the client keeps its PSA storage (a persistent key's record), is a private tmpfs,
-        or with ``workdir_from`` that directory of the machine, handed over to ``uid``."""
-        return self.steps.run(argv, mount_parsec, workdir_from, uid)
 
     @property
     def steps(self) -> ClientContainerSteps:

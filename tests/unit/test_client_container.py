@@ -39,15 +39,15 @@ def test_the_layer_defines_the_container_once() -> None:
     assert spec.archive == "/usr/share/parsec-demo/parsec-demo-client-oci.tar"
     # Its own uid, hence its own Parsec application; its PSA storage a private tmpfs.
     assert spec.uid == 61000
-    assert spec.run_command(["ssl_client1", "127.0.0.1"]) == (
+    assert spec.steps.run(["ssl_client1", "127.0.0.1"]) == (
         "podman run --rm --network host -v /run/parsec:/run/parsec --user 61000:61000 "
         "--tmpfs /work:rw,mode=0700,U localhost/parsec-demo-client:1 ssl_client1 127.0.0.1"
     )
-    assert "-v" not in spec.run_command(["ssl_client1"], mount_parsec=False)
-    assert "--user 61001:61001 " in spec.run_command(["ssl_client1"], uid=61001)
+    assert "-v" not in spec.steps.run(["ssl_client1"], mount_parsec=False)
+    assert "--user 61001:61001 " in spec.steps.run(["ssl_client1"], uid=61001)
     # A persistent client key's PSA record lives in a directory of the machine, handed over to
     # the container's uid.
-    assert spec.run_command(["parsec_client_key", "destroy", "key_id=1"], workdir_from="/k") == (
+    assert spec.steps.run(["parsec_client_key", "destroy", "key_id=1"], workdir_from="/k") == (
         "podman run --rm --network host -v /run/parsec:/run/parsec --user 61000:61000 "
         "-v /k:/work:U localhost/parsec-demo-client:1 parsec_client_key destroy key_id=1"
     )

@@ -184,7 +184,7 @@ def test_each_client_container_is_a_parsec_application_of_its_own(
         assert (
             target.run(f"mkdir -p {own_dir} && cp -a {steps.MACHINE_KEY_DIR} {stolen_dir}")[0] == 0
         )
-        in_own_dir = container.run_command(
+        in_own_dir = container.steps.run(
             steps.provision_command(), workdir_from=own_dir, uid=neighbour
         )
         assert run_in_machine(target, events, in_own_dir).ok
@@ -193,7 +193,7 @@ def test_each_client_container_is_a_parsec_application_of_its_own(
         start_server(target, steps.mutual_tls_server(steps.MACHINE_PKI))
 
         def with_the_stolen_record(argv: list[str]) -> ClientRun:
-            command = container.run_command(argv, workdir_from=stolen_dir, uid=neighbour)
+            command = container.steps.run(argv, workdir_from=stolen_dir, uid=neighbour)
             return run_in_machine(target, events, command)
 
         signed = with_the_stolen_record(steps.mutual_tls_client(side.ca_file))
@@ -207,7 +207,7 @@ def test_each_client_container_is_a_parsec_application_of_its_own(
         assert [e.status for e in handshake.served("psa_sign_hash")] == ["PSA_SUCCESS"]
     finally:
         side.as_client(steps.destroy_command())
-        in_own_dir = container.run_command(
+        in_own_dir = container.steps.run(
             steps.destroy_command(), workdir_from=own_dir, uid=neighbour
         )
         target.run(in_own_dir)

@@ -73,7 +73,7 @@ def client_command(
     (in a fresh working directory, where the client keeps its PSA storage)."""
     argv = machine.client_command(address, options)
     if container is not None:
-        return container.run_command(argv)
+        return container.steps.run(argv)
     return machine.in_fresh_directory(argv)
 
 
@@ -124,7 +124,7 @@ class MachineClientSide:
     def as_client(self, argv: Sequence[str]) -> ClientRun:
         if self.container is None:
             return self.as_ca(argv)
-        command = self.container.run_command(argv, workdir_from=machine.MACHINE_KEY_DIR)
+        command = self.container.steps.run(argv, workdir_from=machine.MACHINE_KEY_DIR)
         return run_in_machine(self.target, self.events, command)
 
     def as_ca(self, argv: Sequence[str]) -> ClientRun:
