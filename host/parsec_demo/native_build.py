@@ -4,10 +4,10 @@ the Parsec secure-element driver.
 The layer is the single source of truth. The Mbed TLS version and the patch order are read from
 the recipe (``parsec-mbedtls-demo_<PV>.bb``), the SHA-256 of Debian's tarball of that release
 from ``parsec-mbedtls-source.inc``, the configuration from ``mbedtls-demo.config``; the driver
-from its recipe's ``files/``. The source comes from Debian's source package of that version
-(trixie carries 3.6.6), fetched with ``apt-get source`` through a private sources list under
-``~/.cache/parsec-demo/apt`` (the system's apt configuration is never touched), and its
-tarball must match the recipe's checksum.
+from ``target/parsec-se-driver``, as its recipe builds it. The source comes from Debian's source
+package of that version (trixie carries 3.6.6), fetched with ``apt-get source`` through a
+private sources list under ``~/.cache/parsec-demo/apt`` (the system's apt configuration is never
+touched), and its tarball must match the recipe's checksum.
 
 The build lives in the user's cache, in ``~/.cache/parsec-demo/host/<hash of its inputs>/``
 (``paths.cache_root``), so every checkout of the same sources reuses it. The driver is built
@@ -76,7 +76,9 @@ def demo_recipe_dir() -> Path:
 
 
 def driver_dir() -> Path:
-    return demo_recipe_dir() / "files/parsec-se-driver"
+    """The Parsec SE driver's sources (with its tools, load generator and tests): the
+    machine-side C code, beside the target's Python package."""
+    return project_root() / "target/parsec-se-driver"
 
 
 def contracts_dir() -> Path:

@@ -36,6 +36,9 @@ from parsec_demo.validate.runner import case_modules
 from support.kas_configs import KAS, combined, load, rd1ae_stack
 
 LAYER = PROJECT_ROOT / "meta-parsec-demo"
+#: The machine-side C code, and where the recipes that build it fetch the project.
+DRIVER_SOURCE = PROJECT_ROOT / "target/parsec-se-driver"
+PROJECT_IN_WORKDIR = "${WORKDIR}/parsec-demo/"
 #: The layer's oeqa case modules, as TEST_SUITES names them.
 LAYER_CASE_MODULES = case_modules(LAYER / "lib/oeqa/runtime/cases")
 #: The documented combinations (README).
@@ -422,14 +425,15 @@ def test_license_checksums_match_the_files() -> None:
                 and "driver" not in recipe.name
             ):
                 continue  # Mbed TLS's own LICENSE, checked against the source below
-            if fetches_the_project(recipe):
-                candidates = [PROJECT_ROOT / name]  # S is the repository's top
+            source = variables(recipe.read_text()).get("S", "")
+            if name.startswith("${PARSEC_SE_DRIVER_SOURCE}/"):
+                path = DRIVER_SOURCE / name.removeprefix("${PARSEC_SE_DRIVER_SOURCE}/")
+            elif fetches_the_project(recipe):
+                path = PROJECT_ROOT / name  # S is the repository's top
+            elif source.startswith(PROJECT_IN_WORKDIR):
+                path = PROJECT_ROOT / source.removeprefix(PROJECT_IN_WORKDIR) / name
             else:
-                candidates = [
-                    recipe.parent / "files" / name,
-                    recipe.parent / "files" / "parsec-se-driver" / name,
-                ]
-            path = next(p for p in candidates if p.exists())
+                path = recipe.parent / "files" / name
             assert hashlib.md5(path.read_bytes()).hexdigest() == md5, f"{recipe.name}: {name}"
 
 
@@ -586,12 +590,22 @@ def test_the_project_recipes_fetch_the_project_at_one_commit() -> None:
         values = variables(recipes[name].read_text())
         assert fetches_the_project(recipes[name]), name
         assert values["SRCREV"] == "${PARSEC_DEMO_SRCREV}"
+    # The machine-side C code (the driver, its tool, load generator and tests) comes from the
+    # same revision as the contracts it must agree with, for the driver and the programs alike.
+    for name in ("parsec-se-driver", "parsec-mbedtls-demo"):
+        values = variables(recipes[name].read_text())
+        assert "${PARSEC_DEMO_GIT_URI};destsuffix=parsec-demo;name=project" in values["SRC_URI"]
+        assert values["SRCREV_project"] == "${PARSEC_DEMO_SRCREV}"
+        assert "file://parsec-se-driver" not in values["SRC_URI"], name
     driver = variables(recipes["parsec-se-driver"].read_text())
-    assert "${PARSEC_DEMO_GIT_URI};destsuffix=parsec-demo;name=project" in driver["SRC_URI"]
-    assert driver["SRCREV_project"] == "${PARSEC_DEMO_SRCREV}"
+    assert driver["S"] == PROJECT_IN_WORKDIR + "target/parsec-se-driver"
     assert (
         "-DPARSEC_CONTRACTS_DIR=${WORKDIR}/parsec-demo/contracts/parsec" in driver["EXTRA_OECMAKE"]
     )
+    programs = variables(recipes["parsec-mbedtls-demo"].read_text())
+    assert programs["PARSEC_SE_DRIVER_SOURCE"] == driver["S"]
+    assert (DRIVER_SOURCE / "CMakeLists.txt").is_file()
+    assert not list(LAYER.rglob("*.c")) and not list(LAYER.rglob("*.h")), "no C code in the layer"
     assert not list(LAYER.rglob("*.proto")) and not list(LAYER.rglob("parsec_service"))
 
 

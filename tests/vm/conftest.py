@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from parsec_demo.demo.vm import wait_for_parsec
 from parsec_demo.image_build import build_image
 from parsec_demo.machine.qemu import QemuMachine, load_config
+from parsec_demo.machine.ssh_target import SSHTarget
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +27,12 @@ def dev_image() -> Path:
 def dev_machine(dev_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuMachine]:
     with QemuMachine(load_config(dev_image), tmp_path_factory.mktemp("vm")) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def dev_target(dev_machine: QemuMachine) -> Iterator[SSHTarget]:
+    """An SSH session into the dev VM, once its Parsec service serves (it is "activating"
+    until the service says READY=1)."""
+    with dev_machine.target() as connected:
+        wait_for_parsec(connected)
+        yield connected

@@ -10,7 +10,6 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import parsec_demo_machine as steps
@@ -26,7 +25,6 @@ from parsec_demo.demo.vm import (
     run_in_machine,
     run_mutual_tls_in_machine,
     start_server,
-    wait_for_parsec,
 )
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.qemu import QemuMachine, load_config
@@ -56,10 +54,9 @@ def events_log(machine: QemuMachine) -> Path:
 
 
 @pytest.fixture(scope="module")
-def target(machine: QemuMachine) -> Iterator[SSHTarget]:
-    with machine.target() as connected:
-        wait_for_parsec(connected)  # activating until the service says READY=1
-        yield connected
+def target(dev_target: SSHTarget) -> SSHTarget:
+    """The session's SSH session into it."""
+    return dev_target
 
 
 def test_the_parsec_service_runs_in_the_machine(target: SSHTarget) -> None:

@@ -2,7 +2,7 @@
 # mmdebstrap customize hook of the dev image ($1 = the root directory). The environment names
 # the inputs, prepared by parsec_demo.image_build:
 #   PD_MBEDTLS_SRC  Mbed TLS sources with the layer's patches and configuration applied
-#   PD_DRIVER_SRC   the Parsec SE driver (the layer's parsec-se-driver/files)
+#   PD_DRIVER_SRC   the Parsec SE driver (target/parsec-se-driver)
 #   PD_SERVICE_SRC  the layer's parsec-demo-service/files (unit, config, parsec-tool)
 #   PD_TARGET_PACKAGE  the parsec_service Python package (the service, its RSE link, parsec-tool)
 #   PD_CONTRACTS    the Parsec .proto contracts

@@ -11,7 +11,7 @@ SECTION = "console/network"
 # Mbed TLS, and parsec_client_key (the Parsec SE driver's tool, MIT).
 LICENSE = "(Apache-2.0 | GPL-2.0-or-later) & MIT"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=379d5819937a6c2f1ef1630d341e026d \
-                    file://${WORKDIR}/parsec-se-driver/LICENSE;md5=2af4fb66de15f87c886345ce793e5c18"
+                    file://${PARSEC_SE_DRIVER_SOURCE}/LICENSE;md5=2af4fb66de15f87c886345ce793e5c18"
 CVE_PRODUCT = "arm:mbed_tls"
 
 DEPENDS += "parsec-se-driver protobuf-c"
@@ -19,17 +19,22 @@ DEPENDS += "parsec-se-driver protobuf-c"
 require parsec-mbedtls-source.inc
 
 # The patches (in this order) and mbedtls-demo.config are also what the host and dev-image
-# builds apply: host/parsec_demo/native_build.py reads them from this recipe.
-SRC_URI = "${MBEDTLS_SRC_URI} \
+# builds apply: host/parsec_demo/native_build.py reads them from this recipe. The Parsec SE
+# driver's sources (its parsec_client_key tool is built here, beside the programs) come from
+# the project's repository at the same revision as the driver's recipe (conf/layer.conf).
+SRC_URI = "${MBEDTLS_SRC_URI};name=mbedtls \
            file://0001-psa-define-the-primary-secure-element-key-location.patch \
            file://0002-pk-verify-RSA-and-ECDSA-signatures-with-temporary-ke.patch \
            file://0003-ssl_client1-take-the-server-address-register-the-Par.patch \
            file://0004-programs-link-ssl_client1-with-the-Parsec-SE-driver.patch \
            file://0005-psa-keep-the-failure-to-save-a-secure-element-key.patch \
            file://mbedtls-demo.config \
-           file://parsec-se-driver/ \
+           ${PARSEC_DEMO_GIT_URI};destsuffix=parsec-demo;name=project \
            "
-SRCREV = "${MBEDTLS_SRCREV}"
+SRCREV_mbedtls = "${MBEDTLS_SRCREV}"
+SRCREV_project = "${PARSEC_DEMO_SRCREV}"
+SRCREV_FORMAT = "mbedtls_project"
+PARSEC_SE_DRIVER_SOURCE = "${WORKDIR}/parsec-demo/target/parsec-se-driver"
 
 S = "${WORKDIR}/git"
 
@@ -39,7 +44,7 @@ EXTRA_OECMAKE = "-DENABLE_TESTING=OFF \
                  -DMBEDTLS_FATAL_WARNINGS=ON \
                  -DUSE_SHARED_MBEDTLS_LIBRARY=OFF \
                  -DPARSEC_SE_DRIVER_LIBRARIES='${STAGING_LIBDIR}/libparsec-se-driver.a;protobuf-c' \
-                 -DPARSEC_SE_DRIVER_SOURCE_DIR=${WORKDIR}/parsec-se-driver \
+                 -DPARSEC_SE_DRIVER_SOURCE_DIR=${PARSEC_SE_DRIVER_SOURCE} \
                  "
 
 do_configure:prepend() {

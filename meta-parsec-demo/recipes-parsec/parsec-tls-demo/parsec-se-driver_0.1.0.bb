@@ -12,12 +12,11 @@ DEPENDS += "protobuf-c protobuf-c-native"
 
 require parsec-mbedtls-source.inc
 
-# The driver's sources (in this layer); the Parsec .proto contracts, contracts/parsec of the
-# project's repository (conf/layer.conf), which the service is generated from as well; Mbed TLS
-# only for its headers with the demo configuration (the driver must see the same
-# psa_key_attributes_t as the programs).
-SRC_URI = "file://parsec-se-driver/ \
-           file://mbedtls-demo.config \
+# The driver's sources (target/parsec-se-driver) and the Parsec .proto contracts it must agree
+# with (contracts/parsec, which the service is generated from as well), both from the
+# project's repository at one revision (conf/layer.conf); Mbed TLS only for its headers with
+# the demo configuration (the driver must see the same psa_key_attributes_t as the programs).
+SRC_URI = "file://mbedtls-demo.config \
            ${MBEDTLS_SRC_URI};destsuffix=mbedtls;name=mbedtls \
            ${PARSEC_DEMO_GIT_URI};destsuffix=parsec-demo;name=project \
            "
@@ -25,7 +24,7 @@ SRCREV_mbedtls = "${MBEDTLS_SRCREV}"
 SRCREV_project = "${PARSEC_DEMO_SRCREV}"
 SRCREV_FORMAT = "mbedtls_project"
 
-S = "${WORKDIR}/parsec-se-driver"
+S = "${WORKDIR}/parsec-demo/target/parsec-se-driver"
 
 inherit cmake pkgconfig python3native
 
