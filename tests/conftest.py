@@ -6,7 +6,7 @@ import logging
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,60 +15,23 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from parsec_demo import services
 from parsec_demo.native_build import HostBuild, build_host
-from parsec_demo.rse.server import RseServer, ServerConfig
+from parsec_demo.rse.server import ServerConfig
 from parsec_demo.services import parsec_config_text
-from parsec_service.client import Auth, ParsecClient
 from parsec_service.config import parse as parse_config
 from parsec_service.rse_link.client import RseClient
 from parsec_service.server import ParsecServer, ParsecService, configure_logging
+from support.running import RunningParsec, RunningRse, start_in_thread
 
 #: The tiers the suite is run in: ``-m quick`` between edits (about a minute), everything in CI.
 QUICK_DIRECTORIES = ("unit", "offline")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``quick``: every test of tests/unit and tests/offline that is not marked ``slow`` (they
-    need no machine, no root file system and no daemon of their own beyond threads). With
-    pytest-xdist (``--dist loadgroup``), the tests on the session's dev VM stay on one worker:
-    they share it (tests/vm/conftest.py)."""
+    need no machine, no root file system and no daemon of their own beyond threads)."""
     for item in items:
         if item.path.parent.name in QUICK_DIRECTORIES and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.quick)
-        if "dev_machine" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("dev_machine"))
-
-
-@dataclass
-class RunningRse:
-    """An RSE model served from a thread of the test process, over a real Unix socket."""
-
-    server: RseServer
-    thread: threading.Thread
-    config: ServerConfig
-
-    @property
-    def socket_path(self) -> Path:
-        return self.config.socket_path
-
-    def client(self, client_id: int = 0) -> RseClient:
-        return RseClient(self.socket_path, client_id=client_id)
-
-    def console(self) -> str:
-        assert self.config.console_log is not None
-        return self.config.console_log.read_text()
-
-    def stop(self) -> None:
-        self.server.request_stop()
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive(), "RSE server thread did not stop"
-
-
-def start_in_thread(config: ServerConfig) -> RunningRse:
-    server = RseServer(config)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return RunningRse(server, thread, config)
 
 
 @pytest.fixture
@@ -135,23 +98,6 @@ def ec_keys() -> dict[int, ec.EllipticCurvePrivateKey]:
 
 
 # --- the Parsec service, served from a thread over a real socket ------------------------------
-
-
-@dataclass
-class RunningParsec:
-    server: ParsecServer
-    thread: threading.Thread
-    socket_path: Path
-    rse: RunningRse
-    service: ParsecService
-
-    def client(self, auth: Auth | None = None, **kwargs: object) -> ParsecClient:
-        return ParsecClient(self.socket_path, auth=auth, **kwargs)  # type: ignore[arg-type]
-
-    def stop(self) -> None:
-        self.server.request_stop()
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive(), "Parsec server thread did not stop"
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     StrPath = str | os.PathLike[str]
 
@@ -181,6 +181,18 @@ def socket_accepts(path: StrPath) -> bool:
         probe.close()
 
 
+def wait_until(condition: Callable[[], object], timeout: float, interval: float) -> bool:
+    """Whether ``condition()`` came true within ``timeout`` seconds, asked every ``interval``
+    seconds (and once more at the end): the one way the toolkit and the layer wait."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return bool(condition())
+        time.sleep(interval)
+
+
 def wait_for_socket(
     name: str,
     process: subprocess.Popen[bytes],
@@ -192,15 +204,15 @@ def wait_for_socket(
     """Until ``socket_path`` accepts connections. A ``StartError`` (showing the tail of
     ``log_path``) when ``process`` exits first, or is not ready within ``timeout`` seconds (it
     is then stopped)."""
-    deadline = time.monotonic() + timeout
-    while not socket_accepts(socket_path):
-        if process.poll() is not None:
-            headline = f"{name} exited with status {process.returncode} during start-up"
-            raise StartError(log_failure(headline, log_path))
-        if time.monotonic() > deadline:
-            stop_group(process, grace=5)
-            raise StartError(log_failure(f"{name} not ready after {timeout:.0f} s", log_path))
-        time.sleep(interval)
+    ready = wait_until(
+        lambda: socket_accepts(socket_path) or process.poll() is not None, timeout, interval
+    )
+    if process.poll() is not None:
+        headline = f"{name} exited with status {process.returncode} during start-up"
+        raise StartError(log_failure(headline, log_path))
+    if not ready:
+        stop_group(process, grace=5)
+        raise StartError(log_failure(f"{name} not ready after {timeout:.0f} s", log_path))
 
 
 def start_serving(

@@ -40,7 +40,7 @@ from support.rse_store import key_files
 if TYPE_CHECKING:
     from multiprocessing.pool import Pool
 
-    from conftest import RunningRse
+    from support.running import RunningRse
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 ALG = psa.ecdsa(psa.ALG_SHA_256)

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from conftest import RunningParsec
 from parsec_demo import bench
 from parsec_demo.native_build import HostBuild
+from support.running import RunningParsec
 from support.se_driver_harness import SANITIZER_REPORTS, sanitizer_env
 
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from conftest import RunningParsec
 from parsec_demo.services import parsec_config_text
 from parsec_service import client as client_module
 from parsec_service import server as server_module
 from parsec_service.client import ParsecClient
 from parsec_service.daemon import STOP_POLL_S, ConnectionLimits, Refusal, UnixDaemon
 from parsec_service.unix_socket import SocketPathError
+from support.running import RunningParsec
 
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 

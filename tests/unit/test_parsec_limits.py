@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import RunningParsec
 from parsec_demo.services import parsec_config_text
 from parsec_service.admission import Admission
 from parsec_service.client import (
@@ -26,6 +25,7 @@ from parsec_service.config import ConfigError, parse
 from parsec_service.constants import ResponseStatus
 from parsec_service.kim import KeyInfoManager
 from support.keyhelpers import ec_point, rsa_public_der
+from support.running import RunningParsec
 
 DIGEST = hashlib.sha256(b"limits").digest()
 

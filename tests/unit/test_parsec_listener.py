@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from conftest import RunningParsec
 from parsec_service import contracts as pb
 from parsec_service.constants import Opcode
 from parsec_service.server import WorkerPool
 from parsec_service.wire import HEADER, Header, encode_request
+from support.running import RunningParsec
 
 LIST_OPCODES = encode_request(
     Header(opcode=Opcode.LIST_OPCODES),

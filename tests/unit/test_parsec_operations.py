@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import RunningParsec, RunningRse
 from parsec_demo.services import parsec_config_text
 from parsec_service.auth import Peer
 from parsec_service.client import (
@@ -32,6 +31,7 @@ from parsec_service.client import (
 from parsec_service.constants import AuthType, Opcode, ProviderId, ResponseStatus
 from parsec_service.wire import HEADER, Header, WireError
 from support.keyhelpers import ec_point, rsa_public_der
+from support.running import RunningParsec, RunningRse
 
 DIGEST = hashlib.sha256(b"parsec").digest()
 

@@ -11,12 +11,12 @@ from dataclasses import replace
 
 import pytest
 
-from conftest import RunningParsec
 from parsec_demo.services import parsec_config_text
 from parsec_service import contracts as pb
 from parsec_service.client import SECP_R1, SHA_256, Auth, key_attributes, sign_alg
 from parsec_service.constants import Opcode, ResponseStatus
 from parsec_service.wire import HEADER, Header, encode_request
+from support.running import RunningParsec
 
 PING_REQUEST = bytes.fromhex(
     "10a7c05e1e00010000000000000000000000000000000000000000000100000000000000"

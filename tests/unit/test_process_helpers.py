@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from parsec_demo_processes import (
     log_failure,
     release_socket,
     socket_path,
+    wait_until,
 )
 
 PANIC_REPORT = [
@@ -110,3 +112,25 @@ def test_releasing_a_socket_in_a_run_directory_leaves_it_alone(tmp_path: Path) -
     sock.touch()
     release_socket(sock)
     assert sock.exists()
+
+
+# --- the one wait ------------------------------------------------------------------------------
+
+
+def test_wait_until_returns_as_soon_as_the_condition_holds() -> None:
+    answers = iter([False, False, True])
+    started = time.monotonic()
+    assert wait_until(lambda: next(answers), timeout=5, interval=0.01)
+    assert time.monotonic() - started < 1
+
+
+def test_wait_until_gives_up_after_its_timeout_asking_once_more() -> None:
+    asked: list[float] = []
+
+    def never() -> bool:
+        asked.append(time.monotonic())
+        return False
+
+    started = time.monotonic()
+    assert not wait_until(never, timeout=0.2, interval=0.05)
+    assert 0.2 <= asked[-1] - started < 1 and len(asked) >= 3

@@ -23,7 +23,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from conftest import RunningRse
 from parsec_demo.rse.keys import KeyMaterial, load_material
 from parsec_demo.rse.keystore import MAC_CONTEXT, MAC_FIELD, SECRET_NAME, KeyStore, StoreError
 from parsec_service import psa
@@ -32,6 +31,7 @@ from parsec_service.rse_link.client import RseClient
 from parsec_service.rse_link.tfm_crypto import CRYPTO_HANDLE, FunctionId, KeyAttributes, PackIovec
 from support.keyhelpers import ec_point, ec_scalar, rsa_private_der, rsa_public_der
 from support.rse_store import key_files
+from support.running import RunningRse
 
 SHA256 = psa.ALG_SHA_256
 PKCS1_SHA256 = psa.rsa_pkcs1v15_sign(SHA256)

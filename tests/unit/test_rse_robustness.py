@@ -16,7 +16,6 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import RunningRse
 from parsec_demo.rse.console import RseLog
 from parsec_demo.rse.keystore import KeyStore
 from parsec_demo.rse.server import RseModel
@@ -24,6 +23,7 @@ from parsec_service.psa import Status
 from parsec_service.rse_link import comms
 from parsec_service.rse_link.comms import Header
 from parsec_service.rse_link.tfm_crypto import CRYPTO_HANDLE, FunctionId, KeyAttributes, PackIovec
+from support.running import RunningRse
 
 
 def raw_exchange(sock: socket.socket, message: bytes) -> comms.Reply:

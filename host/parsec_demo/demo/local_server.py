@@ -9,12 +9,11 @@ passed through ``wrap`` (into the demo's network namespace), ready when it print
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from parsec_demo_machine import SERVER_READY
-from parsec_demo_processes import failure_message, spawn, stop_group
+from parsec_demo_processes import failure_message, spawn, stop_group, wait_until
 
 from ..services import ServiceError
 
@@ -35,19 +34,22 @@ class LocalServer:
         seconds. A server that exits first or is not ready within ``timeout`` is stopped, and a
         ServiceError shows its last lines and its log."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self.process = spawn(self.wrap(argv), self.log_path, cwd=self.cwd)
-        deadline = time.monotonic() + timeout
-        while True:
-            output = self.log_path.read_bytes()[offset:].decode(errors="replace")
-            if SERVER_READY in output:
-                return
-            running = self.process.poll() is None
-            if not running or time.monotonic() > deadline:
-                self.stop()
-                why = "exited during start-up" if not running else f"not ready after {timeout:g} s"
-                headline = f"{Path(argv[0]).name} {why}"
-                raise ServiceError(failure_message(headline, output, [self.log_path]))
-            time.sleep(interval)
+        process = self.process = spawn(self.wrap(argv), self.log_path, cwd=self.cwd)
+
+        def output() -> str:
+            return self.log_path.read_bytes()[offset:].decode(errors="replace")
+
+        wait_until(
+            lambda: SERVER_READY in output() or process.poll() is not None, timeout, interval
+        )
+        if SERVER_READY in output():
+            return
+        running = process.poll() is None
+        self.stop()
+        why = "exited during start-up" if not running else f"not ready after {timeout:g} s"
+        raise ServiceError(
+            failure_message(f"{Path(argv[0]).name} {why}", output(), [self.log_path])
+        )
 
     def stop(self) -> None:
         stop_group(self.process, grace=5)

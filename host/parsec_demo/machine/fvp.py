@@ -19,11 +19,10 @@ import re
 import socket
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parsec_demo_processes import stop_group
+from parsec_demo_processes import stop_group, wait_until
 
 from .lifecycle import Machine
 from .ports import PortLease, allocate_port
@@ -128,13 +127,14 @@ class ConsoleLogger(threading.Thread):
         self.sock: socket.socket | None = None
 
     def run(self) -> None:
-        for _ in range(50):
+        def connected() -> bool:
             try:
                 self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-                break
             except OSError:
-                time.sleep(0.1)
-        if self.sock is None:
+                return False
+            return True
+
+        if not wait_until(connected, timeout=5, interval=0.1) or self.sock is None:
             return
         self.sock.settimeout(None)
         with open(self.log_path, "ab") as log:

@@ -17,11 +17,10 @@ import configparser
 import shlex
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parsec_demo_processes import release_socket, socket_path, spawn, stop_group
+from parsec_demo_processes import release_socket, socket_path, spawn, stop_group, wait_until
 from parsec_demo_rse import RseFiles, qemu_options
 
 from ..errors import UserError
@@ -248,12 +247,11 @@ class QemuMachine(Machine):
 
     def open_console(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        for _ in range(100):
-            try:
-                sock.connect(str(self.console_socket))
-                break
-            except OSError:
-                time.sleep(0.1)
+
+        def connected() -> bool:
+            return sock.connect_ex(str(self.console_socket)) == 0
+
+        wait_until(connected, timeout=10, interval=0.1)
         return sock
 
     def logs(self) -> list[Path]:

@@ -38,7 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parsec_demo_processes import failure_message, socket_accepts, spawn, stop_group, tail
+from parsec_demo_processes import (
+    failure_message,
+    socket_accepts,
+    spawn,
+    stop_group,
+    tail,
+    wait_until,
+)
 from parsec_demo_rse import RseFiles
 
 from ..errors import UserError
@@ -150,11 +157,9 @@ def ssh_agent(key: Path, run_dir: Path) -> Iterator[str]:
     sock = run_dir / "ssh-agent.sock"
     agent = spawn(["ssh-agent", "-D", "-a", str(sock)], run_dir / "ssh-agent.log")
     try:
-        deadline = time.monotonic() + 10
-        while not socket_accepts(sock):
-            if agent.poll() is not None or time.monotonic() > deadline:
-                raise OeCoreError(f"ssh-agent did not start: {tail(run_dir / 'ssh-agent.log', 5)}")
-            time.sleep(0.05)
+        wait_until(lambda: socket_accepts(sock) or agent.poll() is not None, 10, 0.05)
+        if not socket_accepts(sock):
+            raise OeCoreError(f"ssh-agent did not start: {tail(run_dir / 'ssh-agent.log', 5)}")
         added = subprocess.run(
             ["ssh-add", "-q", str(key)],
             env={**os.environ, "SSH_AUTH_SOCK": str(sock)},
