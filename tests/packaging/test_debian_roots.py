@@ -5,8 +5,8 @@ git, ca-certificates and python3, nothing else), a clone of this checkout in it,
 the guard against install steps that only the developers' machines have.
 
 Each root is made once per suite and package list and kept as mmdebstrap writes it (a tarball)
-in the user's cache, outside the checkout (``$XDG_CACHE_HOME/parsec-demo/debian-roots``, by
-default ``~/.cache``), remade when a month old; every test unpacks a fresh copy. Only download
+in the user's cache, outside the checkout (``debian-roots`` of ``paths.cache_root``, by default
+``~/.cache/parsec-demo``), remade when a month old; every test unpacks a fresh copy. Only download
 caches (apt's archives, pip's) are shared between runs. The root reaches the package
 registries as this machine does: its proxy variables, and the certificates pip trusts here
 (an intercepting proxy's among them, where there is one), go in with the clone, as a user's
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from parsec_demo.paths import PROJECT_ROOT
+from parsec_demo.paths import PROJECT_ROOT, cache_root
 
 #: Debian releases the README names, and the Python each ships.
 SUITES = {"bookworm": "3.11.2", "trixie": "3.13"}
@@ -54,8 +54,7 @@ pytestmark = [
 
 
 def cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "parsec-demo" / "debian-roots"
+    return cache_root() / "debian-roots"
 
 
 def plain_root(suite: str) -> Path:
