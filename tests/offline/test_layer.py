@@ -437,8 +437,6 @@ def test_license_checksums_match_the_files() -> None:
             assert hashlib.md5(path.read_bytes()).hexdigest() == md5, f"{recipe.name}: {name}"
 
 
-#: Set to 1 to let the patch check fetch the Mbed TLS source when nothing has cached it yet.
-ALLOW_NETWORK = "PARSEC_DEMO_ALLOW_NETWORK"
 PATCH_CHECK = """
 from parsec_demo.native_build import check_patches_apply
 print(" ".join(check_patches_apply()))
@@ -451,21 +449,16 @@ def cached_source(recipe: MbedtlsRecipe) -> Path:
 
 
 @pytest.mark.slow
-def test_the_patches_apply_to_the_pinned_source() -> None:
-    """The layer's patches apply, in recipe order, to the source the build already fetched
-    (checked against the recipe's SHA-256): offline, in a network namespace of its own when
-    this runs as root. Without that source, the test skips unless the network is allowed."""
+def test_the_patches_apply_to_the_pinned_source(request: pytest.FixtureRequest) -> None:
+    """The layer's patches apply, in recipe order, to the source the build fetched (checked
+    against the recipe's SHA-256): offline, in a network namespace of its own when this runs
+    as root. Where no build has fetched it yet, the suite's host build does first."""
     recipe = MbedtlsRecipe.load()
     tarball = cached_source(recipe)
-    cached = tarball.is_file() and sha256_of(tarball) == recipe.sha256
-    if not cached:
-        if os.environ.get(ALLOW_NETWORK) != "1":
-            pytest.skip(
-                f"no Mbed TLS {recipe.version} source in {tarball.parent} (a host build caches "
-                f"it, e.g. ./tools/demo --host; {ALLOW_NETWORK}=1 lets this test fetch it)"
-            )
-        assert check_patches_apply(recipe) == [p.name for p in recipe.patches]
-    elif os.geteuid() == 0 and shutil.which("unshare"):
+    if not (tarball.is_file() and sha256_of(tarball) == recipe.sha256):
+        request.getfixturevalue("host_build")
+    assert sha256_of(tarball) == recipe.sha256
+    if os.geteuid() == 0 and shutil.which("unshare"):
         result = subprocess.run(
             ["unshare", "--net", sys.executable, "-c", PATCH_CHECK],
             capture_output=True, text=True, timeout=600,
