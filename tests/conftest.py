@@ -22,6 +22,26 @@ from parsec_service.rse_link.client import RseClient
 from parsec_service.server import ParsecServer, ParsecService, configure_logging
 from support.running import RunningParsec, RunningRse, start_in_thread
 
+#: The test modules that run on the session's dev VM (tests/vm/conftest.py): pytest-xdist gives
+#: them to one worker, which boots that VM once for all of them.
+DEV_VM_MODULES = ("tests/vm/test_dev_vm.py", "tests/vm/test_validation.py")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` (./tools/test), each test module on one worker, the dev VM's modules
+    all on the same one."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesSharingTheDevVm(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope: str = super()._split_scope(nodeid)
+            return "the dev VM" if scope in DEV_VM_MODULES else scope
+
+    return ModulesSharingTheDevVm(config, log)
+
+
 #: The tiers the suite is run in: ``-m quick`` between edits (about a minute), everything in CI.
 QUICK_DIRECTORIES = ("unit", "offline")
 

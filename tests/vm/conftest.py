@@ -1,5 +1,5 @@
 """The dev VM the VM tests share: built once (cached by its inputs), booted once per session
-(with pytest-xdist, once per worker that runs such tests: ./tools/test keeps a module on one).
+(with pytest-xdist, ./tools/test gives its modules to one worker: tests/conftest.py).
 
 Tests that only run commands in the machine, and leave it as they found it, use
 ``dev_machine``; a test that needs a machine of its own (a second one beside it, a boot that
