@@ -32,7 +32,7 @@ from .results import ClientRun, summary, verdict
 logger = logging.getLogger(__name__)
 
 
-def run_step(target: SSHTarget, command: str, what: str, timeout: int = 120) -> str:
+def run_ok(target: SSHTarget, command: str, what: str, timeout: int = 120) -> str:
     """``command`` in the machine; a ServiceError saying ``what`` failed, with its output."""
     status, output = target.run(command, timeout=timeout)
     if status != 0:
@@ -42,7 +42,7 @@ def run_step(target: SSHTarget, command: str, what: str, timeout: int = 120) -> 
 
 def start_server(target: SSHTarget, argv: Sequence[str] = ("ssl_server",)) -> None:
     """The TLS server in the machine, listening on port 4433 (the layer's step)."""
-    run_step(target, machine.start_server_command(argv), f"starting {argv[0]}", timeout=60)
+    run_ok(target, machine.start_server_command(argv), f"starting {argv[0]}", timeout=60)
 
 
 def wait_for_parsec(target: SSHTarget, timeout: int = 120) -> None:
@@ -110,7 +110,7 @@ class MachineClientSide:
         self.pki = machine.MACHINE_PKI
         self.ca_file = f"{machine.MACHINE_PKI}/ca.pem"
         directories = f"{machine.MACHINE_PKI} {machine.MACHINE_KEY_DIR}"
-        run_step(target, f"rm -rf {directories} && mkdir -p {directories}", "making directories")
+        run_ok(target, f"rm -rf {directories} && mkdir -p {directories}", "making directories")
         for name in machine.PKI_FILES:
             target.copyTo(demo_pki_dir() / name, f"{machine.MACHINE_PKI}/{name}")
         if container is not None:
@@ -118,7 +118,7 @@ class MachineClientSide:
             # The client in its container sees only its directory: the root certificate it
             # checks the server against goes there.
             copy = f"cp {machine.MACHINE_PKI}/ca.pem {machine.MACHINE_KEY_DIR}/ca.pem"
-            run_step(target, copy, "giving the client its CA certificate")
+            run_ok(target, copy, "giving the client its CA certificate")
             self.ca_file = f"{container.workdir}/ca.pem"
 
     def as_client(self, argv: Sequence[str]) -> ClientRun:

@@ -18,6 +18,7 @@ import shlex
 import socket
 import subprocess
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from parsec_demo_processes import release_socket, socket_path, spawn, stop_group, wait_until
@@ -205,7 +206,7 @@ class QemuMachine(Machine):
 
     # --- paths --------------------------------------------------------------------------------
 
-    @property
+    @cached_property
     def console_socket(self) -> Path:
         """The login console's socket (QEMU serves it): in the run directory, or where
         ``socket_path`` puts a socket whose path would be too long there."""

@@ -17,8 +17,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import parsec_demo_evidence as evidence
-from parsec_demo_evidence import RseCall
 from parsec_demo_processes import tail
 from parsec_demo_rse import RseFiles
 
@@ -52,16 +50,6 @@ def test_data(arch: str) -> dict[str, Any]:
         "IMAGE_BASENAME": IMAGE_BASENAME,
         "IMAGE_PKGS": DEV_IMAGE_PACKAGES,
         "MLPREFIX": "",
-    }
-
-
-def recorded_calls(extraresults: dict[str, Any]) -> dict[str, list[RseCall]]:
-    """The RSE calls the evidence cases recorded in oeqa's extraresults, by diagram name."""
-    prefix = evidence.RESULT_PREFIX
-    return {
-        name[len(prefix) :]: evidence.calls_of_entry(entry)
-        for name, entry in extraresults.items()
-        if name.startswith(prefix)
     }
 
 
@@ -106,7 +94,7 @@ def run_validation(
             results, journal, recorded = run_with_shim(machine, td, modules, cases)
         rse_console, console = machine.rse_console_log, machine.console_log
     # The RSE's calls the evidence cases saw, for the report's sequence diagrams.
-    calls = recorded_calls(recorded)
+    calls = reports.rse_calls_in(recorded)
 
     logs = {
         "parsec-demo.service journal": journal,

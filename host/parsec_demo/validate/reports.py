@@ -119,10 +119,15 @@ def read_testresults(path: Path) -> dict[str, tuple[dict[str, Any], list[CaseRes
 
 def recorded_rse_calls(path: Path, result_id: str) -> dict[str, list[RseCall]]:
     """The RSE calls the run ``result_id`` of a (readable) testresults.json recorded, by
-    diagram name; what is not a list of calls is left out."""
-    run = json.loads(path.read_text())[result_id]["result"]
+    diagram name."""
+    return rse_calls_in(json.loads(path.read_text())[result_id]["result"])
+
+
+def rse_calls_in(results: Mapping[str, Any]) -> dict[str, list[RseCall]]:
+    """The RSE calls among a run's results (oeqa's extraresults, or a testresults.json run's
+    ``result``), by diagram name; what is not a list of calls is left out."""
     recorded: dict[str, list[RseCall]] = {}
-    for name, entry in run.items():
+    for name, entry in results.items():
         if not name.startswith(RSE_CALLS_RESULT) or not isinstance(entry, dict):
             continue
         try:
