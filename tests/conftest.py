@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from parsec_demo import services
 from parsec_demo.native_build import HostBuild, build_host
-from parsec_demo.rse.server import ServerConfig
 from parsec_demo.services import parsec_config_text
+from parsec_rse_model.server import ServerConfig
 from parsec_service.config import parse as parse_config
 from parsec_service.rse_link.client import RseClient
 from parsec_service.server import ParsecServer, ParsecService, configure_logging

@@ -91,8 +91,8 @@ def start_rse_model(
     max_keys: int | None = None,
     max_connections: int | None = None,
 ) -> Service:
-    """The RSE model (``parsec_demo_rse``, as the testimage controller starts it) with its
-    files (``RseFiles``) in ``run_dir``.
+    """The RSE model, started as the testimage controller starts it (``parsec_demo_rse``'s
+    ``RseModel``), with its files (``RseFiles``) in ``run_dir``.
 
     ``max_keys`` and ``max_connections`` are passed on when given, else the model's defaults hold.
     """
@@ -101,10 +101,14 @@ def start_rse_model(
         options += ["--max-keys", str(max_keys)]
     if max_connections is not None:
         options += ["--max-connections", str(max_connections)]
-    files = RseFiles(run_dir, name)
-    files.make_socket_path_fit()
-    model = RseModel(files, python_command("rse", "serve"), options)
-    return start_service(name, model.command, Path(files.process_log), Path(files.socket))
+    model = RseModel(RseFiles(run_dir, name), [sys.executable, "-m", "parsec_rse_model"], options)
+    try:
+        model.start(timeout=20.0)
+    except StartError as exc:
+        raise ServiceError(str(exc)) from None
+    assert model.process is not None
+    files = model.files
+    return Service(name, model.process, Path(files.process_log), Path(files.socket))
 
 
 def parsec_config_text(

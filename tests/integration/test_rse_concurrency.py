@@ -29,8 +29,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from parsec_demo.rse.keystore import KeyStore
 from parsec_demo.services import start_rse_model
+from parsec_rse_model.keystore import KeyStore
 from parsec_service import psa
 from parsec_service.psa import PsaError, Status
 from parsec_service.rse_link.client import RseClient, RseUnavailable

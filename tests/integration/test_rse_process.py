@@ -316,7 +316,7 @@ def test_a_bad_store_secret_is_a_one_line_error_at_start(tmp_path: Path) -> None
 
 def test_limits_reach_the_model_and_bad_ones_are_refused(tmp_path: Path) -> None:
     from parsec_demo.cli import build_parser
-    from parsec_demo.rse.server import ServerConfig
+    from parsec_rse_model.server import ServerConfig
 
     args = build_parser().parse_args(["rse", "serve", "--socket", "s", "--store", "d"])
     defaults = ServerConfig(Path("s"), Path("d"))

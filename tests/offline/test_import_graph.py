@@ -1,7 +1,8 @@
 """The project's Python imports in one direction: no module imports, however indirectly, a
 module that imports it back, whether at the top or inside a function (a function-local import
-only hides a cycle). The packages are the toolkit, the target package and the layer's shared
-modules."""
+only hides a cycle); and the distributions in layers: the target package imports no other, the
+RSE model only the target package's, the toolkit any. The packages are the toolkit, the target
+package, the RSE model and the layer's shared modules."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from parsec_demo.paths import PROJECT_ROOT
 PACKAGES = {
     "parsec_demo": PROJECT_ROOT / "host/parsec_demo",
     "parsec_service": PROJECT_ROOT / "target/parsec_service",
+    "parsec_rse_model": PROJECT_ROOT / "rse-model/parsec_rse_model",
 }
 LAYER_LIB = PROJECT_ROOT / "meta-parsec-demo/lib"
 
@@ -123,6 +125,21 @@ def test_the_layer_s_shared_modules_import_only_each_other() -> None:
     for name in graph:
         if name.startswith("parsec_demo_"):
             assert all(target.startswith("parsec_demo_") for target in graph[name]), name
+
+
+def test_the_distributions_import_downwards() -> None:
+    """What each distribution may import of the project: the target package and the RSE model
+    are built and installed without the toolkit (the layer's recipes), the model with the target
+    package beside it."""
+    allowed = {
+        "parsec_service": {"parsec_service"},
+        "parsec_rse_model": {"parsec_rse_model", "parsec_service"},
+    }
+    for name, targets in import_graph().items():
+        top = name.split(".")[0]
+        if top in allowed:
+            outside = {t for t in targets if t.split(".")[0] not in allowed[top]}
+            assert not outside, f"{name} imports {sorted(outside)}"
 
 
 def test_a_cycle_is_found() -> None:

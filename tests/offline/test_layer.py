@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tomllib
 import types
 import unittest
 from pathlib import Path
@@ -604,16 +605,35 @@ def test_the_project_recipes_fetch_the_project_at_one_commit() -> None:
 
 def test_the_checkout_has_what_the_recipes_build() -> None:
     """The recipes fetch this repository at HEAD: the target package with the contracts build
-    that takes PROTOC, the contracts, the distribution at the top with the RSE model's console
-    script, and a service that notifies systemd if the layer's unit waits for it."""
+    that takes PROTOC, the contracts, the RSE model's distribution with its console script,
+    and a service that notifies systemd if the layer's unit waits for it."""
     assert (PROJECT_ROOT / "contracts/parsec/psa_key_attributes.proto").is_file()
     assert (PROJECT_ROOT / "target/pyproject.toml").is_file()
     assert "PROTOC" in (PROJECT_ROOT / "target/build_contracts.py").read_text()
-    assert "parsec-demo-rse-model" in (PROJECT_ROOT / "pyproject.toml").read_text()
+    model = tomllib.loads((PROJECT_ROOT / "rse-model/pyproject.toml").read_text())["project"]
+    assert model["scripts"] == {"parsec-demo-rse-model": "parsec_rse_model.command:main"}
     unit = next(LAYER.rglob("parsec-demo.service")).read_text()
     if re.search(r"^Type=notify$", unit, re.M):
         service_manager = PROJECT_ROOT / "target/parsec_service/service_manager.py"
         assert "READY=1" in service_manager.read_text()
+
+
+def test_the_model_s_recipe_builds_the_model_alone() -> None:
+    """parsec-demo-rse-model-native builds rse-model/ (no toolkit, nothing deleted after), on
+    the service recipe's native variant, which installs the package without unit or config."""
+    recipes = LAYER / "recipes-parsec/parsec-tls-demo"
+    model_text = next(recipes.glob("parsec-demo-rse-model-native_*.bb")).read_text()
+    model = variables(model_text)
+    assert model["PEP517_SOURCE_PATH"] == "${S}/rse-model"
+    assert "do_install" not in model_text
+    needed = {"parsec-demo-service-native", "python3-cryptography-native"}
+    assert set(model["RDEPENDS:${PN}"].split()) == needed
+    assert needed <= set(model["DEPENDS"].split())
+    service_text = next(recipes.glob("parsec-demo-service_*.bb")).read_text()
+    assert variables(service_text)["BBCLASSEXTEND"] == "native"
+    assert re.findall(r"^do_install\S*\(\)", service_text, re.M) == [
+        "do_install:append:class-target()"
+    ]
 
 
 def test_the_image_stages_the_rse_model_for_testimage_on_qemu() -> None:
@@ -632,7 +652,7 @@ def test_the_image_stages_the_rse_model_for_testimage_on_qemu() -> None:
 def test_the_target_gets_no_host_toolkit_and_no_cryptography() -> None:
     service = variables(next(LAYER.rglob("parsec-demo-service_*.bb")).read_text())
     assert service["PEP517_SOURCE_PATH"] == "${S}/target"
-    runtime = service["RDEPENDS:${PN}"].split()
+    runtime = service["RDEPENDS:${PN}:class-target"].split()
     assert "python3-cryptography" not in runtime and "python3-protobuf" in runtime
     group = variables(next(LAYER.rglob("packagegroup-parsec-tls-demo.bb")).read_text())
     assert not any("rse-model" in r or "cryptography" in r for r in group["RDEPENDS:${PN}"].split())
@@ -904,10 +924,11 @@ BB_NO_NETWORK = "1"
 @pytest.mark.skipif(
     not YOCTO_LAYERS, reason="PARSEC_DEMO_YOCTO_LAYERS names no directory of the other layers"
 )
-def test_the_image_task_graph_builds_the_client_container(tmp_path: Path) -> None:
-    """``bitbake -g parsec-tls-demo-image`` with copies of every layer the layer depends on:
-    the image's task graph builds the client container with meta-virtualization's image-oci
-    and installs its OCI archive through parsec-demo-client-container-load."""
+def test_the_task_graphs_build_the_client_container_and_the_model_alone(tmp_path: Path) -> None:
+    """``bitbake -g`` with copies of every layer the layer depends on: the image's task graph
+    builds the client container with meta-virtualization's image-oci and installs its OCI
+    archive through parsec-demo-client-container-load; the RSE model's builds the model alone,
+    on the target package's native variant and cryptography."""
     assert POKY and YOCTO_LAYERS
     layers = [f"{POKY}/meta", f"{POKY}/meta-poky"]
     for relative in DEPENDENCY_LAYERS:
@@ -919,11 +940,15 @@ def test_the_image_task_graph_builds_the_client_container(tmp_path: Path) -> Non
         LAYER, tmp_path / "meta-parsec-demo", ignore=shutil.ignore_patterns("__pycache__")
     )
     layers.append(str(tmp_path / "meta-parsec-demo"))
-    build = build_directory(tmp_path, layers, TASK_GRAPH_CONF)
+    build = build_directory(tmp_path, layers, TASK_GRAPH_CONF + COPIED_LAYER_SOURCE)
     result = run_bitbake(["-g", "parsec-tls-demo-image"], build, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     check_task_graph((build / "task-depends.dot").read_text())
+    result = run_bitbake(["-g", "parsec-demo-rse-model-native"], build, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    check_model_task_graph((build / "task-depends.dot").read_text())
 
 
 def check_task_graph(graph: str) -> None:
@@ -939,6 +964,21 @@ def check_task_graph(graph: str) -> None:
     # The image's rootfs takes the package that installs the archive, made after it.
     assert (f"{load}.do_install", f"{container}.do_image_complete") in edges
     assert ("parsec-tls-demo-image.do_rootfs", f"{load}.do_package_write_rpm") in edges
+
+
+def check_model_task_graph(graph: str) -> None:
+    """The RSE model in ``bitbake -g parsec-demo-rse-model-native``'s task-depends.dot: its
+    sysroot has the target package's native variant and cryptography, and nothing of the
+    toolkit's dependencies or of protobuf is built for it."""
+    edges = set(re.findall(r'^"([^"]+)" -> "([^"]+)"', graph, re.M))
+    model = "parsec-demo-rse-model-native"
+    for needed in ("parsec-demo-service-native", "python3-cryptography-native"):
+        assert (f"{model}.do_prepare_recipe_sysroot", f"{needed}.do_populate_sysroot") in edges
+    recipes = {task.rpartition(".")[0] for edge in edges for task in edge}
+    for absent in ("python3-paramiko-native", "python3-pexpect-native", "python3-pyyaml-native"):
+        assert absent not in recipes, f"{absent} is built for the model"
+    model_needs = {b.rpartition(".")[0] for a, b in edges if a.startswith(f"{model}.")}
+    assert "protobuf-native" not in model_needs and "python3-protobuf-native" not in model_needs
 
 
 def test_the_ci_cache_sets_the_shared_state_mirror_and_the_hash_server_from_the_environment() -> (

@@ -1,16 +1,18 @@
 """``parsec-demo-rse-model`` is the RSE model alone: the options of ``parsec-demo rse serve``,
-and, with nothing but the standard library and ``cryptography`` on the path (what the layer's
-parsec-demo-rse-model-native gives it in a Yocto build's native sysroot), it loads nothing else
-of the toolkit and serves."""
+and, with nothing but the standard library, ``cryptography``, its own package and the target
+package on the path (what the layer's parsec-demo-rse-model-native and parsec-demo-service-native
+give it in a Yocto build's native sysroot: no toolkit, no protobuf), it serves."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,38 +21,77 @@ import _cffi_backend
 import cryptography
 import pytest
 
-import parsec_demo
-import parsec_service
 from parsec_demo.cli import build_parser
-from parsec_demo.rse import model_command
+from parsec_demo.paths import PROJECT_ROOT
+from parsec_rse_model import command as model_command
 from parsec_service.rse_link.client import RseClient
-
-HOST_DIR = Path(parsec_demo.__file__).resolve().parents[1]
-TARGET_DIR = Path(parsec_service.__file__).resolve().parents[1]
 
 #: What the model may load besides the standard library: cryptography (its Rust bindings
 #: register ``_openssl``) with cffi's backend, the model and the target package's RSE link.
 _LOADED = """
 import importlib, sys
-from parsec_demo.rse import model_command, server
+from parsec_rse_model import command, server
 loaded = sorted(m for m in sys.modules if m.split(".")[0] not in sys.stdlib_module_names)
 print("\\n".join(loaded))
-for other in ("google.protobuf", "paramiko", "pexpect", "yaml", "grpc_tools"):
+for other in ("parsec_demo", "google.protobuf", "paramiko", "pexpect", "yaml", "grpc_tools"):
     try:
         importlib.import_module(other)
     except ImportError:
         continue
     raise SystemExit(f"{other} can be imported here: the check proves nothing")
 """
-ALLOWED_TOP_LEVEL = {"cryptography", "_cffi_backend", "_openssl", "parsec_demo", "parsec_service"}
-ALLOWED_TOOLKIT = ("parsec_demo.errors", "parsec_demo.rse")
-MODEL_MAIN = "import sys; from parsec_demo.rse.model_command import main; sys.exit(main())"
+ALLOWED_TOP_LEVEL = {
+    "cryptography",
+    "_cffi_backend",
+    "_openssl",
+    "parsec_rse_model",
+    "parsec_service",
+}
+
+
+@pytest.fixture(scope="module")
+def native_sysroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What parsec-demo-rse-model-native and parsec-demo-service-native install: the wheels of
+    rse-model/ and target/, each built from a copy of its own folder (with the contracts the
+    target's build reads), unpacked into one directory."""
+    top = tmp_path_factory.mktemp("native")
+    for folder in ("rse-model", "target", "contracts"):
+        shutil.copytree(
+            PROJECT_ROOT / folder,
+            top / folder,
+            ignore=shutil.ignore_patterns("__pycache__", "*_pb2.py", ".contracts-sha256"),
+        )
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "-w", str(top / "wheels"),
+         str(top / "rse-model"), str(top / "target")],
+        cwd=top, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    sysroot = top / "sysroot"
+    for wheel in sorted((top / "wheels").glob("*.whl")):
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(sysroot)
+    return sysroot
+
+
+def test_the_model_s_distribution_holds_the_model_alone(native_sysroot: Path) -> None:
+    [wheel] = native_sysroot.parent.joinpath("wheels").glob("parsec_demo_rse_model-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        scripts = archive.read(entry_points).decode()
+    assert {n.split("/")[0] for n in names if not n.startswith(wheel.name.split("-")[0])} == {
+        "parsec_rse_model"
+    }
+    assert "parsec-demo-rse-model = parsec_rse_model.command:main" in scripts
+    assert scripts.count("=") == 1, scripts
 
 
 @pytest.fixture
-def bare_python(tmp_path: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
-    """An interpreter that sees the standard library, cryptography and this checkout's
-    packages only (no site-packages)."""
+def bare_python(native_sysroot: Path, tmp_path: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """An interpreter that sees the standard library, cryptography and the native sysroot's
+    two distributions only (no site-packages, no toolkit, no protobuf)."""
     deps = tmp_path / "deps"
     deps.mkdir()
     (deps / "cryptography").symlink_to(Path(cryptography.__file__).resolve().parent)
@@ -58,7 +99,7 @@ def bare_python(tmp_path: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
     (deps / backend.name).symlink_to(backend)
     env = {
         "PATH": os.environ["PATH"],
-        "PYTHONPATH": os.pathsep.join(map(str, (deps, HOST_DIR, TARGET_DIR))),
+        "PYTHONPATH": os.pathsep.join(map(str, (deps, native_sysroot))),
     }
     yield [sys.executable, "-S"], env
 
@@ -87,7 +128,7 @@ def test_the_model_takes_exactly_the_options_of_rse_serve() -> None:
     }  # fmt: skip
 
 
-def test_the_model_loads_nothing_else_of_the_toolkit(
+def test_the_model_loads_its_package_the_rse_link_and_cryptography_only(
     bare_python: tuple[list[str], dict[str, str]], tmp_path: Path
 ) -> None:
     python, env = bare_python
@@ -96,10 +137,8 @@ def test_the_model_loads_nothing_else_of_the_toolkit(
     )
     assert result.returncode == 0, result.stderr + result.stdout
     loaded = result.stdout.split()
-    assert "parsec_demo.rse.server" in loaded and "cryptography" in loaded
+    assert "parsec_rse_model.server" in loaded and "cryptography" in loaded
     assert {m.split(".")[0] for m in loaded} - {"__main__"} <= ALLOWED_TOP_LEVEL
-    toolkit = [m for m in loaded if m.startswith("parsec_demo.")]
-    assert all(m.startswith(ALLOWED_TOOLKIT) for m in toolkit), toolkit
     assert not [m for m in loaded if m.startswith("parsec_service.contracts")], "protobuf's"
 
 
@@ -110,7 +149,7 @@ def test_the_model_serves_with_cryptography_alone(
     socket_path = tmp_path / "rse.sock"
     log = tmp_path / "rse-console.log"
     process = subprocess.Popen(
-        [*python, "-c", MODEL_MAIN, "--socket", str(socket_path),
+        [*python, "-m", "parsec_rse_model", "--socket", str(socket_path),
          "--store", str(tmp_path / "store"), "--log", str(log), "--slots", "4"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -139,7 +178,7 @@ def test_mistakes_are_one_line(
 
     def model(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*python, "-c", MODEL_MAIN, *args],
+            [*python, "-m", "parsec_rse_model", *args],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from parsec_demo.rse.keystore import SECRET_NAME
+from parsec_rse_model.keystore import SECRET_NAME
 from parsec_service.directory_lock import LOCK_NAME
 
 KEY_FILE_NAME = re.compile(r"key-([0-9a-f]{4})-([0-9a-f]{8})\.json")

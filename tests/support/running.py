@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from parsec_demo.rse.server import RseServer, ServerConfig
+from parsec_rse_model.server import RseServer, ServerConfig
 from parsec_service.client import Auth, ParsecClient
 from parsec_service.rse_link.client import RseClient
 from parsec_service.server import ParsecServer, ParsecService

@@ -23,8 +23,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from parsec_demo.rse.keys import KeyMaterial, load_material
-from parsec_demo.rse.keystore import MAC_CONTEXT, MAC_FIELD, SECRET_NAME, KeyStore, StoreError
+from parsec_rse_model.keys import KeyMaterial, load_material
+from parsec_rse_model.keystore import MAC_CONTEXT, MAC_FIELD, SECRET_NAME, KeyStore, StoreError
 from parsec_service import psa
 from parsec_service.psa import PsaError, Status
 from parsec_service.rse_link.client import RseClient

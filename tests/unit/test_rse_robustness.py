@@ -16,9 +16,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parsec_demo.rse.console import RseLog
-from parsec_demo.rse.keystore import KeyStore
-from parsec_demo.rse.server import RseModel
+from parsec_rse_model.console import RseLog
+from parsec_rse_model.keystore import KeyStore
+from parsec_rse_model.server import RseModel
 from parsec_service.psa import Status
 from parsec_service.rse_link import comms
 from parsec_service.rse_link.comms import Header

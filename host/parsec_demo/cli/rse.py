@@ -1,17 +1,18 @@
 """The RSE crypto service model: rse serve runs it in the foreground (SIGTERM or SIGINT stop
 it and remove its socket), rse demo walks keys through a model the way the SE driver does.
 
-``rse serve`` is also a program of its own, ``parsec-demo-rse-model``, with the same options
-(``parsec_demo.rse.model_command`` defines them for both).
+``rse serve`` is the model's own program, ``parsec-demo-rse-model``, with the same options
+(``parsec_rse_model.command`` defines them for both).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from parsec_rse_model import command as model_command
 from parsec_service.cli_help import add_command
 
-from ..rse import model_command
+from ..errors import UserError
 
 NAME = "rse"
 HELP = "the RSE crypto service model: rse serve, rse demo"
@@ -43,7 +44,10 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.rse_command == "serve":
-        return model_command.serve(args)
-    from ..rse.walkthrough import run_demo
+        try:
+            return model_command.serve(args)
+        except model_command.ServeError as exc:
+            raise UserError(str(exc)) from exc
+    from ..demo.rse_walkthrough import run_demo
 
     return run_demo()

@@ -2,7 +2,8 @@ SUMMARY = "Parsec-wire-compatible service of the Parsec TLS demo"
 DESCRIPTION = "The parsec-demo project's Parsec service (wire protocol 1.0, Trusted Service \
                provider id 4) for machines without an RSE: its backend is the RSE crypto \
                service model beside a QEMU machine, reached through the virtio-serial port \
-               /dev/virtio-ports/rse. With parsec-tool's commands."
+               /dev/virtio-ports/rse. With parsec-tool's commands. Its native variant is \
+               the RSE link the RSE model (parsec-demo-rse-model-native) answers with."
 HOMEPAGE = "${PARSEC_DEMO_HOMEPAGE}"
 SECTION = "console/network"
 LICENSE = "MIT"
@@ -37,17 +38,18 @@ export PROTOC = "${STAGING_BINDIR_NATIVE}/protoc"
 
 SYSTEMD_SERVICE:${PN} = "parsec-demo.service"
 
-do_install:append() {
+do_install:append:class-target() {
     install -d ${D}${sysconfdir}/parsec ${D}${systemd_system_unitdir}
     install -m 0644 ${WORKDIR}/parsec-demo-service/parsec-demo.service \
         ${D}${systemd_system_unitdir}/
     install -m 0600 ${WORKDIR}/parsec-demo-service/config.toml ${D}${sysconfdir}/parsec/config.toml
 }
 
-RDEPENDS:${PN} = "python3-asyncio python3-core python3-crypt python3-io python3-json python3-logging \
-                  python3-netclient python3-protobuf python3-sqlite3 python3-threading \
-                  python3-tomllib"
-RCONFLICTS:${PN} = "parsec-service parsec-tool"
+RDEPENDS:${PN}:class-target = "python3-asyncio python3-core python3-crypt python3-io python3-json \
+                               python3-logging python3-netclient python3-protobuf python3-sqlite3 \
+                               python3-threading python3-tomllib"
+RCONFLICTS:${PN}:class-target = "parsec-service parsec-tool"
 
-# Target programs and libraries only: no native or SDK variants.
-BBCLASSEXTEND = ""
+# The native variant is the package alone (no unit, no configuration), for the RSE model of
+# parsec-demo-rse-model-native: what the model imports of it needs only the standard library.
+BBCLASSEXTEND = "native"

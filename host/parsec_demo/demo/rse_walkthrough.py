@@ -22,9 +22,9 @@ from parsec_service.psa import PsaError
 from parsec_service.rse_link.client import RseClient
 from parsec_service.rse_link.tfm_crypto import KeyAttributes
 
-from ..demo.results import summary
 from ..paths import new_run_dir
 from ..services import start_rse_model
+from .results import summary
 
 
 class ConsoleFollower:

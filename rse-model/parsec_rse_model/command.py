@@ -1,10 +1,9 @@
-"""``parsec-demo-rse-model``: the RSE crypto service model as a program of its own.
+"""``parsec-demo-rse-model``: the RSE crypto service model's program.
 
-It takes exactly the options of ``parsec-demo rse serve`` (both are defined here, once) and
-loads the model and nothing else of the toolkit: no SSH, no machine runner, no YAML, no
-protobuf; ``cryptography`` and the standard library are all it needs. That is what lets a
-Yocto build install it from its own native recipes (the layer's
-``parsec-demo-rse-model-native``), for testimage's QEMU controller to start beside the machine.
+Its options are defined here once; the toolkit's ``parsec-demo rse serve`` takes the same ones.
+It needs ``cryptography``, the standard library and the target package's RSE link (no
+protobuf): that is what lets a Yocto build install it from the layer's
+``parsec-demo-rse-model-native``, for testimage's QEMU controller to start beside the machine.
 """
 
 from __future__ import annotations
@@ -17,13 +16,16 @@ from typing import NoReturn
 
 from parsec_service.rse_link import comms
 
-from ..errors import UserError
-
 PROG = "parsec-demo-rse-model"
 DESCRIPTION = (
     "Answer RSE comms embed messages on a Unix stream socket (also the path a QEMU chardev "
     "socket connects to). SIGTERM or SIGINT stop it and remove its socket."
 )
+
+
+class ServeError(Exception):
+    """The model could not serve: a socket in use, a damaged or read-only key store, a bad
+    limit. Its message is one line for the user."""
 
 
 def _positive(text: str) -> int:
@@ -65,7 +67,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run the model the parsed options describe until SIGTERM or SIGINT."""
+    """Run the model the parsed options describe until SIGTERM or SIGINT; ``ServeError`` when
+    it cannot."""
     from .server import ServerConfig
     from .server import serve as serve_config
 
@@ -85,8 +88,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         return serve_config(config)
     except (RuntimeError, OSError, ValueError) as exc:
-        # A socket in use, a damaged or read-only key store, a bad limit: said in one line.
-        raise UserError(str(exc)) from exc
+        raise ServeError(str(exc)) from exc
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,8 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return serve(args)
-    except UserError as exc:
+    except ServeError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return 1
     except KeyboardInterrupt:
         return 130
