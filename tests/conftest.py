@@ -27,19 +27,36 @@ from support.running import RunningParsec, RunningRse, start_in_thread
 DEV_VM_MODULES = ("tests/vm/test_dev_vm.py", "tests/vm/test_validation.py")
 
 
+DEV_VM = "the dev VM"
+#: The work that takes minutes, longest first (``--durations``): collected first and handed out
+#: in that order, so that the suite ends on short modules and no core idles while another
+#: finishes a long one. Each Debian root is a unit of its own (they share nothing).
+LONG_WORK = (*DEV_VM_MODULES, "tests/packaging/test_debian_roots.py", "tests/vm/test_lava_run.py")
+SCOPE_PER_TEST = ("tests/packaging/test_debian_roots.py",)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadscope`` (./tools/test), each test module on one worker, the dev VM's modules
-    all on the same one."""
+    """``--dist loadscope`` (./tools/test): each test module on one worker, the dev VM's modules
+    all on the same one, in the order of collection (the long work first)."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class ModulesSharingTheDevVm(LoadScopeScheduling):  # type: ignore[misc]
+    class LongWorkFirst(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             scope: str = super()._split_scope(nodeid)
-            return "the dev VM" if scope in DEV_VM_MODULES else scope
+            if scope in DEV_VM_MODULES:
+                return DEV_VM
+            return nodeid if scope in SCOPE_PER_TEST else scope
 
-    return ModulesSharingTheDevVm(config, log)
+    config.option.loadscopereorder = False
+    return LongWorkFirst(config, log)
+
+
+def long_work_rank(item: pytest.Item) -> int:
+    """Where ``item``'s module is in LONG_WORK; after all of them if it is not there."""
+    module = item.nodeid.split("::")[0]
+    return LONG_WORK.index(module) if module in LONG_WORK else len(LONG_WORK)
 
 
 #: The tiers the suite is run in: ``-m quick`` between edits (about a minute), everything in CI.
@@ -47,8 +64,10 @@ QUICK_DIRECTORIES = ("unit", "offline")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``quick``: every test of tests/unit and tests/offline that is not marked ``slow`` (they
-    need no machine, no root file system and no daemon of their own beyond threads)."""
+    """The long work first (``LONG_WORK``; otherwise the order of collection), and ``quick`` on
+    every test of tests/unit and tests/offline that is not marked ``slow`` (they need no
+    machine, no root file system and no daemon of their own beyond threads)."""
+    items.sort(key=long_work_rank)
     for item in items:
         if item.path.parent.name in QUICK_DIRECTORIES and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.quick)

@@ -7,7 +7,9 @@ the guard against install steps that only the developers' machines have.
 Each root is made once per suite and package list and kept as mmdebstrap writes it (a tarball)
 in the user's cache, outside the checkout (``debian-roots`` of ``paths.cache_root``, by default
 ``~/.cache/parsec-demo``), remade when a month old; every test unpacks a fresh copy. Only download
-caches (apt's archives, pip's) are shared between runs. The root reaches the package
+caches (apt's archives, pip's) are shared between runs. dpkg in the root writes without
+fsync (``force-unsafe-io``), as in Debian's official container images: the packages installed
+are the same, a throwaway root just does not wait for its disk. The root reaches the package
 registries as this machine does: its proxy variables, and the certificates pip trusts here
 (an intercepting proxy's among them, where there is one), go in with the clone, as a user's
 machine behind such a proxy has them.
@@ -151,6 +153,7 @@ def test_the_host_demo_runs_with_the_distribution_s_own_python(suite: str, tmp_p
     root.mkdir()
     subprocess.run(["tar", "-C", str(root), "-xf", str(plain_root(suite))], check=True)
     shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
+    (root / "etc/dpkg/dpkg.cfg.d/parsec-demo-unsafe-io").write_text("force-unsafe-io\n")
     bundle = trusted_bundle()
     if bundle is not None:
         shutil.copy(bundle, root / "usr/local/share/ca-certificates/parsec-demo-host-trust.crt")
