@@ -39,7 +39,7 @@ from .paths import cache_root, project_root
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 IMAGE_FILES = Path(__file__).resolve().with_name("image_files")
-DISK_SIZE = "2G"
+DISK_SIZE = "1G"
 
 #: Progress of the build; the command line shows it as ``[image] ...`` lines.
 logger = logging.LoggerAdapter(logging.getLogger(__name__), {"tag": "image"})

@@ -146,13 +146,16 @@ key_info_manager = "sqlite-manager"
 def start_parsec_service(
     run_dir: Path, rse_socket: Path, config_text: str | None = None, name: str = "parsec"
 ) -> Service:
-    """The project's Parsec service, its key info manager and log in ``run_dir``."""
+    """The project's Parsec service, its key info manager and log in ``run_dir``: the target
+    package's own program (``parsec-demo-service serve``, as on the machine)."""
     config = run_dir / f"{name}-config.toml"
     if config_text is not None or not config.exists():
         config.write_text(config_text if config_text is not None else parsec_config_text())
     socket = Path(socket_path(run_dir, f"{name}.sock"))
-    command = python_command(
-        "parsec",
+    command = [
+        sys.executable,
+        "-m",
+        "parsec_service",
         "serve",
         "--socket",
         str(socket),
@@ -162,5 +165,5 @@ def start_parsec_service(
         str(run_dir / f"{name}-store"),
         "--config",
         str(config),
-    )
+    ]
     return start_service(name, command, run_dir / f"{name}.log", socket)

@@ -85,7 +85,8 @@ for extra in sys.argv[2].split(","):
 print("\n".join(wanted))
 PY
     say "installing pinned Python dependencies into $VENV ($(paste -sd' ' "$VENV/requirements.txt" | sed 's/[<>=][^ ]*//g'))"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    # --no-compile: modules are byte-compiled when first imported, not all of them up front.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile \
         -r "$VENV/requirements.txt" -c "$PROJECT_ROOT/tools/constraints.txt" >&2 \
         || die "pip install failed (see above)"
     _generate_contracts
