@@ -10,7 +10,7 @@ from contextlib import contextmanager, suppress
 
 import pytest
 
-from parsec_demo.machine.ssh_target import BANNER_PATIENCE, TargetError, wait_for_banner
+from parsec_demo.machine.ssh_banner import BANNER_PATIENCE, TargetError, wait_for_banner
 
 BANNER = b"SSH-2.0-OpenSSH_9.2p1\r\n"
 

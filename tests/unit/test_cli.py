@@ -95,6 +95,22 @@ def _every_parser(parser: argparse.ArgumentParser) -> Iterator[argparse.Argument
                 yield from _every_parser(sub)
 
 
+def test_the_command_line_loads_no_ssh_client_until_it_reaches_a_machine() -> None:
+    """Every command's parser, and LAVA's job writer with the machine runners it reads configs
+    with, load without paramiko: only a machine's ``target()`` loads it."""
+    check = (
+        "import sys\n"
+        "from parsec_demo.cli import build_parser\n"
+        "from parsec_demo.lava import jobs\n"
+        "from parsec_demo.machine import fvp, qemu\n"
+        "build_parser()\n"
+        "print('paramiko' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
 def test_every_help_has_a_description_and_examples_under_its_own_name() -> None:
     parsers = list(_every_parser(cli.build_parser()))
     assert len(parsers) > 30, "every command and sub-command"

@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 
 from parsec_demo.machine.ports import allocate_port
-from parsec_demo.machine.ssh_target import DEFAULT_TIMEOUT, SSHTarget, wait_for_banner
+from parsec_demo.machine.ssh_banner import wait_for_banner
+from parsec_demo.machine.ssh_target import DEFAULT_TIMEOUT, SSHTarget
 
 SSHD = Path("/usr/sbin/sshd")
 

@@ -28,7 +28,8 @@ from parsec_demo.demo.vm import (
 )
 from parsec_demo.machine.lifecycle import BootError
 from parsec_demo.machine.qemu import QemuMachine, load_config
-from parsec_demo.machine.ssh_target import SSHTarget, TargetError
+from parsec_demo.machine.ssh_banner import TargetError
+from parsec_demo.machine.ssh_target import SSHTarget
 from support.handshake_checks import assert_handshake_ok, assert_rse_evidence
 
 pytestmark = [

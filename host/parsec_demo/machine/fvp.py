@@ -21,12 +21,15 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from parsec_demo_processes import stop_group, wait_until
 
 from .lifecycle import Machine
 from .ports import PortLease, allocate_port
-from .ssh_target import SSHTarget
+
+if TYPE_CHECKING:
+    from .ssh_target import SSHTarget
 
 USER_NET_PORTS = "virtio_net.hostbridge.userNetPorts"
 PORT_ANNOUNCEMENT = re.compile(rb"^(\S+): Listening for serial connection on port (\d+)")
@@ -261,6 +264,8 @@ class FvpMachine(Machine):
         return socket.create_connection(("127.0.0.1", self.consoles[default].port))
 
     def target(self) -> SSHTarget:
+        from .ssh_target import SSHTarget  # paramiko: loaded when a machine is reached
+
         assert self.ssh_port is not None
         return SSHTarget("127.0.0.1", self.ssh_port.port, self.ssh_key).connect()
 

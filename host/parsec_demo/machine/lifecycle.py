@@ -17,7 +17,7 @@ from parsec_demo_processes import log_failure, tail
 
 from ..errors import UserError
 from .ports import PortLease
-from .ssh_target import TargetError, wait_for_banner
+from .ssh_banner import TargetError, wait_for_banner
 
 
 class BootError(UserError):

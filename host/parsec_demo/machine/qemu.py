@@ -20,6 +20,7 @@ import subprocess
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from parsec_demo_processes import release_socket, socket_path, spawn, stop_group, wait_until
 from parsec_demo_rse import RseFiles, qemu_options
@@ -29,7 +30,9 @@ from ..image_build import ImageManifest
 from ..services import Service, start_rse_model
 from .lifecycle import Machine
 from .ports import PortLease, allocate_port
-from .ssh_target import SSHTarget
+
+if TYPE_CHECKING:
+    from .ssh_target import SSHTarget
 
 
 class QemuConfigError(UserError):
@@ -304,6 +307,8 @@ class QemuMachine(Machine):
             self._wait_for_boot()
 
     def target(self) -> SSHTarget:
+        from .ssh_target import SSHTarget  # paramiko: loaded when a machine is reached
+
         assert self.ssh_port is not None
         target = SSHTarget(
             "127.0.0.1",
