@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parsec_service import psa
-from parsec_service.daemon import UnixDaemon
+from parsec_service.daemon import UnixDaemon, serve_as_program
 from parsec_service.directory_lock import DirectoryInUse, DirectoryLock
 from parsec_service.psa import Status
 from parsec_service.rse_link import comms
@@ -280,5 +280,5 @@ class RseServer(UnixDaemon):
 
 
 def serve(config: ServerConfig) -> int:
-    RseServer(config).serve_until_signalled()
+    serve_as_program(lambda: RseServer(config))
     return 0

@@ -40,7 +40,10 @@ reloads (``on_reload``) and what it releases at the end (``on_stop``). The rules
   file (``signal.set_wakeup_fd``), written at delivery whichever thread took the signal. The
   handlers then only set the flag (taking no lock the interrupted main thread might hold), and
   the previous handlers and wake-up file are back when it returns. A daemon that does not
-  reload leaves SIGHUP as it was.
+  reload leaves SIGHUP as it was. A daemon that is its process's program starts through
+  ``serve_as_program``, which holds SIGTERM and SIGINT from before its socket listens until
+  their handlers are in place: whoever sees the socket accept may stop it at once, and that is
+  a clean stop, not a death by signal.
 - **Bounded connections.** ``limits`` (``ConnectionLimits``) counts the open connections: the
   daemon admits each accepted one against its limits, in all and per peer, closes at once one
   that is refused, and releases each admitted one when it closes; ``open_connections()`` says
@@ -58,7 +61,7 @@ import signal
 import socket
 import threading
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from types import FrameType
 from typing import Any, ClassVar
@@ -220,6 +223,8 @@ class UnixDaemon:
         previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
         # Put back by _close_loop, before the pipe closes.
         self._previous_wakeup_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        # Held by serve_as_program until now: one that came meanwhile is delivered here.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
             self.serve_forever()
         finally:
@@ -323,3 +328,23 @@ class ConnectionLimits:
             self._per_peer[peer] -= 1
             if not self._per_peer[peer]:
                 del self._per_peer[peer]
+
+
+#: The signals that stop a daemon (``serve_until_signalled``).
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+def serve_as_program(make: Callable[[], UnixDaemon]) -> None:
+    """The daemon ``make`` builds, as this process's program (``serve_until_signalled``).
+
+    SIGTERM and SIGINT are held from before ``make`` (which makes the listener) until their
+    handlers are in place: a starter that sees the socket accept a connection may stop the
+    daemon at once, and the daemon then says it was ready and stops as it always does. If
+    ``make`` fails, they are let through again before its error goes on."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        daemon = make()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        raise
+    daemon.serve_until_signalled()

@@ -42,7 +42,7 @@ from .constants import (
     status_from_psa,
 )
 from .contracts import CONTRACTS
-from .daemon import Refusal, UnixDaemon
+from .daemon import Refusal, UnixDaemon, serve_as_program
 from .kim import KeyInfoManager
 from .providers import Application, CoreProvider, TrustedServiceProvider
 from .psa import PsaError
@@ -672,5 +672,5 @@ def serve(
             "refusing to run as root: set [core_settings] allow_root = true in the configuration"
         )
     service = ParsecService(config, rse_socket, store_dir, config_path)
-    ParsecServer(service).serve_until_signalled()
+    serve_as_program(lambda: ParsecServer(service))
     return 0

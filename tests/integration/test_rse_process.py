@@ -314,6 +314,37 @@ def test_a_bad_store_secret_is_a_one_line_error_at_start(tmp_path: Path) -> None
     assert not (tmp_path / "rse.sock").exists()
 
 
+#: The model as its program starts (``serve_as_program``), stopped by a SIGTERM that arrives as
+#: soon as its socket listens, before the loop has put its handlers in place: what a starter
+#: that waits for the socket to accept and then stops it at once can do.
+_STOPPED_AS_SOON_AS_IT_LISTENS = """
+import os, signal, sys
+from pathlib import Path
+from parsec_rse_model.server import RseServer, ServerConfig
+from parsec_service.daemon import serve_as_program
+run = Path(sys.argv[1])
+
+def make():
+    server = RseServer(ServerConfig(run / "rse.sock", run / "store", run / "console.log"))
+    os.kill(os.getpid(), signal.SIGTERM)
+    return server
+
+serve_as_program(make)
+print("stopped cleanly")
+"""
+
+
+def test_a_stop_as_soon_as_the_socket_listens_is_a_clean_stop(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _STOPPED_AS_SOON_AS_IT_LISTENS, str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, f"status {result.returncode}: {result.stderr}"
+    assert result.stdout.strip() == "stopped cleanly"
+    assert "[RSE] Crypto service model ready:" in (tmp_path / "console.log").read_text()
+    assert not (tmp_path / "rse.sock").exists()
+
+
 def test_limits_reach_the_model_and_bad_ones_are_refused(tmp_path: Path) -> None:
     from parsec_demo.cli import build_parser
     from parsec_rse_model.server import ServerConfig
