@@ -32,11 +32,6 @@ class ServiceError(UserError):
     pass
 
 
-def python_command(*args: str) -> list[str]:
-    """The command line of this toolkit's CLI, run by the current interpreter."""
-    return [sys.executable, "-m", "parsec_demo", *args]
-
-
 @dataclass
 class Service:
     name: str

@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 ACCEPT_BURST = 64
 #: While stopping with work in flight, the loop looks again this often (seconds).
 STOP_POLL_S = 0.05
+#: The signals that stop a daemon (``serve_until_signalled``, ``serve_as_program``).
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 class _Role(enum.Enum):
@@ -217,7 +219,7 @@ class UnixDaemon:
         def reload(_signum: int, _frame: FrameType | None) -> None:
             self._reload.set()
 
-        handlers = {signal.SIGTERM: stop, signal.SIGINT: stop}
+        handlers = dict.fromkeys(STOP_SIGNALS, stop)
         if self.RELOADS:
             handlers[signal.SIGHUP] = reload
         previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
@@ -328,10 +330,6 @@ class ConnectionLimits:
             self._per_peer[peer] -= 1
             if not self._per_peer[peer]:
                 del self._per_peer[peer]
-
-
-#: The signals that stop a daemon (``serve_until_signalled``).
-STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 def serve_as_program(make: Callable[[], UnixDaemon]) -> None:

@@ -25,7 +25,6 @@ import pytest
 from parsec_demo.services import (
     Service,
     parsec_config_text,
-    python_command,
     start_parsec_service,
     start_rse_model,
 )
@@ -48,6 +47,7 @@ from support.parsec_load import (
     verify_request,
 )
 from support.tmpfs import tmpfs
+from support.toolkit_cli import python_command
 
 OK = ResponseStatus.SUCCESS
 EXISTS = ResponseStatus.PSA_ERROR_ALREADY_EXISTS

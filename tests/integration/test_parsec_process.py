@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from parsec_demo.services import (
     Service,
     parsec_config_text,
-    python_command,
     start_parsec_service,
     start_rse_model,
 )
@@ -46,6 +45,7 @@ from parsec_service.rse_link.tfm_crypto import KeyAttributes
 from parsec_service.wire import HEADER, Header, encode_request
 from support.keyhelpers import ec_point
 from support.parsec_load import assert_stores_agree, kim_db, kim_rows
+from support.toolkit_cli import python_command
 
 ATTRS = key_attributes(
     "ecc_public_key", 256, sign_alg("ecdsa", SHA_256), curve_family=SECP_R1, verify_hash=True

@@ -22,13 +22,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from parsec_demo.paths import PROJECT_ROOT
-from parsec_demo.services import Service, python_command, start_rse_model
+from parsec_demo.services import Service, start_rse_model
 from parsec_service import psa
 from parsec_service.psa import PsaError, Status
 from parsec_service.rse_link.client import RseClient, RseUnavailable
 from parsec_service.rse_link.tfm_crypto import KeyAttributes
 from support.keyhelpers import ec_point
 from support.tmpfs import tmpfs
+from support.toolkit_cli import python_command
 
 ECDSA_SHA256 = psa.ecdsa(psa.ALG_SHA_256)
 

@@ -18,9 +18,9 @@ from parsec_demo.image_build import write_qemuboot
 from parsec_demo.lava.check import check
 from parsec_demo.lava.jobs import TEST_DEFINITION, FarmSettings, SettingsError
 from parsec_demo.paths import project_root
-from parsec_demo.services import python_command
 from support.lava_standin import LAVA_RESULTS
 from support.rd1ae import RD1AE_FILES, RD1AE_FVPCONF
+from support.toolkit_cli import python_command
 
 ROOT = project_root()
 #: The project's repository as the tests' farm knows it (a CI clone's origin is a local path).

@@ -20,8 +20,9 @@ import pytest
 
 from parsec_demo import cli, native_build
 from parsec_demo.cli import debian
-from parsec_demo.services import parsec_config_text, python_command
+from parsec_demo.services import parsec_config_text
 from parsec_service.directory_lock import DirectoryLock
+from support.toolkit_cli import python_command
 
 STANDIN = Path(__file__).parents[1] / "support" / "fvp_standin.py"
 RUN_FVP = Path(sys.executable).with_name("run-fvp")  # the console script of this venv

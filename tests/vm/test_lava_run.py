@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from parsec_demo.services import python_command
+from support.toolkit_cli import python_command
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
 
