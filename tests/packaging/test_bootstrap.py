@@ -83,3 +83,74 @@ def test_a_venv_the_user_cannot_update_is_left_alone(checkout: Path) -> None:
         "you cannot write to it: run this as root once\n"
     )
     assert (venv / "kept").read_text() == "root's\n"
+
+
+#: A small set of pinned dependencies for the wheelhouse's tests (the bootstrap's own mechanism,
+#: with two wheels instead of the project's sixty).
+SMALL_SET = "pexpect>=4.8,<5\n"
+SMALL_PINS = "pexpect==4.9.0\nptyprocess==0.7.0\n"
+
+
+def install_small_set(
+    checkout: Path, cache: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The bootstrap's dependency step in ``checkout``: the small set installed through the
+    wheelhouse in ``cache`` (into a new venv the first time; later, into the same one emptied,
+    as a new checkout's venv is: one venv is quicker to make than three)."""
+    (checkout / "tools/constraints.txt").write_text(SMALL_PINS)
+    for name in ("__init__.py", "paths.py", "errors.py"):  # where the user's cache is
+        target = checkout / "host/parsec_demo" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(project_root() / "host/parsec_demo" / name, target)
+    venv = checkout / ".venv"
+    if venv.exists():
+        subprocess.run(
+            [venv / "bin/python", "-m", "pip", "uninstall", "-q", "-y", "pexpect", "ptyprocess"],
+            check=True,
+        )
+        assert installed(checkout) == ""
+    make = "" if venv.exists() else "_make_venv && "
+    script = (
+        f"source tools/lib/bootstrap.sh && {make}"
+        f"printf '{SMALL_SET}' > \"$VENV/requirements.txt\" && _install_dependencies"
+    )
+    env = {**os.environ, "PARSEC_DEMO_CACHE": str(cache), **(extra_env or {})}
+    return subprocess.run(
+        ["bash", "-c", script], cwd=checkout, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def installed(checkout: Path) -> str:
+    return subprocess.run(
+        [checkout / ".venv/bin/python", "-m", "pip", "freeze", "--disable-pip-version-check"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def test_a_second_checkout_installs_from_the_wheelhouse_without_the_index(
+    checkout: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    first = install_small_set(checkout, cache)
+    if first.returncode != 0:
+        pytest.skip(f"cannot fill the wheelhouse (no package index?): {first.stderr[-500:]}")
+    assert "downloading the wheels into" in first.stderr
+    [wheels] = (cache / "wheels").iterdir()
+    assert sorted(w.name.split("-")[0] for w in wheels.glob("*.whl")) == ["pexpect", "ptyprocess"]
+    assert installed(checkout) == SMALL_PINS
+
+    # The next checkout, the package index unreachable: the wheelhouse alone serves it.
+    offline = {"PIP_CONFIG_FILE": "/dev/null", "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+               "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": ""}  # fmt: skip
+    again = install_small_set(checkout, cache, offline)
+    assert again.returncode == 0, again.stderr
+    assert "downloading" not in again.stderr
+    assert installed(checkout) == SMALL_PINS
+
+    # A wheelhouse missing a wheel is made again, not half used.
+    next(wheels.glob("ptyprocess-*.whl")).unlink()
+    mended = install_small_set(checkout, cache)
+    assert mended.returncode == 0, mended.stderr
+    assert f"the wheelhouse {wheels} lacks wheels: making it again" in mended.stderr
+    assert installed(checkout) == SMALL_PINS
+    assert [p.name for p in (cache / "wheels").iterdir()] == [wheels.name]

@@ -7,12 +7,12 @@ the guard against install steps that only the developers' machines have.
 Each root is made once per suite and package list and kept as mmdebstrap writes it (a tarball)
 in the user's cache, outside the checkout (``debian-roots`` of ``paths.cache_root``, by default
 ``~/.cache/parsec-demo``), remade when a month old; every test unpacks a fresh copy. Only download
-caches (apt's archives, pip's) are shared between runs. dpkg in the root writes without
-fsync (``force-unsafe-io``), as in Debian's official container images: the packages installed
-are the same, a throwaway root just does not wait for its disk. The root reaches the package
-registries as this machine does: its proxy variables, and the certificates pip trusts here
-(an intercepting proxy's among them, where there is one), go in with the clone, as a user's
-machine behind such a proxy has them.
+caches (apt's archives, pip's, the bootstrap's wheelhouse) are shared between runs. dpkg in the
+root writes without fsync (``force-unsafe-io``), as in Debian's official container images: the
+packages installed are the same, a throwaway root just does not wait for its disk. The root
+reaches the package registries as this machine does: its proxy variables, and the certificates
+pip trusts here (an intercepting proxy's among them, where there is one), go in with the clone,
+as a user's machine behind such a proxy has them.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def clone_checkout(destination: Path) -> None:
 
 
 #: Mounts the root needs (itself first, so that its / is a mount point, as a container's is),
-#: and the shared download caches, then the command as root in it with the root's own
+#: and the shared download caches (the wheelhouse holds what pip's own cache would: a wheel
+#: pip built in a root, it keeps there too), then the command as root in it with the root's own
 #: environment (nothing of this machine's Python on PATH).
 ENTER = r"""
 set -e
@@ -118,8 +119,9 @@ mount --rbind /dev "$root/dev"
 mount -t sysfs sys "$root/sys"
 mount -t tmpfs tmp "$root/tmp"
 mount --bind "$APT_CACHE" "$root/var/cache/apt/archives"
-mkdir -p "$root/root/.cache/pip"
+mkdir -p "$root/root/.cache/pip" "$root/root/.cache/parsec-demo/wheels"
 mount --bind "$PIP_CACHE" "$root/root/.cache/pip"
+mount --bind "$WHEELS" "$root/root/.cache/parsec-demo/wheels"
 exec chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin $PASSED "$@"
 """
@@ -129,6 +131,7 @@ def run_in_root(root: Path, suite: str, command: str) -> subprocess.CompletedPro
     caches = cache_dir() / f"{suite}-downloads"
     (caches / "apt").mkdir(parents=True, exist_ok=True)
     (caches / "pip").mkdir(parents=True, exist_ok=True)
+    (caches / "wheels").mkdir(parents=True, exist_ok=True)
     passed = [
         f"{name}={os.environ[name]}"
         for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY")
@@ -138,6 +141,7 @@ def run_in_root(root: Path, suite: str, command: str) -> subprocess.CompletedPro
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "APT_CACHE": str(caches / "apt"),
         "PIP_CACHE": str(caches / "pip"),
+        "WHEELS": str(caches / "wheels"),
         "PASSED": " ".join(passed),
     }
     return subprocess.run(

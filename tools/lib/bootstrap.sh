@@ -85,16 +85,56 @@ for extra in sys.argv[2].split(","):
 print("\n".join(wanted))
 PY
     say "installing pinned Python dependencies into $VENV ($(paste -sd' ' "$VENV/requirements.txt" | sed 's/[<>=][^ ]*//g'))"
-    # --no-compile: modules are byte-compiled when first imported, not all of them up front.
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile \
-        -r "$VENV/requirements.txt" -c "$PROJECT_ROOT/tools/constraints.txt" >&2 \
-        || die "pip install failed (see above)"
+    _install_dependencies
     _generate_contracts
     # The project itself, editable: its console scripts run this checkout's code.
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
         --no-build-isolation -e "$PROJECT_ROOT" >&2 || die "installing the project failed"
     rm -f "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/parsec_demo.pth"
     echo "$want $extras" > "$stamp"
+}
+
+# The pinned dependencies go in from a wheelhouse in the user's cache (wheels/ of
+# parsec_demo.paths.cache_root), one for each set of requirements, constraints, Python and
+# platform: the first checkout fills it from the package index, the next ones install from it
+# alone, without reading the index again. The newest three are kept. Where the cache cannot be
+# written, pip installs from the index as it would by itself.
+_install_dependencies() {
+    local pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+    local pinned=(-r "$VENV/requirements.txt" -c "$PROJECT_ROOT/tools/constraints.txt")
+    local cache key wheels partial
+    cache="$(PYTHONPATH="$PROJECT_ROOT/host" "$VENV/bin/python" -c \
+        'from parsec_demo.paths import cache_root; print(cache_root() / "wheels")')" \
+        && mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=""
+    # --no-compile: modules are byte-compiled when first imported, not all of them up front.
+    if [ -z "$cache" ]; then
+        "${pip[@]}" install --no-compile "${pinned[@]}" >&2 || die "pip install failed (see above)"
+        return 0
+    fi
+    key="$({ cat "$VENV/requirements.txt" "$PROJECT_ROOT/tools/constraints.txt"
+             "$VENV/bin/python" -c 'import sys, sysconfig
+print(sys.implementation.cache_tag, sysconfig.get_platform())'; } | sha256sum | cut -c1-16)"
+    wheels="$cache/$key"
+    if [ -d "$wheels" ] && "${pip[@]}" install --no-compile --no-index --find-links "$wheels" \
+            "${pinned[@]}" >&2 2>/dev/null; then
+        touch "$wheels"  # its last use: the three kept are the three used last
+        return 0
+    fi
+    if [ -d "$wheels" ]; then
+        say "the wheelhouse $wheels lacks wheels: making it again"
+        rm -rf "$wheels"
+    fi
+    say "downloading the wheels into $wheels (once for this set of dependencies)"
+    partial="$(mktemp -d "$cache/.partial.XXXXXX")"
+    "${pip[@]}" wheel -w "$partial" "${pinned[@]}" >&2 \
+        || { rm -rf "$partial"; die "pip wheel failed (see above)"; }
+    # Another checkout may have finished the same wheelhouse meanwhile: either one will do.
+    mv -T "$partial" "$wheels" 2>/dev/null || rm -rf "$partial"
+    find "$cache" -mindepth 1 -maxdepth 1 -name '[0-9a-f]*' -printf '%T@ %p\n' | sort -rn \
+        | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
+    find "$cache" -mindepth 1 -maxdepth 1 -name '.partial.*' -mmin +120 -exec rm -rf {} +
+    "${pip[@]}" install --no-compile --no-index --find-links "$wheels" "${pinned[@]}" >&2 \
+        || die "pip install from $wheels failed (see above)"
 }
 
 # _make_venv [--clear]: the venv, with the first suitable Python (installing Debian's if need be).
