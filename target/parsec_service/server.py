@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import selectors
 import socket
 import threading
@@ -314,6 +315,12 @@ class _Connection:
         except OSError:
             return True
         return True
+
+    def hung_up(self) -> bool:
+        """Whether the client has closed its end: nobody is left to read an answer."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLHUP)
+        return bool(poller.poll(0))
 
 
 class WorkerPool(Generic[Item]):
@@ -615,8 +622,18 @@ class ParsecServer(UnixDaemon):
             self._send_later(conn)
 
     def _work(self, conn: _Connection) -> None:
-        """In a worker: run the request, send the response or hand it back to the loop."""
+        """In a worker: run the request, send the response or hand it back to the loop. A
+        request whose client hung up while it waited for a worker is not run: a client that
+        floods the service and goes away leaves no queue of work (RSA keys to make, say)
+        behind it for the others to wait out."""
         try:
+            if conn.hung_up():
+                log.info(
+                    "request of uid %d dropped: its client hung up before a worker took it",
+                    conn.peer.uid,
+                )
+                self._close(conn)
+                return
             response = self.service.serve_request(buffer_reader(conn.received), conn.peer)
             conn.outgoing = memoryview(response)
             if conn.send_some():

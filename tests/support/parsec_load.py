@@ -230,7 +230,9 @@ def assert_stores_agree(db_path: Path, rse_store: Path) -> list[tuple[str, str, 
 
 #: ``threads`` threads sending one request after another for ``seconds``, each on a connection
 #: of its own; ``000000`` in the request becomes a number of the request's own (key names that
-#: do not repeat). Prints "flooding", then how many requests got each response status.
+#: do not repeat). When the time is up each thread stops waiting and hangs up, as a client that
+#: goes away: what it asked for last is unanswered (-1). Prints "flooding", then how many
+#: requests got each response status.
 FLOOD = (
     EXCHANGE
     + r"""
@@ -247,7 +249,7 @@ def flood():
         with lock:
             number = next(numbers)
         request = template.replace(b"000000", b"%06d" % number)
-        status = exchange(path, request, 30)
+        status = exchange(path, request, max(0.05, end - time.monotonic()))
         with lock:
             statuses[status] += 1
 

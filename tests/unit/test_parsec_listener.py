@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from parsec_service import contracts as pb
+from parsec_service.auth import Peer
 from parsec_service.constants import Opcode
 from parsec_service.server import WorkerPool
 from parsec_service.wire import HEADER, Header, encode_request
@@ -57,6 +60,53 @@ def test_whole_and_piecewise_requests_get_the_same_answer(parsec: RunningParsec)
         time.sleep(0.01)
     assert parsec.server.open_connections() == 0
     assert not parsec.server._connections(), "no connection is left in the selector"
+
+
+def test_a_request_whose_client_hung_up_while_it_waited_is_not_run(
+    parsec: RunningParsec, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One peer's requests in flight are all held in their workers; its next request waits for
+    a turn, and its client hangs up meanwhile: that request is never run, the others are
+    answered, and the connection's place is given back."""
+    per_peer = parsec.service.config.max_requests_in_flight_per_peer
+    gate, started = threading.Event(), threading.Semaphore(0)
+    runs: list[int] = []
+    serve_request = parsec.service.serve_request
+
+    def held(read: Callable[[int], bytes], peer: Peer) -> bytes:
+        runs.append(peer.uid)
+        started.release()
+        assert gate.wait(10)
+        return serve_request(read, peer)
+
+    monkeypatch.setattr(parsec.service, "serve_request", held)
+    held_clients = []
+    for _ in range(per_peer):
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.settimeout(10)
+        client.connect(str(parsec.socket_path))
+        client.sendall(LIST_OPCODES)
+        held_clients.append(client)
+    for _ in range(per_peer):
+        assert started.acquire(timeout=10)
+    with caplog.at_level(logging.INFO, logger="parsec"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:
+            gone.connect(str(parsec.socket_path))
+            gone.sendall(LIST_OPCODES)
+            time.sleep(0.2)  # read by the loop, waiting for its turn
+        gate.set()
+        for client in held_clients:
+            with client:
+                reply = client.recv(65536)
+                assert Header.decode(reply[: HEADER.size]).status == 0
+        deadline = time.monotonic() + 5
+        while "dropped" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert f"request of uid {os.getuid()} dropped: its client hung up" in caplog.text
+    assert len(runs) == per_peer, "the hung-up client's request ran"
+    while parsec.server.open_connections() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert parsec.server.open_connections() == 0
 
 
 def test_the_worker_pool_runs_everything_and_survives_a_bug(
