@@ -138,6 +138,7 @@ def test_a_second_checkout_installs_from_the_wheelhouse_without_the_index(
     [wheels] = (cache / "wheels").iterdir()
     assert sorted(w.name.split("-")[0] for w in wheels.glob("*.whl")) == ["pexpect", "ptyprocess"]
     assert installed(checkout) == SMALL_PINS
+    assert (checkout / ".venv/.parsec-demo-wheels").read_text() == f"{wheels}\n"
 
     # The next checkout, the package index unreachable: the wheelhouse alone serves it.
     offline = {"PIP_CONFIG_FILE": "/dev/null", "PIP_INDEX_URL": "http://127.0.0.1:9/simple",

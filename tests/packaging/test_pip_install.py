@@ -1,50 +1,29 @@
 """``pip install .`` of a clean copy of the repository into a fresh venv gives working console
-scripts outside the checkout. The wheels come from a wheelhouse in the user's cache, downloaded once
-(pinned by the constraints file) and reused offline after that."""
+scripts outside the checkout. The wheels come from the wheelhouse the bootstrap installed the
+suite's own venv from (it holds the project's dependencies and its build requirements, pinned
+by the constraints file), with no package index."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from parsec_demo.paths import PROJECT_ROOT, cache_root
+from parsec_demo.paths import PROJECT_ROOT
 
-WHEELHOUSE = cache_root() / "wheelhouse"
-CONSTRAINTS = PROJECT_ROOT / "tools" / "constraints.txt"
-
-
-def _requirements() -> list[str]:
-    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
-    return [*pyproject["project"]["dependencies"], *pyproject["build-system"]["requires"]]
+#: Where tools/lib/bootstrap.sh records the wheelhouse it installed this venv from.
+WHEELHOUSE_RECORD = Path(sys.prefix) / ".parsec-demo-wheels"
 
 
 @pytest.fixture(scope="session")
 def wheelhouse() -> Path:
-    key = hashlib.sha256(
-        "\n".join([*_requirements(), CONSTRAINTS.read_text()]).encode()
-    ).hexdigest()
-    stamp = WHEELHOUSE / ".inputs.sha256"
-    if stamp.exists() and stamp.read_text() == key:
-        return WHEELHOUSE
-    shutil.rmtree(WHEELHOUSE, ignore_errors=True)
-    WHEELHOUSE.mkdir(parents=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-         "--only-binary", ":all:", "-d", str(WHEELHOUSE), "-c", str(CONSTRAINTS),
-         *_requirements()],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    if result.returncode != 0:
-        pytest.skip(f"cannot fill the wheelhouse (no package index?): {result.stderr[-500:]}")
-    stamp.write_text(key)
-    return WHEELHOUSE
+    if not WHEELHOUSE_RECORD.is_file():
+        pytest.skip(f"the bootstrap made no wheelhouse for {sys.prefix} (no writable cache?)")
+    return Path(WHEELHOUSE_RECORD.read_text().strip())
 
 
 def _clean_copy(destination: Path) -> Path:

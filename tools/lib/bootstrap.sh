@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # Sourced by the tools/ entry points. Makes the project's Python environment exist,
 # idempotently: .venv with the pinned Python dependencies listed in pyproject.toml and the
-# project itself installed editable (redone only when pyproject.toml or the constraints file
-# change), and the contracts' Python modules. The Debian packages of each job are not named
+# project itself installed editable (redone only when pyproject.toml, the constraints file or
+# this bootstrap change), and the contracts' Python modules. The Debian packages of each job are not named
 # here: each command installs its own (parsec_demo/cli/debian.py); only Python itself, needed
 # before any of that can run, is installed from here. Progress goes to stderr so that command
 # output stays clean.
@@ -56,7 +56,9 @@ _find_python() {
 ensure_venv() {
     local stamp want owner extras="tools" have
     [ "${1:-}" = dev ] && extras="tools,dev"
-    want="$(cat "$PROJECT_ROOT/pyproject.toml" "$PROJECT_ROOT/tools/constraints.txt" | sha256sum | cut -d' ' -f1)"
+    # What the venv is made from: the dependencies, their pins, and how this bootstrap installs them.
+    want="$(cat "$PROJECT_ROOT/pyproject.toml" "$PROJECT_ROOT/tools/constraints.txt" \
+        "$PROJECT_ROOT/tools/lib/bootstrap.sh" | sha256sum | cut -d' ' -f1)"
     stamp="$VENV/.parsec-demo-deps"
     have="$(cat "$stamp" 2>/dev/null || true)"
     if [ ! -e "$VENV" ] && [ ! -L "$VENV" ]; then
@@ -97,8 +99,9 @@ PY
 # The pinned dependencies go in from a wheelhouse in the user's cache (wheels/ of
 # parsec_demo.paths.cache_root), one for each set of requirements, constraints, Python and
 # platform: the first checkout fills it from the package index, the next ones install from it
-# alone, without reading the index again. The newest three are kept. Where the cache cannot be
-# written, pip installs from the index as it would by itself.
+# alone, without reading the index again. The newest three are kept; the venv's
+# .parsec-demo-wheels names its own (the test suite installs the project from it). Where the
+# cache cannot be written, pip installs from the index as it would by itself.
 _install_dependencies() {
     local pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
     local pinned=(-r "$VENV/requirements.txt" -c "$PROJECT_ROOT/tools/constraints.txt")
@@ -107,6 +110,7 @@ _install_dependencies() {
         'from parsec_demo.paths import cache_root; print(cache_root() / "wheels")')" \
         && mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=""
     # --no-compile: modules are byte-compiled when first imported, not all of them up front.
+    rm -f "$VENV/.parsec-demo-wheels"
     if [ -z "$cache" ]; then
         "${pip[@]}" install --no-compile "${pinned[@]}" >&2 || die "pip install failed (see above)"
         return 0
@@ -118,6 +122,7 @@ print(sys.implementation.cache_tag, sysconfig.get_platform())'; } | sha256sum | 
     if [ -d "$wheels" ] && "${pip[@]}" install --no-compile --no-index --find-links "$wheels" \
             "${pinned[@]}" >&2 2>/dev/null; then
         touch "$wheels"  # its last use: the three kept are the three used last
+        echo "$wheels" > "$VENV/.parsec-demo-wheels"
         return 0
     fi
     if [ -d "$wheels" ]; then
@@ -135,6 +140,7 @@ print(sys.implementation.cache_tag, sysconfig.get_platform())'; } | sha256sum | 
     find "$cache" -mindepth 1 -maxdepth 1 -name '.partial.*' -mmin +120 -exec rm -rf {} +
     "${pip[@]}" install --no-compile --no-index --find-links "$wheels" "${pinned[@]}" >&2 \
         || die "pip install from $wheels failed (see above)"
+    echo "$wheels" > "$VENV/.parsec-demo-wheels"
 }
 
 # _make_venv [--clear]: the venv, with the first suitable Python (installing Debian's if need be).
