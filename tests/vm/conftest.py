@@ -15,8 +15,9 @@ import pytest
 
 from parsec_demo.demo.vm import wait_for_parsec
 from parsec_demo.image_build import build_image
-from parsec_demo.machine.qemu import QemuMachine, load_config
+from parsec_demo.machine.qemu import QemuMachine
 from parsec_demo.machine.ssh_target import SSHTarget
+from support.suite_machine import suite_machine
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +27,7 @@ def dev_image() -> Path:
 
 @pytest.fixture(scope="session")
 def dev_machine(dev_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuMachine]:
-    with QemuMachine(load_config(dev_image), tmp_path_factory.mktemp("vm")) as running:
+    with QemuMachine(suite_machine(dev_image), tmp_path_factory.mktemp("vm")) as running:
         yield running
 
 

@@ -27,10 +27,11 @@ from parsec_demo.demo.vm import (
     start_server,
 )
 from parsec_demo.machine.lifecycle import BootError
-from parsec_demo.machine.qemu import QemuMachine, load_config
+from parsec_demo.machine.qemu import QemuMachine
 from parsec_demo.machine.ssh_banner import TargetError
 from parsec_demo.machine.ssh_target import SSHTarget
 from support.handshake_checks import assert_handshake_ok, assert_rse_evidence
+from support.suite_machine import suite_machine
 
 pytestmark = [
     pytest.mark.vm,
@@ -270,7 +271,7 @@ def test_a_second_machine_runs_beside_and_stops_without_leftovers(
     image: Path, machine: QemuMachine, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "second"
-    with QemuMachine(load_config(image), run_dir) as second, second.target() as other:
+    with QemuMachine(suite_machine(image), run_dir) as second, second.target() as other:
         assert machine.ssh_port and second.ssh_port
         assert machine.ssh_port.port != second.ssh_port.port
         assert other.run("hostname") == (0, "parsec-demo")
@@ -285,7 +286,7 @@ def test_a_boot_that_cannot_succeed_fails_with_the_console_tail(
 ) -> None:
     run_dir = tmp_path / "broken"
     broken = QemuMachine(
-        load_config(image),
+        suite_machine(image),
         run_dir,
         extra_cmdline="init=/sbin/no-such-init panic=1",
         boot_timeout=90,
