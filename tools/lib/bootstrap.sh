@@ -2,10 +2,10 @@
 # Sourced by the tools/ entry points. Makes the project's Python environment exist,
 # idempotently: .venv with the pinned Python dependencies listed in pyproject.toml and the
 # project itself installed editable (redone only when pyproject.toml, the constraints file or
-# this bootstrap change), and the contracts' Python modules. The Debian packages of each job are not named
-# here: each command installs its own (parsec_demo/cli/debian.py); only Python itself, needed
-# before any of that can run, is installed from here. Progress goes to stderr so that command
-# output stays clean.
+# this bootstrap change), and the contracts' Python modules. The Debian packages of each job
+# are not named here: each command installs its own (parsec_demo/cli/debian.py); only Python
+# itself, needed before any of that can run, is installed from here. Progress goes to stderr so
+# that command output stays clean.
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$PROJECT_ROOT/.venv"
@@ -56,7 +56,7 @@ _find_python() {
 ensure_venv() {
     local stamp want owner extras="tools" have
     [ "${1:-}" = dev ] && extras="tools,dev"
-    # What the venv is made from: the dependencies, their pins, and how this bootstrap installs them.
+    # What the venv is made from: the dependencies, their pins, and how this file installs them.
     want="$(cat "$PROJECT_ROOT/pyproject.toml" "$PROJECT_ROOT/tools/constraints.txt" \
         "$PROJECT_ROOT/tools/lib/bootstrap.sh" | sha256sum | cut -d' ' -f1)"
     stamp="$VENV/.parsec-demo-deps"
@@ -109,8 +109,8 @@ _install_dependencies() {
     cache="$(PYTHONPATH="$PROJECT_ROOT/host" "$VENV/bin/python" -c \
         'from parsec_demo.paths import cache_root; print(cache_root() / "wheels")')" \
         && mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=""
-    # --no-compile: modules are byte-compiled when first imported, not all of them up front.
     rm -f "$VENV/.parsec-demo-wheels"
+    # --no-compile: modules are byte-compiled when first imported, not all of them up front.
     if [ -z "$cache" ]; then
         "${pip[@]}" install --no-compile "${pinned[@]}" >&2 || die "pip install failed (see above)"
         return 0
