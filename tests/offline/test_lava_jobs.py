@@ -166,6 +166,9 @@ def test_the_qemu_job_starts_the_rse_model_before_the_boot_and_records_its_conso
         "-chardev socket,id=rse,path=/run/lava-rse/rse.sock,reconnect=1" in context["extra_options"]
     )
     assert "-device virtserialport,bus=vser0.0,chardev=rse,name=rse" in context["extra_options"]
+    assert "-smp 2" in context["extra_options"], "the qemuboot.conf's QB_SMP"
+    fewer = _job("qemu", qemuboot, tmp_path, "qemu_cpus=1")["context"]["extra_options"]
+    assert "-smp 1" in fewer and "-smp 2" not in fewer, "the farm's qemu_cpus"
     images = _action(job, "deploy")["images"]
     assert images["kernel"]["image_arg"] == (
         "-kernel {kernel} -append 'root=/dev/vda rw console=ttyAMA0 ip=dhcp'"
@@ -268,6 +271,13 @@ def test_a_user_mistake_is_one_line(fvpconf: Path, tmp_path: Path) -> None:
         assert result.returncode == 1, result
         (line,) = result.stderr.splitlines()
         assert line.startswith("parsec-demo lava job: ") and expected in line, line
+    # lava run says so before it builds or installs anything.
+    result = subprocess.run(
+        python_command("lava", "run", "--set", "qemu_cpu=1"), capture_output=True, text=True
+    )
+    assert result.returncode == 1, result
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("parsec-demo lava run: --set: unknown setting qemu_cpu"), line
 
 
 # --- a job's results -------------------------------------------------------------------------

@@ -52,8 +52,10 @@ rendered as lava-server renders it for a job (--job: with that job's context var
 
 RUN = """Run the dev image's QEMU job end to end on this machine with LAVA's own dispatcher
 (lava-run, in a Debian root of its own made once with mmdebstrap; needs root) and the device
-lava/devices/local-qemu.jinja2. The validation's reports of LAVA's results go to the run
-directory's report/; exit status 1 if a case failed."""
+lava/devices/local-qemu.jinja2. The job is 'lava job qemu' of the image's qemuboot.conf, with
+the farm settings given by --set (qemu_cpus=1: a one-vCPU guest, for a busy machine). The
+validation's reports of LAVA's results go to the run directory's report/; exit status 1 if a
+case failed."""
 
 RESULTS = """Turn a LAVA job's results (lavacli results ID --yaml) into the validation's reports:
 testresults.json, junit.xml and report.html, one case per LAVA test case (LAVA's own actions
@@ -119,13 +121,25 @@ def setup_parser(parser: argparse.ArgumentParser) -> None:
         actions,
         "run",
         "run the dev image's job here with lava-run",
-        ["", "--image ~/.cache/parsec-demo/images/amd64-... --run-dir runs/lava"],
+        [
+            "",
+            "--image ~/.cache/parsec-demo/images/amd64-... --run-dir runs/lava",
+            "--set qemu_cpus=1",
+        ],
         RUN,
     )
     local.add_argument(
         "--image", type=Path, help="a dev image directory (default: this checkout's)"
     )
     local.add_argument("--run-dir", type=Path, help="where the logs go (default: a new runs/ dir)")
+    local.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a farm setting of the job (repeatable), as for 'lava job'",
+    )
     results = add_command(
         actions,
         "results",
@@ -197,11 +211,12 @@ def _run_locally(args: argparse.Namespace) -> int:
     from ..lava import local_run
     from ..paths import new_run_dir
 
+    jobs.FarmSettings.load(None, args.overrides)  # a wrong setting, before any work
     debian.ensure(debian.image("amd64"))
     image = args.image or build_image("amd64")
     run_dir = args.run_dir or new_run_dir("lava-run")
     run_dir.mkdir(parents=True, exist_ok=True)
-    written, report = local_run.run(image, run_dir)
+    written, report = local_run.run(image, run_dir, args.overrides)
     print(summary_line(written))
     for line in skipped_lines(written):
         print(line)

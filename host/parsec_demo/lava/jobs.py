@@ -76,6 +76,10 @@ class FarmSettings:
     rse_socket: str = "/run/parsec-demo-lava/rse.sock"
     rse_start_command: str = "parsec_demo_rse_start"
     rse_evidence_command: str = "parsec_demo_rse_console"
+    #: QEMU: the guest's vCPUs (0: the qemuboot.conf's QB_SMP). Under TCG each vCPU is a busy
+    #: host thread: on a worker that runs several jobs, more vCPUs than the cores a job gets
+    #: cost CPU (the guest spins on its own locks) rather than time.
+    qemu_cpus: int = 0
 
     @classmethod
     def load(cls, path: Path | None = None, overrides: list[str] | None = None) -> FarmSettings:
@@ -347,7 +351,10 @@ def qemu_job(qemuboot: Path, settings: FarmSettings) -> dict[str, Any]:
         # Arm virt machine) or no driver for it (the dev image).
         "guestfs_interface": "virtio",
         "memory": config.memory_mb,
-        "extra_options": [f"-smp {config.smp}", *(shlex.join(pair) for pair in rse)],
+        "extra_options": [
+            f"-smp {settings.qemu_cpus or config.smp}",
+            *(shlex.join(pair) for pair in rse),
+        ],
     }
     for pair in _pairs(config.machine + config.cpu):
         if len(pair) == 2 and pair[0] in ("-machine", "-cpu"):

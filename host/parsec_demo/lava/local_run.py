@@ -138,13 +138,19 @@ def interpreter_binds(root: Path) -> list[Path]:
     return []
 
 
-def run(image: Path, run_dir: Path) -> tuple[list[Any], Path]:
-    """The dev image in ``image`` through LAVA's dispatcher; its results and report dir."""
+def run(image: Path, run_dir: Path, overrides: list[str] | None = None) -> tuple[list[Any], Path]:
+    """The dev image in ``image`` through LAVA's dispatcher, the job with the farm settings
+    ``overrides`` (``NAME=VALUE``); its results and report dir."""
     qemuboot = next(image.glob("*.qemuboot.conf"), None)
     if qemuboot is None:
         raise LocalRunError(f"{image} has no qemuboot.conf (parsec-demo image build writes one)")
     settings = jobs.FarmSettings.load(
-        None, [f"images_url=file://{image.resolve()}", f"testdef_repository={project_root()}"]
+        None,
+        [
+            f"images_url=file://{image.resolve()}",
+            f"testdef_repository={project_root()}",
+            *(overrides or []),
+        ],
     )
     job = jobs.qemu_job(qemuboot, settings)
     job_file = run_dir / "job.yaml"
