@@ -119,27 +119,24 @@ _install_dependencies() {
              "$VENV/bin/python" -c 'import sys, sysconfig
 print(sys.implementation.cache_tag, sysconfig.get_platform())'; } | sha256sum | cut -c1-16)"
     wheels="$cache/$key"
-    if [ -d "$wheels" ] && "${pip[@]}" install --no-compile --no-index --find-links "$wheels" \
-            "${pinned[@]}" >&2 2>/dev/null; then
-        touch "$wheels"  # its last use: the three kept are the three used last
-        echo "$wheels" > "$VENV/.parsec-demo-wheels"
-        return 0
+    local from_wheels=(install --no-compile --no-index --find-links "$wheels" "${pinned[@]}")
+    if ! { [ -d "$wheels" ] && "${pip[@]}" "${from_wheels[@]}" >&2 2>/dev/null; }; then
+        if [ -d "$wheels" ]; then
+            say "the wheelhouse $wheels lacks wheels: making it again"
+            rm -rf "$wheels"
+        fi
+        say "downloading the wheels into $wheels (once for this set of dependencies)"
+        partial="$(mktemp -d "$cache/.partial.XXXXXX")"
+        "${pip[@]}" wheel -w "$partial" "${pinned[@]}" >&2 \
+            || { rm -rf "$partial"; die "pip wheel failed (see above)"; }
+        # Another checkout may have finished the same wheelhouse meanwhile: either one will do.
+        mv -T "$partial" "$wheels" 2>/dev/null || rm -rf "$partial"
+        find "$cache" -mindepth 1 -maxdepth 1 -name '.partial.*' -mmin +120 -exec rm -rf {} +
+        "${pip[@]}" "${from_wheels[@]}" >&2 || die "pip install from $wheels failed (see above)"
     fi
-    if [ -d "$wheels" ]; then
-        say "the wheelhouse $wheels lacks wheels: making it again"
-        rm -rf "$wheels"
-    fi
-    say "downloading the wheels into $wheels (once for this set of dependencies)"
-    partial="$(mktemp -d "$cache/.partial.XXXXXX")"
-    "${pip[@]}" wheel -w "$partial" "${pinned[@]}" >&2 \
-        || { rm -rf "$partial"; die "pip wheel failed (see above)"; }
-    # Another checkout may have finished the same wheelhouse meanwhile: either one will do.
-    mv -T "$partial" "$wheels" 2>/dev/null || rm -rf "$partial"
+    touch "$wheels"  # its last use: the three kept are the three used last
     find "$cache" -mindepth 1 -maxdepth 1 -name '[0-9a-f]*' -printf '%T@ %p\n' | sort -rn \
         | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
-    find "$cache" -mindepth 1 -maxdepth 1 -name '.partial.*' -mmin +120 -exec rm -rf {} +
-    "${pip[@]}" install --no-compile --no-index --find-links "$wheels" "${pinned[@]}" >&2 \
-        || die "pip install from $wheels failed (see above)"
     echo "$wheels" > "$VENV/.parsec-demo-wheels"
 }
 
