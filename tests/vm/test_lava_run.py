@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from support.suite_machine import SUITE_VCPUS
 from support.toolkit_cli import python_command
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
@@ -27,8 +28,10 @@ CASES = [
 def test_the_dev_image_job_passes_under_lava_s_own_dispatcher(tmp_path: Path) -> None:
     run_dir = tmp_path / "lava-run"
     result = subprocess.run(
-        # One vCPU, as the suite's other machines (support/suite_machine.py).
-        python_command("lava", "run", "--run-dir", str(run_dir), "--set", "qemu_cpus=1"),
+        # The vCPUs of the suite's other machines.
+        python_command(
+            "lava", "run", "--run-dir", str(run_dir), "--set", f"qemu_cpus={SUITE_VCPUS}"
+        ),
         capture_output=True, text=True, timeout=1700,
     )  # fmt: skip
     log = run_dir / "lava-run.log"
@@ -42,7 +45,7 @@ def test_the_dev_image_job_passes_under_lava_s_own_dispatcher(tmp_path: Path) ->
     # The RSE evidence: the model's console, printed into the job by the device's user
     # command, shows the handshake's signature checks served by the model.
     text = log.read_text()
-    assert re.search(r"qemu-system-x86_64 .*-smp 1 ", text), "the job's qemu_cpus"
+    assert re.search(rf"qemu-system-x86_64 .*-smp {SUITE_VCPUS} ", text), "the job's qemu_cpus"
     assert "Running user command 'parsec_demo_rse_console'" in text
     assert "[Crypto] psa_verify_hash: key 0x" in text and "-> PSA_SUCCESS" in text
     assert "Job finished correctly" in text
