@@ -22,31 +22,45 @@ from parsec_service.rse_link.client import RseClient
 from parsec_service.server import ParsecServer, ParsecService, configure_logging
 from support.running import RunningParsec, RunningRse, start_in_thread
 
-#: The test modules that run on the session's dev VM (tests/vm/conftest.py): pytest-xdist gives
-#: them to one worker, which boots that VM once for all of them.
-DEV_VM_MODULES = ("tests/vm/test_dev_vm.py", "tests/vm/test_validation.py")
-
-
-DEV_VM = "the dev VM"
+#: Test modules one worker runs one after another, by the name of their chain:
+#: - the dev VM's modules: that worker boots the session's dev VM once for all of them
+#:   (tests/vm/conftest.py);
+#: - the LAVA run, then the hostile-neighbour tests, which measure the Parsec service's latency
+#:   while it is attacked: beside them runs at most one emulated machine (the dev VM), never the
+#:   LAVA run's guest and its libguestfs appliance as well.
+WORKER_CHAINS = {
+    "the dev VM": ("tests/vm/test_dev_vm.py", "tests/vm/test_validation.py"),
+    "the LAVA run, then the latency measures": (
+        "tests/vm/test_lava_run.py",
+        "tests/integration/test_hostile_neighbours.py",
+    ),
+}
 #: The work that takes minutes, longest first (``--durations``): collected first and handed out
 #: in that order, so that the suite ends on short modules and no core idles while another
 #: finishes a long one. Each Debian root is a unit of its own (they share nothing).
-LONG_WORK = (*DEV_VM_MODULES, "tests/packaging/test_debian_roots.py", "tests/vm/test_lava_run.py")
+LONG_WORK = (
+    *WORKER_CHAINS["the dev VM"],
+    "tests/packaging/test_debian_roots.py",
+    "tests/vm/test_lava_run.py",
+)
 SCOPE_PER_TEST = ("tests/packaging/test_debian_roots.py",)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadscope`` (./tools/test): each test module on one worker, the dev VM's modules
-    all on the same one, in the order of collection (the long work first)."""
+    """``--dist loadscope`` (./tools/test): each test module on one worker, the modules of a
+    chain (``WORKER_CHAINS``) all on the same one, in the order of collection (the long work
+    first)."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
+    chain_of = {module: name for name, modules in WORKER_CHAINS.items() for module in modules}
+
     class LongWorkFirst(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             scope: str = super()._split_scope(nodeid)
-            if scope in DEV_VM_MODULES:
-                return DEV_VM
+            if scope in chain_of:
+                return chain_of[scope]
             return nodeid if scope in SCOPE_PER_TEST else scope
 
     config.option.loadscopereorder = False
