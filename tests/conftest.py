@@ -35,13 +35,23 @@ WORKER_CHAINS = {
         "tests/integration/test_hostile_neighbours.py",
     ),
 }
-#: The work that takes minutes, longest first (``--durations``): collected first and handed out
-#: in that order, so that the suite ends on short modules and no core idles while another
-#: finishes a long one. Each Debian root is a unit of its own (they share nothing).
+#: The work handed out first, longest first (``--durations``), so that the suite ends on short
+#: modules and no core idles while another finishes a long one: the work of minutes (each Debian
+#: root is a unit of its own: they share nothing), then the modules of ten seconds or more.
 LONG_WORK = (
     *WORKER_CHAINS["the dev VM"],
     "tests/packaging/test_debian_roots.py",
     "tests/vm/test_lava_run.py",
+    "tests/integration/test_parsec_process.py",
+    "tests/offline/test_ci_pipelines.py",
+    "tests/integration/test_parsec_concurrency.py",
+    "tests/unit/test_ssh_target.py",
+    "tests/offline/test_lava_jobs.py",
+    "tests/packaging/test_bootstrap.py",
+    "tests/unit/test_banner_wait.py",
+    "tests/integration/test_tls13_and_mutual_tls.py",
+    "tests/packaging/test_pip_install.py",
+    "tests/integration/test_tls_host.py",
 )
 SCOPE_PER_TEST = ("tests/packaging/test_debian_roots.py",)
 
