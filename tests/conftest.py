@@ -26,8 +26,9 @@ from support.running import RunningParsec, RunningRse, start_in_thread
 #: - the dev VM's modules: that worker boots the session's dev VM once for all of them
 #:   (tests/vm/conftest.py);
 #: - the LAVA run, then the hostile-neighbour tests, which measure the Parsec service's latency
-#:   while it is attacked: beside them runs at most one emulated machine (the dev VM), never the
-#:   LAVA run's guest and its libguestfs appliance as well.
+#:   while it is attacked: they never share the machine with the LAVA run's guest and its
+#:   libguestfs appliance (with those and a second machine booting beside the dev VM, root's
+#:   pings stalled past the tests' bound).
 WORKER_CHAINS = {
     "the dev VM": ("tests/vm/test_dev_vm.py", "tests/vm/test_validation.py"),
     "the LAVA run, then the latency measures": (
